@@ -1,0 +1,32 @@
+"""Python packaging for a venv without a ROS install (``scripts/setup.sh``).
+
+colcon builds this repository with CMakeLists.txt (ament_cmake), which also
+installs the Python packages; this file serves ``pip install -e .`` only.
+Node executables come from scripts/nodes.txt, shared with CMakeLists.txt.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def _node_scripts() -> list[str]:
+    lines = (HERE / "scripts" / "nodes.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+TOOLS = [
+    "tracevla-bench=tracevla_ros.tools.bench:main",
+]
+
+setup(
+    # Not "tracevla_ros": that distribution name belongs to the colcon-built
+    # interfaces in the same venv, which pip would otherwise uninstall.
+    name="tracevla-stack",
+    version="0.1.0",
+    packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*"]),
+    python_requires=">=3.10,<3.14",
+    entry_points={"console_scripts": _node_scripts() + TOOLS},
+)

@@ -1,0 +1,9 @@
+"""Benchmarks behind ``tracevla-bench <name>``; each prints one JSON object.
+
+A benchmark is a module here with ``main(argv: list[str]) -> dict``; add it to
+``BENCHMARKS`` below.
+"""
+
+BENCHMARKS: dict[str, str] = {
+    # name: module (relative to tracevla_ros.bench)
+}

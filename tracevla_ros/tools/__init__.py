@@ -1,0 +1,2 @@
+"""Offline command-line tools (console scripts). None of them imports rclpy
+unless it runs nodes (tracevla-demo)."""
