@@ -26,3 +26,31 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def standin_env(repo_root: pathlib.Path) -> dict[str, str]:
+    """Environment for a subprocess that may import the TEST-ONLY stand-in
+    interfaces (interbotix_xs_msgs, control_msgs, franka_msgs; see
+    test/standin_interfaces/README.md). Builds them once (incremental)."""
+    import subprocess
+    import sys
+
+    install = repo_root / "build" / "standin_interfaces" / "install"
+    src = repo_root / "test" / "standin_interfaces"
+    newest_src = max(p.stat().st_mtime for p in src.rglob("*") if p.is_file())
+    marker = install / "share" / "franka_msgs" / "package.xml"
+    if not marker.exists() or marker.stat().st_mtime < newest_src:
+        r = subprocess.run(["bash", str(src / "build.sh")], capture_output=True, text=True,
+                           timeout=900)
+        if r.returncode != 0:
+            pytest.fail(f"building the stand-in interfaces failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        marker.touch()
+    site = next((install / "lib").glob("python3*/site-packages"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        filter(None, [str(install / "lib"), str(pathlib.Path(sys.prefix) / "lib"),
+                      env.get("LD_LIBRARY_PATH", "")]))
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(install), sys.prefix])
+    return env
