@@ -1,0 +1,139 @@
+"""policy_node: pairs each camera frame with its trace and overlay, runs the
+policy at the control rate in a worker thread, publishes PolicyAction.
+
+Subscribes: image (sensor_msgs/Image), trace (VisualTrace), image_trace
+(overlay Image), instruction (std_msgs/String, transient local), joint_states.
+Publishes:  action (PolicyAction). Nothing is published without an instruction,
+for stale inputs, or when the policy fails (one log line says why).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from tracevla_ros.msg import PolicyAction, VisualTrace
+from tracevla_ros.nodes.common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    declare_config,
+    run_node,
+    sec_to_stamp,
+    stamp_to_sec,
+)
+from tracevla_ros.policy.base import Observation, Policy, PolicyError, validate_chunk
+from tracevla_ros.policy.config import PolicyNodeConfig
+from tracevla_ros.policy.pairing import ObservationPairer, TraceInfo
+from tracevla_ros.policy.registry import make_policy
+from tracevla_ros.ros_image import ImageEncodingError, image_to_numpy
+
+
+class PolicyNode(Node):
+    def __init__(self, policy: Policy | None = None, **kwargs: object) -> None:
+        super().__init__("policy_node", **kwargs)  # type: ignore[arg-type]
+        self.cfg = declare_config(self, PolicyNodeConfig)
+        self._policy: Policy = policy if policy is not None else make_policy(self.cfg)
+        self._pairer = ObservationPairer(require_trace=self.cfg.use_trace,
+                                         tolerance_s=self.cfg.pairing_tolerance_s)
+        self._instruction = self.cfg.instruction.strip()
+        self._proprio = np.zeros(0, np.float32)
+        self._stop = threading.Event()
+        self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
+        self.create_subscription(Image, "image_trace", self._on_image_trace, SENSOR_QOS)
+        self.create_subscription(VisualTrace, "trace", self._on_trace, RELIABLE_QOS)
+        self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS)
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, SENSOR_QOS)
+        self._pub = self.create_publisher(PolicyAction, "action", RELIABLE_QOS)
+        self.published = 0
+        self._worker = threading.Thread(target=self._run, name="policy_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"policy '{self._policy.name}' at {self.cfg.control_rate_hz} Hz, "
+                               f"trace {'on' if self.cfg.use_trace else 'off'}")
+
+    # --- callbacks: O(1), keep the latest -----------------------------------
+    def _on_image(self, msg: Image) -> None:
+        try:
+            self._pairer.add_image(stamp_to_sec(msg.header.stamp), image_to_numpy(msg, "rgb8"))
+        except ImageEncodingError as exc:
+            self.get_logger().error(f"image dropped: {exc}", throttle_duration_sec=5.0)
+
+    def _on_image_trace(self, msg: Image) -> None:
+        try:
+            self._pairer.add_overlay(stamp_to_sec(msg.header.stamp), image_to_numpy(msg, "rgb8"))
+        except ImageEncodingError as exc:
+            self.get_logger().error(f"overlay dropped: {exc}", throttle_duration_sec=5.0)
+
+    def _on_trace(self, msg: VisualTrace) -> None:
+        self._pairer.add_trace(TraceInfo(stamp_to_sec(msg.header.stamp), bool(msg.valid)))
+
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data.strip()
+        if not text:
+            self.get_logger().error("empty instruction received: holding (no actions) until a "
+                                    "non-empty one arrives")
+        elif text != self._instruction:
+            self.get_logger().info(f"instruction: '{text}'")
+            self._policy.reset()
+        self._instruction = text
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        self._proprio = np.asarray(msg.position, dtype=np.float32)
+
+    # --- worker ---------------------------------------------------------------
+    def _run(self) -> None:
+        period = 1.0 / self.cfg.control_rate_hz
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            next_t += period
+            self._step()
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def _step(self) -> None:
+        log = self.get_logger()
+        if not self._instruction:
+            log.warn("no instruction yet: publishing nothing", throttle_duration_sec=10.0)
+            return
+        paired = self._pairer.latest()
+        if paired is None:
+            return
+        t0 = time.monotonic()
+        now = self.get_clock().now().nanoseconds * 1e-9
+        age = now - paired.stamp
+        if age > self.cfg.max_input_age_s:
+            log.warn(f"observation is {age:.2f} s old (> max_input_age_s "
+                     f"{self.cfg.max_input_age_s} s): no action", throttle_duration_sec=2.0)
+            return
+        try:
+            obs = Observation(image=paired.image, overlay=paired.overlay,
+                              instruction=self._instruction, proprio=self._proprio,
+                              stamp=paired.stamp)
+            chunk = validate_chunk(self._policy.infer(obs))
+        except PolicyError as exc:
+            log.error(f"policy '{self._policy.name}' gave no usable action: {exc}",
+                      throttle_duration_sec=2.0)
+            return
+        msg = PolicyAction(action_space=chunk.action_space,
+                           chunk_length=int(chunk.values.shape[0]),
+                           action_dim=int(chunk.values.shape[1]),
+                           values=chunk.values.ravel().tolist(), trace_used=chunk.trace_used,
+                           inference_latency_s=float(time.monotonic() - t0),
+                           policy_name=self._policy.name)
+        msg.header.stamp = sec_to_stamp(paired.stamp)
+        msg.header.frame_id = self.cfg.base_frame
+        self._pub.publish(msg)
+        self.published += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=2.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PolicyNode, args)
