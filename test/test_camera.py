@@ -110,7 +110,7 @@ def test_usb_char_device_that_is_not_a_camera() -> None:
 # -- video ------------------------------------------------------------------------------
 def _write_video(path: Path, frames: list[np.ndarray], fps: float = 20.0) -> None:
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     assert writer.isOpened()
     for f in frames:
         writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
@@ -157,8 +157,8 @@ def test_video_missing_and_corrupt(tmp_path: Path) -> None:
 # -- folder -----------------------------------------------------------------------------
 def test_folder_sorted_loop_and_exact_pixels(tmp_path: Path) -> None:
     frames = _frames(3)
-    for i, f in enumerate(frames):  # written out of order: reading must sort by name
-        cv2.imwrite(str(tmp_path / f"img_{2 - i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    for i, img in enumerate(frames):  # written out of order: reading must sort by name
+        cv2.imwrite(str(tmp_path / f"img_{2 - i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     (tmp_path / "notes.txt").write_text("ignored")
     cfg = CameraConfig(backend="folder", path=str(tmp_path), realtime=False, loop=True,
                        intrinsics=(100.0, 100.0, 31.5, 23.5), width=64, height=48)
@@ -193,8 +193,8 @@ def test_read_latest_before_read_and_stale(tmp_path: Path) -> None:
     with cam:
         with pytest.raises(NoFrameError, match="no frame read yet"):
             cam.read_latest()
-        f = cam.read()
-        assert cam.read_latest(max_age_s=60.0) is f
+        frame = cam.read()
+        assert cam.read_latest(max_age_s=60.0) is frame
         time.sleep(0.02)
         with pytest.raises(NoFrameError, match="old"):
             cam.read_latest(max_age_s=0.001)
@@ -237,3 +237,12 @@ def test_sim_adapter_rgb_depth_intrinsics() -> None:
             cam.read()
     with pytest.raises(TypeError, match="render"):
         SimCamera(object())
+
+
+@pytest.mark.parametrize("robot", ["widowx", "fr3"])
+def test_robot_yaml_camera_section_is_valid(robot: str, repo_root: Path) -> None:
+    from tracevla_ros.config import load_node_config
+
+    cfg = load_node_config(CameraConfig, repo_root / "config" / f"{robot}.yaml", "camera_node")
+    assert cfg.frame_id == "camera_color_optical_frame"
+    assert cfg.backend == {"widowx": "usb", "fr3": "realsense"}[robot]

@@ -20,7 +20,7 @@ from tracevla_ros.ros_image import (
 )
 
 rng = np.random.default_rng(0)
-ARRAYS = {
+ARRAYS: dict[str, np.ndarray] = {
     "rgb8": rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),
     "bgr8": rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),
     "mono8": rng.integers(0, 256, (5, 7), dtype=np.uint8),

@@ -28,7 +28,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+CamT = TypeVar("CamT", bound="Camera")
 
 
 class CameraError(RuntimeError):
@@ -237,7 +238,7 @@ class Camera(ABC):
             self._close()
             log.info("camera %s disconnected", self.description)
 
-    def __enter__(self) -> "Camera":
+    def __enter__(self: CamT) -> CamT:
         self.connect()
         return self
 

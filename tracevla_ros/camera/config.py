@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 
 from tracevla_ros.config import check, param
+
+if TYPE_CHECKING:
+    from tracevla_ros.camera.base import CameraIntrinsics
 
 __all__ = ["CameraConfig", "DEPTH_ENCODINGS", "config_intrinsics"]
 
@@ -93,7 +97,7 @@ def config_intrinsics(cfg: CameraConfig, width: int, height: int) -> "CameraIntr
 
     None when the config has no intrinsics (uncalibrated).
     """
-    from tracevla_ros.camera.base import CameraIntrinsics
+    from tracevla_ros.camera.base import CameraIntrinsics  # noqa: F811  (runtime import)
 
     if not cfg.intrinsics:
         return None

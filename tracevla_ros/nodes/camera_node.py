@@ -25,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from tracevla_ros.camera import (
+    Camera,
     CameraConfig,
     CameraError,
     EndOfStreamError,
@@ -39,10 +40,11 @@ from tracevla_ros.ros_image import camera_info_msg, numpy_to_image
 class CameraNode(Node):
     """Thin adapter: CameraConfig -> Camera backend -> Image/CameraInfo publishers."""
 
-    def __init__(self, **node_kwargs: Any) -> None:
+    def __init__(self, camera: Camera | None = None, **node_kwargs: Any) -> None:
+        """``camera``: an in-process source (e.g. ``SimCamera(sim)``) instead of ``backend``."""
         super().__init__("camera_node", **node_kwargs)
         self.cfg = declare_config(self, CameraConfig)
-        self._camera = make_camera(self.cfg)
+        self._camera = camera if camera is not None else make_camera(self.cfg)
         self._camera.connect()  # CameraError -> run_node: one error line, exit 2
         self._pub_image = self.create_publisher(Image, "image_raw", SENSOR_QOS)
         self._pub_info = self.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
