@@ -16,6 +16,7 @@ from tracevla_ros.camera import (
     CameraIntrinsics,
     CameraNotFoundError,
     CameraOpenError,
+    CameraTimeoutError,
     EndOfStreamError,
     NoFrameError,
     available_backends,
@@ -105,6 +106,73 @@ def test_usb_char_device_that_is_not_a_camera() -> None:
     with pytest.raises(CameraError, match="/dev/null"):
         UsbCamera(device="/dev/null", open_timeout_s=3.0).connect()
     assert time.monotonic() - t0 < 4.0
+
+
+class _FakeCapture:
+    """cv2.VideoCapture stand-in: BGR frames of a fixed size, optional slow open."""
+
+    open_delay_s = 0.0
+    opened = True
+
+    def __init__(self, path: str, api: int) -> None:
+        time.sleep(self.open_delay_s)
+        self.path, self.api, self.props, self.released = path, api, {}, False
+
+    def isOpened(self) -> bool:
+        return self.opened
+
+    def set(self, prop: int, value: float) -> bool:
+        self.props[prop] = value
+        return True
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_FRAME_WIDTH: 32.0, cv2.CAP_PROP_FRAME_HEIGHT: 24.0}.get(prop, 0.0)
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        bgr = np.zeros((24, 32, 3), np.uint8)
+        bgr[..., 0] = 255  # blue in BGR
+        return True, bgr
+
+    def release(self) -> None:
+        self.released = True
+
+
+def _fake_v4l2(monkeypatch: pytest.MonkeyPatch, cls: type) -> None:
+    import tracevla_ros.camera.usb as usb
+
+    monkeypatch.setattr(usb, "resolve_device", lambda device: "/dev/video42")
+    monkeypatch.setattr(usb.cv2, "VideoCapture", cls)
+
+
+def test_usb_reads_rgb_through_v4l2(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_v4l2(monkeypatch, _FakeCapture)
+    cfg = CameraConfig(backend="usb", device="42", width=64, height=48, fps=15.0,
+                       intrinsics=(60.0, 60.0, 31.5, 23.5))
+    with make_camera(cfg) as cam:
+        cap = cam._cap  # type: ignore[attr-defined]
+        assert cap.api == cv2.CAP_V4L2 and cap.props[cv2.CAP_PROP_FPS] == 15.0
+        f = cam.read()
+    assert cap.released
+    assert f.rgb.shape == (24, 32, 3) and f.rgb[0, 0].tolist() == [0, 0, 255]  # BGR -> RGB
+    # intrinsics given at 64x48 are rescaled to the 32x24 the device really delivers
+    assert f.intrinsics == CameraIntrinsics(32, 24, 30.0, 30.0, 15.5, 11.5)
+
+
+def test_usb_open_is_time_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Slow(_FakeCapture):
+        open_delay_s = 3.0
+
+    class Refused(_FakeCapture):
+        opened = False
+
+    _fake_v4l2(monkeypatch, Slow)
+    t0 = time.monotonic()
+    with pytest.raises(CameraTimeoutError, match="/dev/video42: opening took longer than 0.2 s"):
+        UsbCamera(device="42", open_timeout_s=0.2).connect()
+    assert time.monotonic() - t0 < 2.0
+    _fake_v4l2(monkeypatch, Refused)
+    with pytest.raises(CameraOpenError, match="V4L2 could not open it"):
+        UsbCamera(device="42").connect()
 
 
 # -- video ------------------------------------------------------------------------------

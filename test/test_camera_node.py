@@ -145,3 +145,29 @@ def test_missing_device_exits_2_with_one_error_line(tmp_path: Path) -> None:
     r = _run_node("-p", "backend:=folder", "-p", f"path:={tmp_path / 'empty'}")
     assert r.returncode == 2
     assert "holds no" in r.stderr and str(tmp_path / "empty") in r.stderr
+
+
+class _FlakySim(_Sim):
+    """Fails reads 3..5 (an unplugged cable), then works again."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def render(self) -> np.ndarray:
+        from tracevla_ros.camera import CameraError
+
+        self.calls += 1
+        if 3 <= self.calls <= 5:
+            raise CameraError("sim camera unplugged")
+        return super().render()
+
+
+def test_read_errors_reconnect_and_keep_publishing(capfd: pytest.CaptureFixture[str]) -> None:
+    sim = _FlakySim()
+    got = _collect({"reconnect_period_s": 0.02}, {"image_raw": Image},
+                   lambda g: len(g["image_raw"]) >= 6, camera=SimCamera(sim, with_depth=False, fps=50.0))
+    assert len(got["image_raw"]) >= 6
+    assert sim.calls >= 8  # reads went on after the failures
+    err = capfd.readouterr().err
+    assert err.count("sim camera unplugged") == 1, err  # one line per outage, not per retry
+    assert err.count("recovered") == 1, err

@@ -88,10 +88,14 @@ class UsbCamera(Camera):
     def _open(self) -> None:
         self._path = resolve_device(self.device)
         result: dict[str, Any] = {}
+        abandoned = threading.Event()
 
         def open_it() -> None:
             try:
                 cap = cv2.VideoCapture(self._path, cv2.CAP_V4L2)
+                if abandoned.is_set():  # the caller timed out: do not leak the device
+                    cap.release()
+                    return
                 if cap.isOpened():
                     cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
                     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -106,6 +110,7 @@ class UsbCamera(Camera):
         worker.start()
         worker.join(self.open_timeout_s)
         if worker.is_alive():
+            abandoned.set()
             raise CameraTimeoutError(f"usb camera {self._path}: opening took longer than "
                                      f"{self.open_timeout_s} s; {_CHECK}")
         if "error" in result:

@@ -62,24 +62,25 @@ class CameraNode(Node):
 
     # -- capture thread ------------------------------------------------------------
     def _capture_loop(self) -> None:
-        failing = False
+        failing = False  # one error line per outage, one info line when frames flow again
         while not self._stop.is_set():
             try:
                 if not self._camera.is_connected:
                     self._camera.connect()
-                    self.get_logger().info(f"camera {self._camera.description} reopened")
-                    failing = False
                 frame = self._camera.read()
             except EndOfStreamError as exc:
                 self.get_logger().info(f"{exc}; no more frames")
                 return
             except CameraError as exc:
-                if not failing:  # one line per outage, not one per retry
+                if not failing:
                     self.get_logger().error(f"{exc}; retrying every {self.cfg.reconnect_period_s} s")
                     failing = True
                 self._camera.disconnect()
                 self._stop.wait(self.cfg.reconnect_period_s)
                 continue
+            if failing:
+                self.get_logger().info(f"camera {self._camera.description} recovered")
+                failing = False
             self._publish(frame)
 
     def _publish(self, frame: Frame) -> None:
