@@ -88,8 +88,13 @@ def sec_to_stamp(t: float) -> Any:
     return Time(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Standard ``main()``: init, spin, clean shutdown on Ctrl-C; config errors exit 2."""
+def run_node(factory: Callable[[], Node], args: list[str] | None = None,
+             fatal: tuple[type[Exception], ...] = (), logger_name: str = "tracevla_ros") -> int:
+    """Standard ``main()``: init, spin, clean shutdown on Ctrl-C; config errors exit 2.
+
+    ``fatal``: further exception types (e.g. a device that cannot be opened)
+    that also exit 2, logged as one error line under ``logger_name``.
+    """
     rclpy.init(args=args if args is not None else sys.argv)
     node: Node | None = None
     try:
@@ -100,6 +105,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"[{getattr(node, 'get_name', lambda: 'tracevla_ros')()}] configuration error: {exc}",
               file=sys.stderr)
+        return 2
+    except fatal as exc:
+        rclpy.logging.get_logger(node.get_name() if node is not None else logger_name).error(
+            f"{type(exc).__name__}: {exc}")
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
