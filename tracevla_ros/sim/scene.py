@@ -67,7 +67,7 @@ LAYOUTS: dict[str, WorldLayout] = {
         table_half=(0.55, 0.60),
         workspace_center=(0.50, 0.0),
         workspace_half=(0.10, 0.15),
-        camera=CameraSpec(name="scene_cam", pos=(1.05, -0.55, 0.75), lookat=(0.38, 0.0, 0.12),
+        camera=CameraSpec(name="scene_cam", pos=(1.20, -0.60, 0.90), lookat=(0.40, 0.0, 0.15),
                           fovy=50.0, width=256, height=256, depth=True,
                           frame_id="camera_color_optical_frame"),
     ),
