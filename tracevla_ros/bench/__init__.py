@@ -7,4 +7,6 @@ A benchmark is a module here with ``main(argv: list[str]) -> dict``; add it to
 BENCHMARKS: dict[str, str] = {
     # name: module (relative to tracevla_ros.bench)
     "ik": "ik",
+    "experts": "experts",
+    "sim": "sim",
 }
