@@ -31,7 +31,7 @@ from tracevla_ros.policy.base import Observation, Policy, PolicyError, validate_
 from tracevla_ros.policy.config import PolicyNodeConfig
 from tracevla_ros.policy.pairing import ObservationPairer, TraceInfo
 from tracevla_ros.policy.registry import make_policy
-from tracevla_ros.ros_image import ImageEncodingError, image_to_numpy
+from tracevla_ros.ros_image import ImageConversionError, image_to_rgb
 
 
 class PolicyNode(Node):
@@ -59,14 +59,14 @@ class PolicyNode(Node):
     # --- callbacks: O(1), keep the latest -----------------------------------
     def _on_image(self, msg: Image) -> None:
         try:
-            self._pairer.add_image(stamp_to_sec(msg.header.stamp), image_to_numpy(msg, "rgb8"))
-        except ImageEncodingError as exc:
+            self._pairer.add_image(stamp_to_sec(msg.header.stamp), image_to_rgb(msg))
+        except ImageConversionError as exc:
             self.get_logger().error(f"image dropped: {exc}", throttle_duration_sec=5.0)
 
     def _on_image_trace(self, msg: Image) -> None:
         try:
-            self._pairer.add_overlay(stamp_to_sec(msg.header.stamp), image_to_numpy(msg, "rgb8"))
-        except ImageEncodingError as exc:
+            self._pairer.add_overlay(stamp_to_sec(msg.header.stamp), image_to_rgb(msg))
+        except ImageConversionError as exc:
             self.get_logger().error(f"overlay dropped: {exc}", throttle_duration_sec=5.0)
 
     def _on_trace(self, msg: VisualTrace) -> None:

@@ -1,0 +1,76 @@
+"""recorder_node: writes the stack's topics to a rosbag2 bag (MCAP) without ros2 bag.
+
+Serialised messages are written as received (``raw=True``: no deserialisation),
+stamped with the receive time like ``ros2 bag record``. Each topic is
+subscribed once a publisher appears, with the publisher's reliability and
+durability (so a latched instruction is recorded too).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from tracevla_ros.bag.config import RecorderConfig
+from tracevla_ros.bag.writer import BagError, BagRecorder
+from tracevla_ros.nodes.common import declare_config, run_node
+
+
+def import_msg_type(name: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the rclpy message class."""
+    pkg, kind, cls = name.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), cls)
+
+
+class RecorderNode(Node):
+    def __init__(self, output: str | None = None, **kwargs: Any) -> None:
+        super().__init__("recorder_node", **kwargs)
+        self.cfg = declare_config(self, RecorderConfig)
+        path = output or self.cfg.output or time.strftime("bag_%Y%m%d_%H%M%S")
+        self.bag = BagRecorder(path, storage=self.cfg.storage)
+        self._subs: dict[str, Any] = {}
+        self._warned: set[str] = set()
+        self.create_timer(self.cfg.discovery_period_s, self._discover)
+        self._discover()
+        self.get_logger().info(f"recording {len(self.cfg.topics)} topics to {path}")
+
+    def _discover(self) -> None:
+        types = dict(self.get_topic_names_and_types())
+        for topic in self.cfg.topics:
+            if topic in self._subs or topic not in types:
+                continue
+            msgtype = types[topic][0]
+            infos = self.get_publishers_info_by_topic(topic)
+            if not infos:
+                continue
+            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+            latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                             reliability=ReliabilityPolicy.RELIABLE if reliable
+                             else ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                             else DurabilityPolicy.VOLATILE)
+            try:
+                cls = import_msg_type(msgtype)
+                self.bag.add_topic(topic, msgtype)
+            except (BagError, ImportError, AttributeError, ValueError) as exc:
+                if topic not in self._warned:
+                    self._warned.add(topic)
+                    self.get_logger().error(f"cannot record {topic} ({msgtype}): {exc}")
+                continue
+            self._subs[topic] = self.create_subscription(
+                cls, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        self.bag.write(topic, self.get_clock().now().nanoseconds, data)
+
+    def close(self) -> None:
+        self.bag.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RecorderNode, args)

@@ -1,0 +1,72 @@
+"""The demo's observer node: latencies per stage, trace validity, overlay frames."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from trajectory_msgs.msg import JointTrajectory
+
+from tracevla_ros.msg import PolicyAction, VisualTrace
+from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
+from tracevla_ros.ros_image import image_to_rgb
+from tracevla_ros.tools.demo_stats import StageClock
+
+
+class DemoMonitor(Node):
+    def __init__(self, command_topic: str, max_frames: int = 5000, **kwargs: Any) -> None:
+        super().__init__("demo_monitor", **kwargs)
+        self.clock = StageClock()
+        self.actions = 0
+        self.traces = 0
+        self.valid_traces = 0
+        self.commands = 0
+        self._frames: list[np.ndarray] = []
+        self._max_frames = max_frames
+        self._lock = threading.Lock()
+        self.create_subscription(VisualTrace, "/trace", self._on_trace, RELIABLE_QOS)
+        self.create_subscription(Image, "/image_trace", self._on_image_trace, SENSOR_QOS)
+        self.create_subscription(PolicyAction, "/policy/action", self._on_action, RELIABLE_QOS)
+        self.create_subscription(JointTrajectory, command_topic, self._on_command, RELIABLE_QOS)
+
+    def _now(self) -> float:
+        return float(self.get_clock().now().nanoseconds) * 1e-9
+
+    def _on_trace(self, msg: VisualTrace) -> None:
+        self.clock.on_trace(stamp_to_sec(msg.header.stamp), self._now())
+        self.traces += 1
+        self.valid_traces += int(msg.valid)
+
+    def _on_image_trace(self, msg: Image) -> None:
+        with self._lock:
+            if len(self._frames) < self._max_frames:
+                self._frames.append(image_to_rgb(msg))
+
+    def _on_action(self, msg: PolicyAction) -> None:
+        self.clock.on_action(stamp_to_sec(msg.header.stamp), self._now())
+        self.actions += 1
+
+    def _on_command(self, msg: JointTrajectory) -> None:
+        self.clock.on_command(self._now())
+        self.commands += 1
+
+    def trace_valid_ratio(self) -> float:
+        return round(self.valid_traces / self.traces, 4) if self.traces else 0.0
+
+    def write_video(self, path: Path, fps: float) -> int:
+        """Write the overlay frames as H.264 MP4; returns the number of frames."""
+        import imageio.v2 as imageio
+
+        with self._lock:
+            frames = list(self._frames)
+        if not frames:
+            return 0
+        with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8,
+                                macro_block_size=1) as w:
+            for f in frames:
+                w.append_data(f)  # type: ignore[attr-defined]
+        return len(frames)
