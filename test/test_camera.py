@@ -116,7 +116,8 @@ class _FakeCapture:
 
     def __init__(self, path: str, api: int) -> None:
         time.sleep(self.open_delay_s)
-        self.path, self.api, self.props, self.released = path, api, {}, False
+        self.path, self.api, self.released = path, api, False
+        self.props: dict[int, float] = {}
 
     def isOpened(self) -> bool:
         return self.opened
