@@ -33,6 +33,17 @@ VPY="$VENV/bin/python"
 STAMPS="$VENV/.tracevla-stamps"; mkdir -p "$STAMPS"
 digest() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
+# 0. System libraries the wheels need: pyrealsense2 loads libusb-1.0.
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing libusb-1.0-0 (apt) for pyrealsense2"
+    (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libusb-1.0-0 >/dev/null; }) \
+      || die "could not install libusb-1.0-0; run: sudo apt-get install libusb-1.0-0"
+  else
+    die "libusb-1.0 is missing (pyrealsense2 needs it); run: sudo apt-get install libusb-1.0-0, then again"
+  fi
+fi
+
 # 1. Python dependencies (pinned in requirements.txt).
 REQ_D="$(digest requirements.txt)"
 if [ "$(cat "$STAMPS/requirements" 2>/dev/null)" != "$REQ_D" ]; then

@@ -36,8 +36,9 @@ def install(repo_root: Path) -> Path:
     venv = Path(sys.prefix)
     base = repo_root / "build" / "colcon_full"
     src = base / "ws" / "src" / "tracevla_ros"
-    if src.exists():
-        shutil.rmtree(src)
+    for stale in (src, base / "ws" / "install"):  # the build dir stays: incremental
+        if stale.exists():
+            shutil.rmtree(stale)
     shutil.copytree(repo_root, src, ignore=shutil.ignore_patterns(
         ".venv", "build", "install", "log", ".git", "__pycache__", ".*_cache", "out"))
     env = {**os.environ, "AMENT_PREFIX_PATH": str(venv), "CMAKE_PREFIX_PATH": str(venv),

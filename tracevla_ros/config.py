@@ -224,6 +224,6 @@ def config_dir() -> Path:
         share = Path(get_package_share_directory("tracevla_ros")) / "config"
         if share.is_dir():
             return share
-    except (ImportError, LookupError):  # not installed through ament: use the checkout
+    except (ImportError, LookupError, OSError):  # not installed through ament: the checkout
         pass
     return Path(__file__).resolve().parent.parent / "config"

@@ -17,7 +17,7 @@ def msg_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.insert(0, Path(get_package_share_directory("tracevla_ros")) / "msg")
-    except (ImportError, LookupError):
+    except (ImportError, LookupError, OSError):  # not installed through ament
         pass
     for c in candidates:
         if c.is_dir() and any(c.glob("*.msg")):
