@@ -62,8 +62,8 @@ class LKBackend(PointTrackerBackend):
         """One LK call; ok = found and the patch residual (mean |I1 - I0| over the window,
         grey levels) is at most ``max_residual``: a point swept up by an object passing
         over it changes its patch and fails this test."""
-        p1, st, err = cv2.calcOpticalFlowPyrLK(a, b, p0, None, winSize=self._win,
-                                               maxLevel=self._levels, criteria=self._criteria)
+        p1, st, err = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+            a, b, p0, None, winSize=self._win, maxLevel=self._levels, criteria=self._criteria)
         ok = st.reshape(-1) == 1
         if self._max_residual > 0:
             ok &= err.reshape(-1) <= self._max_residual
@@ -165,7 +165,7 @@ def _pyramids_supported() -> bool:
         img = np.zeros((32, 32), np.uint8)
         _, pyr = cv2.buildOpticalFlowPyramid(img, (9, 9), 1, withDerivatives=True)
         try:
-            cv2.calcOpticalFlowPyrLK(pyr, pyr, np.full((1, 1, 2), 8, np.float32), None,
+            cv2.calcOpticalFlowPyrLK(pyr, pyr, np.full((1, 1, 2), 8, np.float32), None,  # type: ignore[call-overload]
                                      winSize=(9, 9), maxLevel=1)
             _PYRAMIDS_OK = True
         except cv2.error:

@@ -122,9 +122,9 @@ class SyntheticScene:
             self._tex.append((tex, mask))
         self._occ = None
         if self.occluder is not None:
-            x, y, w, h = self.occluder
-            box = (int(x * self.width), int(y * self.height),
-                   max(1, int(w * self.width)), max(1, int(h * self.height)))
+            fx, fy, fw, fh = self.occluder
+            box = (int(fx * self.width), int(fy * self.height),
+                   max(1, int(fw * self.width)), max(1, int(fh * self.height)))
             tex = noise_texture(box[3], box[2], np.random.default_rng(self.seed + 77), contrast=1.2)
             self._occ = (tex, box)
 
@@ -166,7 +166,7 @@ class SyntheticScene:
             # top-left so that the texture centre lands on centre + offset (pixel centres)
             tx = ob.center[0] * self.width + ox - (w - 1) / 2.0
             ty = ob.center[1] * self.height + oy - (h - 1) / 2.0
-            m = np.float32([[1, 0, tx], [0, 1, ty]])
+            m = np.array([[1.0, 0.0, tx], [0.0, 1.0, ty]], np.float32)
             wt = cv2.warpAffine(tex, m, (self.width, self.height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
             wm = cv2.warpAffine(mask, m, (self.width, self.height), flags=cv2.INTER_LINEAR,

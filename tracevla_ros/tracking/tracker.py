@@ -128,6 +128,7 @@ class IncrementalTracker:
         self._query_pts = np.zeros((0, 2), np.float32)
         self._query_stamp = 0.0
         self._steps = 0
+        self._observed = 0  # frames observed since the last step
         self._last_dense = 0
         self._last_attempt: int | None = None
         self._num_active = 0
@@ -174,6 +175,7 @@ class IncrementalTracker:
                 self._vis[alive] = ok
         self._latest = frame
         self._new_frame = True
+        self._observed += 1
         return True
 
     # -------------------------------------------------------------- per step
@@ -190,6 +192,10 @@ class IncrementalTracker:
         if stamp is not None and stamp + 1e-9 < frame.stamp:
             _log.debug("policy tick %.6f is before its camera frame %.6f", stamp, frame.stamp)
         self._new_frame = False
+        if (self._observed > 1 and self._frames and self._hist_pts
+                and self._pts is not None and self._vis is not None):
+            self._check_since_last_step(self._frames[-1], frame)
+        self._observed = 0
         self._frames.append(frame)
         self._steps += 1
         if self._pts is not None and self._vis is not None:
@@ -207,6 +213,21 @@ class IncrementalTracker:
                 self._dense_query()
                 dense = True
         return self._result(dense)
+
+    def _check_since_last_step(self, prev: Frame, frame: Frame) -> None:
+        """Camera-rate tracking chains several small LK steps, whose per-frame checks
+        miss slow drifts (an edge sweeping over a point 1 px per frame). Re-check the
+        visible points across the whole policy step with the backend's ``verify``
+        (LK: forward-backward and patch residual between the two policy frames), so
+        the loss decisions match those of policy-rate tracking."""
+        if self._pts is None or self._vis is None:
+            return
+        idx = np.flatnonzero(self._vis & self._hist_vis[-1])
+        if idx.size == 0:
+            return
+        pair = np.stack([self._hist_pts[-1][idx], self._pts[idx]])  # (2, P, 2)
+        ok = self.backend.verify([prev, frame], pair)
+        self._vis[idx[~ok]] = False
 
     def process(self, image: np.ndarray, stamp: float) -> TraceResult | None:
         """``observe`` + ``step`` for a camera at the policy rate; None when the frame is dropped."""
