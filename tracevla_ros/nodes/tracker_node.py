@@ -1,0 +1,153 @@
+"""``tracker_node``: camera images -> TraceVLA visual traces, once per policy step.
+
+Subscribes ``image`` (sensor_msgs/Image rgb8/bgr8/mono8, sensor QoS; remap it,
+e.g. ``image:=/camera/image_raw``). Publishes, once per policy step:
+
+* ``trace`` (tracevla_ros/VisualTrace) -- the last N policy-step positions of M points;
+* ``image_trace`` (sensor_msgs/Image rgb8) -- that frame with the trace drawn, for rviz.
+
+Both carry the header (stamp, frame_id) of the camera frame they belong to.
+
+Threading/rates: ``_on_image`` only keeps the newest message (O(1)). A policy
+timer at ``control_rate_hz`` tracks that frame into the trace
+(``IncrementalTracker.observe`` + ``step``) and publishes. With
+``observe_rate_hz > 0`` a second timer tracks the active points through the
+frames in between (camera-rate tracking, same callback group, never
+concurrent with the step). Bad frames (unsupported encoding, empty, older
+than the last one) are logged (throttled) and skipped; a frame-size change
+resets the tracker (logged); the node keeps running.
+
+Run: ``ros2 run tracevla_ros tracker_node --ros-args --params-file
+config/widowx.yaml -r image:=/camera/image_raw``
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from tracevla_ros.msg import VisualTrace
+from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, stamp_to_sec
+from tracevla_ros.tracking import (
+    IncrementalTracker,
+    TraceResult,
+    TrackerConfig,
+    TrackerInputError,
+    decode_image,
+    encode_image,
+)
+
+_THROTTLE_S = 2.0
+
+
+def trace_to_msg(result: TraceResult, header: Header, step_stamps: list[Any],
+                 config: TrackerConfig) -> VisualTrace:
+    """A VisualTrace for ``result``; ``step_stamps`` are the builtin_interfaces/Time
+    of its policy steps, oldest first (same length as ``result.step_stamps``)."""
+    msg = VisualTrace()
+    msg.header = header
+    msg.valid = bool(result.valid)
+    msg.image_width, msg.image_height = (int(v) for v in result.image_size)
+    msg.control_rate_hz = float(config.control_rate_hz)
+    msg.tracker = result.tracker
+    msg.step_stamps = list(step_stamps)
+    if result.valid:
+        m, n = result.visible.shape
+        msg.num_points, msg.length = m, n
+        msg.points = np.ascontiguousarray(result.points, np.float32).reshape(-1)
+        msg.visible = [bool(v) for v in result.visible.reshape(-1)]
+    return msg
+
+
+class TrackerNode(Node):
+    """Thin ROS adapter around ``IncrementalTracker``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("tracker_node", **kwargs)
+        self.config: TrackerConfig = declare_config(self, TrackerConfig)
+        cfg = self.config
+        self.tracker = IncrementalTracker(cfg)
+        self._latest: Image | None = None  # newest message, written by _on_image only
+        self._done: Image | None = None  # last message handed to the tracker
+        self._image: np.ndarray | None = None  # decoded image of the last observed frame
+        self._header: Header | None = None
+        self._step_stamps: deque[Any] = deque(maxlen=cfg.history)
+        self._resets = 0
+        self.published = 0
+        group = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
+        self._trace_pub = self.create_publisher(VisualTrace, "trace", RELIABLE_QOS)
+        self._image_pub = (self.create_publisher(Image, "image_trace", SENSOR_QOS)
+                           if cfg.publish_overlay else None)
+        self.create_timer(1.0 / cfg.control_rate_hz, self._on_step_timer, callback_group=group)
+        if cfg.observe_rate_hz > 0:
+            self.create_timer(1.0 / cfg.observe_rate_hz, self._on_observe_timer,
+                              callback_group=group)
+        self.get_logger().info(
+            f"tracking with preset '{cfg.preset}' backend '{cfg.backend}': K={cfg.grid_size} "
+            f"M={cfg.num_points} N={cfg.history} redraw={cfg.redraw_steps} "
+            f"kappa={cfg.kappa_px}px at {cfg.control_rate_hz} Hz "
+            f"(observe {cfg.observe_rate_hz or 'at policy steps only'})")
+
+    def _on_image(self, msg: Image) -> None:
+        self._latest = msg
+
+    def _on_observe_timer(self) -> None:
+        self._observe_latest()
+
+    def _on_step_timer(self) -> None:
+        self._observe_latest()
+        if not self.tracker.has_new_frame or self._header is None or self._image is None:
+            return
+        result = self.tracker.step()
+        self._step_stamps.append(self._header.stamp)
+        stamps = list(self._step_stamps)[len(self._step_stamps) - len(result.step_stamps):]
+        self._trace_pub.publish(trace_to_msg(result, self._header, stamps, self.config))
+        if self._image_pub is not None:
+            drawn = result.overlay(self._image, self.config.draw_length)
+            data, encoding, step = encode_image(drawn)
+            img = Image(header=self._header, height=drawn.shape[0], width=drawn.shape[1],
+                        encoding=encoding, is_bigendian=0, step=step)
+            img.data = data
+            self._image_pub.publish(img)
+        self.published += 1
+
+    def _observe_latest(self) -> None:
+        msg = self._latest
+        if msg is None or msg is self._done:
+            return
+        self._done = msg
+        log = self.get_logger()
+        try:
+            image = decode_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
+            accepted = self.tracker.observe(image, stamp_to_sec(msg.header.stamp))
+        except TrackerInputError as exc:
+            log.error(f"skipping camera frame: {exc}", throttle_duration_sec=_THROTTLE_S)
+            return
+        if not accepted:
+            log.warning("dropping a camera frame not newer than the previous one "
+                        f"(stamp {stamp_to_sec(msg.header.stamp):.6f})",
+                        throttle_duration_sec=_THROTTLE_S)
+            return
+        if self.tracker.reset_count != self._resets:
+            self._resets = self.tracker.reset_count
+            self._step_stamps.clear()
+            log.warning(f"camera frame size changed to {msg.width}x{msg.height}: tracker reset, "
+                        f"no trace for the next {self.config.history} policy steps")
+        self._image, self._header = image, msg.header
+
+
+def main(args: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO)
+    return run_node(lambda: TrackerNode(), args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
