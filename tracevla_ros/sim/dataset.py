@@ -91,7 +91,7 @@ class EpisodeWriter:
         lengths = {k: a.shape[0] for k, a in arrays.items()}
         if len(set(lengths.values())) != 1:
             raise DatasetError(f"{ep_dir}: columns have different lengths {lengths}")
-        np.savez_compressed(ep_dir / "data.npz", **arrays)
+        np.savez_compressed(ep_dir / "data.npz", **arrays)  # type: ignore[arg-type]
         meta = dict(meta, length=len(self), format=FORMAT)
         (ep_dir / "meta.json").write_text(json.dumps(meta, indent=2))
         if video_fps is not None and K_RGB in arrays:
