@@ -8,4 +8,5 @@ BENCHMARKS: dict[str, str] = {
     # name: module (relative to tracevla_ros.bench)
     "experts": "experts",
     "sim": "sim",
+    "ik": "ik",
 }

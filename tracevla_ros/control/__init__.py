@@ -1,0 +1,1 @@
+"""Arm control algorithms without rclpy: kinematics/IK, safety filters, action integration."""
