@@ -9,4 +9,7 @@ BENCHMARKS: dict[str, str] = {
     "ik": "ik",
     "experts": "experts",
     "sim": "sim",
+    "experts": "experts",
+    "sim": "sim",
+    "ik": "ik",
 }

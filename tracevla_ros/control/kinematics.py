@@ -243,61 +243,78 @@ class ArmKinematics:
 
     def _solve_once(self, p_t: np.ndarray, r_t: np.ndarray | None, q0: np.ndarray,
                     opt: IKOptions) -> tuple[np.ndarray, float, float, int, bool]:
-        """One Levenberg-Marquardt run with step acceptance, clamped to the joint limits."""
-        cfj = self._pin.computeFrameJacobian
+        """One Levenberg-Marquardt run with step acceptance, clamped to the joint limits.
+
+        The error evaluation is inlined (this loop is the IK's whole cost: ~10 numpy /
+        pinocchio calls per iteration)."""
+        cfj, log3 = self._pin.computeFrameJacobian, self._log3
         model, data, fid, lwa = self.model, self.data, self._ee, self._lwa
+        oMf = data.oMf
         w = opt.orientation_weight
-        rows = 6 if r_t is not None else 3
+        w2 = w * w
+        pos_only = r_t is None
+        rows = 3 if pos_only else 6
         redundant = self.dof > rows and opt.nullspace_gain > 0
         eye = self._eye
+        diag = slice(None, None, self.dof + 1)
         lower, upper = self.lower, self.upper
-        scale = self._wscale if r_t is not None else None
+        scale = self._wscale
+        scale[3:, 0] = w
+        pos_tol, rot_tol, damping, max_step = opt.pos_tol, opt.rot_tol, opt.damping, opt.max_step
+
+        def evaluate(qq: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+            jac = cfj(model, data, qq, fid, lwa)
+            m = oMf[fid]
+            e_p = p_t - m.translation
+            pe2 = float(e_p @ e_p)
+            if pos_only:
+                return jac[:3], e_p, pe2, 0.0
+            e_r = log3(r_t @ m.rotation.T)
+            return jac * scale, np.concatenate((e_p, w * e_r)), pe2, float(e_r @ e_r)
+
         q = q0
-        jac = cfj(model, data, q, fid, lwa)
-        e, pe, re = self._error(p_t, r_t, w)
-        cost = 0.5 * float(e @ e)
+        j, e, pe2, re2 = evaluate(q)
+        cost = 0.5 * (pe2 + w2 * re2)
         mu = 1.0  # LM damping multiplier, adapted on accept / reject
-        at_limit = bool(np.any(q <= lower) or np.any(q >= upper))
+        at_limit = bool((q <= lower).any() or (q >= upper).any())
+        pt2, rt2 = pos_tol * pos_tol, rot_tol * rot_tol
         for it in range(1, opt.max_iters + 1):
-            if pe < opt.pos_tol and re < opt.rot_tol:
-                return q, pe, re, it - 1, True
-            if scale is None:
-                j = jac[:3]
-            else:
-                scale[3:, 0] = w
-                j = jac * scale
-            g = j.T @ e
+            if pe2 < pt2 and re2 < rt2:
+                return q, math.sqrt(pe2), math.sqrt(re2), it - 1, True
+            jt = j.T
+            g = jt @ e
             if at_limit:
                 # joints at a limit whose gradient pushes outward sit out this step
                 blocked = ((q <= lower) & (g < 0)) | ((q >= upper) & (g > 0))
                 if blocked.any():
                     j = j.copy()
                     j[:, blocked] = 0.0
-                    g = j.T @ e
-            h = j.T @ j
-            h.flat[:: self.dof + 1] += mu * cost + opt.damping
+                    jt = j.T
+                    g = jt @ e
+            h = jt @ j
+            h.flat[diag] += mu * cost + damping
             dq = _solve_spd(h, g)
             if redundant:
-                jpinv = j.T @ _solve_spd(j @ j.T + opt.damping * np.eye(rows), np.eye(rows))
+                jpinv = jt @ _solve_spd(j @ jt + damping * np.eye(rows), np.eye(rows))
                 dq += (eye - jpinv @ j) @ (opt.nullspace_gain * (self.home - q))
             norm = math.sqrt(float(dq @ dq))
-            if norm > opt.max_step:
-                dq *= opt.max_step / norm
+            if norm > max_step:
+                dq *= max_step / norm
             raw = q + dq
             q_new = np.minimum(np.maximum(raw, lower), upper)
-            jac_new = cfj(model, data, q_new, fid, lwa)
-            e_new, pe_new, re_new = self._error(p_t, r_t, w)
-            cost_new = 0.5 * float(e_new @ e_new)
+            j_new, e_new, pe2_new, re2_new = evaluate(q_new)
+            cost_new = 0.5 * (pe2_new + w2 * re2_new)
             if cost_new < cost:
                 if not at_limit:
                     at_limit = bool((raw != q_new).any())
-                q, jac, e, pe, re, cost = q_new, jac_new, e_new, pe_new, re_new, cost_new
+                q, j, e, pe2, re2, cost = q_new, j_new, e_new, pe2_new, re2_new, cost_new
                 mu = max(mu * 0.3, 1e-3)
             else:
                 mu *= 10.0
                 if mu > 1e8:
                     break
-        return q, pe, re, opt.max_iters, pe < opt.pos_tol and re < opt.rot_tol
+        pe, re = math.sqrt(pe2), math.sqrt(re2)
+        return q, pe, re, opt.max_iters, pe < pos_tol and re < rot_tol
 
 
 def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:

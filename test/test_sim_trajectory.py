@@ -1,0 +1,42 @@
+"""Joint trajectory playback used by sim_node (pure, no ROS)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracevla_ros.sim.trajectory import TrajectoryError, plan_from_points
+
+KNOWN = ["a", "b", "c"]
+
+
+def test_interpolates_from_current_command() -> None:
+    plan = plan_from_points(["b"], KNOWN, [1.0, 2.0], [[1.0], [3.0]], np.array([0.0, -1.0, 0.0]), t0=10.0)
+    assert plan.indices.tolist() == [1]
+    assert plan.sample(10.0) == pytest.approx([-1.0])
+    assert plan.sample(10.5) == pytest.approx([0.0])
+    assert plan.sample(11.5) == pytest.approx([2.0])
+    assert plan.sample(99.0) == pytest.approx([3.0])
+    assert not plan.finished(11.9) and plan.finished(12.0)
+
+
+def test_point_at_time_zero_replaces_current() -> None:
+    plan = plan_from_points(["a", "c"], KNOWN, [0.0, 1.0], [[1.0, 2.0], [3.0, 4.0]], np.zeros(3), t0=0.0)
+    assert plan.sample(0.0) == pytest.approx([1.0, 2.0])
+    assert plan.sample(0.5) == pytest.approx([2.0, 3.0])
+    rest = plan.without(0)
+    assert rest is not None and rest.indices.tolist() == [2] and rest.sample(1.0) == pytest.approx([4.0])
+    assert rest.without(2) is None
+
+
+@pytest.mark.parametrize("names,times,pos,match", [
+    (["x"], [1.0], [[0.0]], "unknown joint"),
+    (["a"], [], [], "no points"),
+    (["a"], [1.0, 1.0], [[0.0], [1.0]], "increasing"),
+    (["a"], [-1.0], [[0.0]], ">= 0"),
+    (["a", "b"], [1.0], [[0.0]], "positions"),
+    (["a"], [1.0], [[float("nan")]], "finite"),
+])
+def test_rejects_malformed(names: list[str], times: list[float], pos: list[list[float]], match: str) -> None:
+    with pytest.raises(TrajectoryError, match=match):
+        plan_from_points(names, KNOWN, times, pos, np.zeros(3), t0=0.0)

@@ -1,0 +1,255 @@
+"""sim_node: the MuJoCo world as a drop-in for the real arm + camera.
+
+Publishes (stamps: node clock, or sim time with ``stamp_source: sim``, see below):
+    /camera/image_raw            sensor_msgs/Image rgb8 (SENSOR_QOS)   frame_id: camera optical frame
+    /camera/camera_info          sensor_msgs/CameraInfo
+    /camera/depth/image_raw      sensor_msgs/Image 32FC1 metres, 0 = none (FR3 world only)
+    /camera/depth/camera_info    sensor_msgs/CameraInfo (FR3 world only)
+    /joint_states                sensor_msgs/JointState: arm joints (real robot names), then fingers
+    /<interbotix_robot_name>/joint_states   the same, when that parameter is set (WidowX)
+    success                      std_msgs/Bool, the task's success check, at the camera rate
+    instruction                  std_msgs/String (latched), the task's language instruction
+    /clock                       rosgraph_msgs/Clock, only with ``stamp_source: sim``
+Subscribes (the interfaces the real controllers take):
+    /<arm_controller>/joint_trajectory   trajectory_msgs/JointTrajectory; arm joints and/or the
+                                 actuated finger joint (metres), linearly interpolated over
+                                 time_from_start like joint_trajectory_controller
+    /<interbotix_robot_name>/commands/joint_group   interbotix_xs_msgs/JointGroupCommand (group
+                                 "arm": 6 joint positions [rad]); only if that package imports
+    ~/gripper_command            std_msgs/Float64 openness [0, 1], 1 = open
+Services:
+    ~/reset                      std_srvs/Trigger: new episode (seed + number of resets)
+
+One timer ticks the physics at ``physics_rate_hz`` (each tick advances 1/physics_rate_hz
+of sim time, so sim time tracks wall time while the machine keeps up) and renders at
+``camera_rate_hz``. Callbacks only store the newest command; the tick applies it.
+
+    ros2 run tracevla_ros sim_node --ros-args --params-file config/widowx.yaml
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, Float64, Header, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from tracevla_ros.config import check, param
+from tracevla_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, sec_to_stamp
+from tracevla_ros.sim.camera import CameraIntrinsics
+from tracevla_ros.sim.env import SimEnv
+from tracevla_ros.sim.trajectory import JointTrajectoryPlan, TrajectoryError, plan_from_points
+
+try:  # Interbotix interfaces exist only where the Interbotix stack is installed.
+    from interbotix_xs_msgs.msg import JointGroupCommand
+except ImportError:
+    JointGroupCommand = None
+
+
+@dataclass(frozen=True)
+class SimNodeConfig:
+    robot: str = param("widowx", "robot registry name or alias (widowx, fr3)")
+    task: str = param("", "task name; empty = the robot's default task")
+    seed: int = param(0, "seed of the first episode; reset k uses seed + k")
+    physics_rate_hz: float = param(100.0, "sim ticks per second; each advances 1/rate of sim time", "Hz")
+    camera_rate_hz: float = param(10.0, "image publishing rate (sim time)", "Hz")
+    joint_state_rate_hz: float = param(50.0, "joint state publishing rate (sim time)", "Hz")
+    arm_controller: str = param("arm_controller", "controller name: /<name>/joint_trajectory")
+    interbotix_robot_name: str = param("", "Interbotix namespace (wx250s) for its topics; empty = none")
+    image_topic: str = param("/camera/image_raw", "RGB image topic")
+    camera_info_topic: str = param("/camera/camera_info", "RGB camera_info topic")
+    depth_topic: str = param("/camera/depth/image_raw", "depth image topic (RGB-D worlds)")
+    depth_info_topic: str = param("/camera/depth/camera_info", "depth camera_info topic")
+    stamp_source: str = param("wall", "'wall': node clock; 'sim': sim time, also on /clock")
+
+    def __post_init__(self) -> None:
+        check(self.physics_rate_hz >= 10.0, "physics_rate_hz", "must be >= 10 Hz")
+        for key in ("camera_rate_hz", "joint_state_rate_hz"):
+            v = getattr(self, key)
+            check(0.0 < v <= self.physics_rate_hz, key, f"must be in (0, physics_rate_hz={self.physics_rate_hz}]")
+        check(self.stamp_source in ("wall", "sim"), "stamp_source", "must be 'wall' or 'sim'")
+        check(bool(self.arm_controller), "arm_controller", "must name the controller (e.g. arm_controller)")
+
+
+def _camera_info(intr: CameraIntrinsics, header: Header) -> CameraInfo:
+    msg = CameraInfo(header=header, width=intr.width, height=intr.height, distortion_model="plumb_bob")
+    msg.d = [0.0] * 5
+    msg.k = intr.K.reshape(-1).tolist()
+    msg.r = np.eye(3).reshape(-1).tolist()
+    msg.p = intr.P.reshape(-1).tolist()
+    return msg
+
+
+def _image(arr: np.ndarray, encoding: str, header: Header) -> Image:
+    arr = np.ascontiguousarray(arr)
+    return Image(header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding,
+                 is_bigendian=0, step=arr.strides[0], data=arr.tobytes())
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_node")
+        self.cfg = declare_config(self, SimNodeConfig)
+        cfg = self.cfg
+        self.env = SimEnv(robot=cfg.robot, task=cfg.task or None, seed=cfg.seed)
+        spec = self.env.robot.spec
+        self._cmd_names = list(spec.ros_joint_names) + [spec.gripper_joints[0]]
+        self._substeps = max(1, round(1.0 / (cfg.physics_rate_hz * self.env.model.opt.timestep)))
+        self._resets = 0
+        self._sim_offset = 0.0  # sim time accumulated over earlier episodes [s]
+        self._pending_traj: JointTrajectory | None = None
+        self._pending_group: np.ndarray | None = None
+        self._pending_gripper: float | None = None
+        self._plan: JointTrajectoryPlan | None = None
+        self._next_cam = self._next_js = 0.0
+
+        self._pub_rgb = self.create_publisher(Image, cfg.image_topic, SENSOR_QOS)
+        self._pub_info = self.create_publisher(CameraInfo, cfg.camera_info_topic, SENSOR_QOS)
+        self._pub_depth = self._pub_dinfo = None
+        if self.env.has_depth:
+            self._pub_depth = self.create_publisher(Image, cfg.depth_topic, SENSOR_QOS)
+            self._pub_dinfo = self.create_publisher(CameraInfo, cfg.depth_info_topic, SENSOR_QOS)
+        self._pub_js = [self.create_publisher(JointState, "/joint_states", RELIABLE_QOS)]
+        if cfg.interbotix_robot_name:
+            self._pub_js.append(self.create_publisher(
+                JointState, f"/{cfg.interbotix_robot_name}/joint_states", RELIABLE_QOS))
+        self._pub_success = self.create_publisher(Bool, "success", RELIABLE_QOS)
+        self._pub_instr = self.create_publisher(String, "instruction", LATCHED_QOS)
+        self._pub_clock = self.create_publisher(Clock, "/clock", 10) if cfg.stamp_source == "sim" else None
+
+        self.create_subscription(JointTrajectory, f"/{cfg.arm_controller}/joint_trajectory",
+                                 self._on_joint_trajectory, RELIABLE_QOS)
+        self.create_subscription(Float64, "~/gripper_command", self._on_gripper_command, RELIABLE_QOS)
+        if cfg.interbotix_robot_name:
+            if JointGroupCommand is not None:
+                self.create_subscription(JointGroupCommand,
+                                         f"/{cfg.interbotix_robot_name}/commands/joint_group",
+                                         self._on_joint_group, RELIABLE_QOS)
+            else:
+                self.get_logger().warning("interbotix_xs_msgs is not installed: not subscribing to "
+                                       f"/{cfg.interbotix_robot_name}/commands/joint_group")
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(1.0 / cfg.physics_rate_hz, self._on_tick)
+        self._pub_instr.publish(String(data=self.env.instruction))
+        self.get_logger().info(
+            f"{spec.name} / {self.env.task.name} ('{self.env.instruction}'), seed {cfg.seed}; "
+            f"commands on /{cfg.arm_controller}/joint_trajectory, images on {cfg.image_topic}")
+
+    # -- callbacks: keep the newest command only -----------------------------------------
+    def _on_joint_trajectory(self, msg: JointTrajectory) -> None:
+        self._pending_traj = msg
+
+    def _on_gripper_command(self, msg: Float64) -> None:
+        self._pending_gripper = float(msg.data)
+
+    def _on_joint_group(self, msg: Any) -> None:
+        if msg.name != "arm":
+            self.get_logger().warning(f"joint_group '{msg.name}' ignored: only group 'arm' is simulated")
+            return
+        self._pending_group = np.asarray(msg.cmd, dtype=np.float64)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        # Rare operator action: done here (0.3 s of settling) so the reply means "reset done".
+        self._sim_offset += self.env.sim_time
+        self._resets += 1
+        self.env.reset(self.cfg.seed + self._resets)
+        self._plan = None
+        self._pending_traj = self._pending_group = self._pending_gripper = None
+        self._next_cam = self._next_js = 0.0
+        self._pub_instr.publish(String(data=self.env.instruction))
+        response.success = True
+        response.message = f"episode {self._resets}, seed {self.env.seed}"
+        return response
+
+    # -- the tick: apply commands, step, publish ------------------------------------------
+    def _now(self) -> float:
+        return self._sim_offset + self.env.sim_time
+
+    def _command_vector(self) -> np.ndarray:
+        s = self.env.robot.spec
+        return np.concatenate([self.env.joint_targets(), [s.gripper_position(self.env.gripper_command)]])
+
+    def _apply_commands(self) -> None:
+        env, s = self.env, self.env.robot.spec
+        if self._pending_traj is not None:
+            msg, self._pending_traj = self._pending_traj, None
+            try:
+                self._plan = plan_from_points(
+                    list(msg.joint_names), self._cmd_names,
+                    [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
+                    [list(p.positions) for p in msg.points], self._command_vector(), env.sim_time)
+            except TrajectoryError as exc:
+                self.get_logger().error(f"joint_trajectory rejected, holding position: {exc}")
+        if self._pending_group is not None:
+            cmd, self._pending_group = self._pending_group, None
+            if cmd.shape == (s.dof,) and np.all(np.isfinite(cmd)):
+                if self._plan is not None:  # the newer command owns the arm joints
+                    for i in range(s.dof):
+                        self._plan = self._plan.without(i) if self._plan is not None else None
+                env.set_joint_targets(cmd)
+            else:
+                self.get_logger().error(f"joint_group 'arm' needs {s.dof} finite values, got {cmd.shape}")
+        if self._pending_gripper is not None:
+            g, self._pending_gripper = self._pending_gripper, None
+            if np.isfinite(g):
+                env.set_joint_targets(env.joint_targets(), g)
+                if self._plan is not None:  # the newer command owns the gripper
+                    self._plan = self._plan.without(s.dof)
+            else:
+                self.get_logger().error(f"gripper_command must be finite in [0, 1], got {g}")
+        if self._plan is not None:
+            cmd = self._command_vector()
+            cmd[self._plan.indices] = self._plan.sample(env.sim_time)
+            span = s.gripper_open - s.gripper_closed
+            env.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed) / span)
+            if self._plan.finished(env.sim_time):
+                self._plan = None
+
+    def _on_tick(self) -> None:
+        self._apply_commands()
+        self.env.advance(self._substeps)
+        t = self.env.sim_time
+        if self.cfg.stamp_source == "sim":
+            stamp = sec_to_stamp(self._now())
+            if self._pub_clock is not None:
+                self._pub_clock.publish(Clock(clock=stamp))
+        else:
+            stamp = self.get_clock().now().to_msg()
+        if t + 1e-9 >= self._next_js:
+            self._next_js = t + 1.0 / self.cfg.joint_state_rate_hz
+            js = self.env.joint_state()
+            msg = JointState(header=Header(stamp=stamp, frame_id=""), name=list(js.names),
+                             position=js.position.tolist(), velocity=js.velocity.tolist(),
+                             effort=js.effort.tolist())
+            for pub in self._pub_js:
+                pub.publish(msg)
+        if t + 1e-9 >= self._next_cam:
+            self._next_cam = t + 1.0 / self.cfg.camera_rate_hz
+            self._publish_camera(stamp)
+            self._pub_success.publish(Bool(data=self.env.success()))
+
+    def _publish_camera(self, stamp: Any) -> None:
+        intr = self.env.camera_info()
+        header = Header(stamp=stamp, frame_id=intr.frame_id)
+        self._pub_rgb.publish(_image(self.env.render(), "rgb8", header))
+        self._pub_info.publish(_camera_info(intr, header))
+        if self._pub_depth is not None and self._pub_dinfo is not None:
+            self._pub_depth.publish(_image(self.env.render_depth(), "32FC1", header))
+            self._pub_dinfo.publish(_camera_info(intr, header))
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(lambda: SimNode(), args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
