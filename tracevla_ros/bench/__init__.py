@@ -9,7 +9,4 @@ BENCHMARKS: dict[str, str] = {
     "ik": "ik",
     "experts": "experts",
     "sim": "sim",
-    "experts": "experts",
-    "sim": "sim",
-    "ik": "ik",
 }
