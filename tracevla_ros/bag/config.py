@@ -9,7 +9,7 @@ from tracevla_ros.config import check, param
 DEFAULT_TOPICS = (
     "/camera/image_raw", "/camera/camera_info", "/camera/depth/image_raw",
     "/camera/depth/camera_info", "/trace", "/image_trace", "/instruction", "/policy/action",
-    "/joint_states", "/diagnostics", "/sim/success",
+    "/joint_states", "/diagnostics", "/success",
 )
 
 

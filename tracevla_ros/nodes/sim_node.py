@@ -93,8 +93,8 @@ def _image(arr: np.ndarray, encoding: str, header: Header) -> Image:
 
 
 class SimNode(Node):
-    def __init__(self) -> None:
-        super().__init__("sim_node")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sim_node", **kwargs)
         self.cfg = declare_config(self, SimNodeConfig)
         cfg = self.cfg
         self.env = SimEnv(robot=cfg.robot, task=cfg.task or None, seed=cfg.seed)

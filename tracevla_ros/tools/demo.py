@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         finished = monitor.actions >= args.steps
         summary = {
             "robot": args.robot,
-            "task": sim.env.task_name if hasattr(sim.env, "task_name") else args.task,
+            "task": sim.env.task.name,
             "instruction": sim.env.instruction,
             "policy": args.policy,
             "policy_note": ("scripted expert: reads privileged simulator state; not a learned "
