@@ -97,7 +97,7 @@ class PolicyNode(Node):
     def _step(self) -> None:
         log = self.get_logger()
         if not self._instruction:
-            log.warn("no instruction yet: publishing nothing", throttle_duration_sec=10.0)
+            log.warning("no instruction yet: publishing nothing", throttle_duration_sec=10.0)
             return
         paired = self._pairer.latest()
         if paired is None:
@@ -106,7 +106,7 @@ class PolicyNode(Node):
         now = self.get_clock().now().nanoseconds * 1e-9
         age = now - paired.stamp
         if age > self.cfg.max_input_age_s:
-            log.warn(f"observation is {age:.2f} s old (> max_input_age_s "
+            log.warning(f"observation is {age:.2f} s old (> max_input_age_s "
                      f"{self.cfg.max_input_age_s} s): no action", throttle_duration_sec=2.0)
             return
         try:
