@@ -37,8 +37,10 @@ from tracevla_ros.control.safety import (
     Intervention,
     JointCommand,
     SafetyConfig,
+    check_finite,
     filter_ee_target,
     filter_joint_command,
+    state_is_stale,
 )
 from tracevla_ros.robots import RobotSpec
 
@@ -229,9 +231,12 @@ class ArmController:
         """
         recs: list[Intervention] = []
         empty = WaypointPlan(np.zeros((0, self.spec.dof)), np.zeros(0), False, ())
-        base = self._filter(self.q_state, now, math.inf) if self.q_state is not None else None
-        if base is None or not base.send or base.hold:
-            why = base.interventions if base is not None else (Intervention("stale_state", "no joint state"),)
+        why = [r for r in (
+            check_finite("joint state", self.q_state, self.spec.dof),
+            state_is_stale(now, self.state_time, self.safety.timing.state_timeout_s),
+            Intervention("estop", "e-stop latched: waypoints ignored") if self.estop.latched else None,
+        ) if r is not None]
+        if why:
             self._record(why)
             return dataclasses.replace(empty, interventions=tuple(why))
         assert self.q_state is not None
