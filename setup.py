@@ -19,6 +19,8 @@ def _node_scripts() -> list[str]:
 
 TOOLS = [
     "tracevla-bench=tracevla_ros.tools.bench:main",
+    "tracevla-demo=tracevla_ros.tools.demo:main",
+    "tracevla-collect=tracevla_ros.tools.collect:main",
 ]
 
 setup(

@@ -48,14 +48,14 @@ fi
 REQ_D="$(digest requirements.txt)"
 if [ "$(cat "$STAMPS/requirements" 2>/dev/null)" != "$REQ_D" ]; then
   log "installing Python dependencies (requirements.txt)"
-  "$VPY" -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+  "$VPY" -m pip install -q --disable-pip-version-check --upgrade pip wheel "setuptools<80"  # colcon-core needs <80
   "$VPY" -m pip install -q --disable-pip-version-check -r requirements.txt
   # The ROS wheels were built in /opt/python/cp3XX-cp3XX: point their installed
   # CMake configs at this interpreter's headers and numpy.
   PYINC="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   NPINC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
   [ -f "$PYINC/Python.h" ] || die "Python headers missing ($PYINC/Python.h); on Debian/Ubuntu: sudo apt-get install python3-dev"
-  grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$VENV/share" 2>/dev/null | while read -r f; do
+  { grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$VENV/share" 2>/dev/null || true; } | while read -r f; do
     sed -i -E \
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${PYINC}#g" \
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${NPINC}#g" \

@@ -61,6 +61,8 @@ class SimNodeConfig:
     camera_rate_hz: float = param(10.0, "image publishing rate (sim time)", "Hz")
     joint_state_rate_hz: float = param(50.0, "joint state publishing rate (sim time)", "Hz")
     arm_controller: str = param("arm_controller", "controller name: /<name>/joint_trajectory")
+    gripper_controller: str = param("gripper_controller", "gripper controller name: "
+                                    "/<name>/joint_trajectory (finger joint, m); '' = none")
     interbotix_robot_name: str = param("", "Interbotix namespace (wx250s) for its topics; empty = none")
     image_topic: str = param("/camera/image_raw", "RGB image topic")
     camera_info_topic: str = param("/camera/camera_info", "RGB camera_info topic")
@@ -107,6 +109,8 @@ class SimNode(Node):
         self._pending_group: np.ndarray | None = None
         self._pending_gripper: float | None = None
         self._plan: JointTrajectoryPlan | None = None
+        self._gripper_plan: JointTrajectoryPlan | None = None
+        self._pending_gripper_traj: JointTrajectory | None = None
         self._next_cam = self._next_js = 0.0
 
         self._pub_rgb = self.create_publisher(Image, cfg.image_topic, SENSOR_QOS)
@@ -125,6 +129,9 @@ class SimNode(Node):
 
         self.create_subscription(JointTrajectory, f"/{cfg.arm_controller}/joint_trajectory",
                                  self._on_joint_trajectory, RELIABLE_QOS)
+        if cfg.gripper_controller:
+            self.create_subscription(JointTrajectory, f"/{cfg.gripper_controller}/joint_trajectory",
+                                     self._on_gripper_trajectory, RELIABLE_QOS)
         self.create_subscription(Float64, "~/gripper_command", self._on_gripper_command, RELIABLE_QOS)
         if cfg.interbotix_robot_name:
             if JointGroupCommand is not None:
@@ -145,6 +152,9 @@ class SimNode(Node):
     def _on_joint_trajectory(self, msg: JointTrajectory) -> None:
         self._pending_traj = msg
 
+    def _on_gripper_trajectory(self, msg: JointTrajectory) -> None:
+        self._pending_gripper_traj = msg
+
     def _on_gripper_command(self, msg: Float64) -> None:
         self._pending_gripper = float(msg.data)
 
@@ -159,8 +169,9 @@ class SimNode(Node):
         self._sim_offset += self.env.sim_time
         self._resets += 1
         self.env.reset(self.cfg.seed + self._resets)
-        self._plan = None
+        self._plan = self._gripper_plan = None
         self._pending_traj = self._pending_group = self._pending_gripper = None
+        self._pending_gripper_traj = None
         self._next_cam = self._next_js = 0.0
         self._pub_instr.publish(String(data=self.env.instruction))
         response.success = True
@@ -175,17 +186,24 @@ class SimNode(Node):
         s = self.env.robot.spec
         return np.concatenate([self.env.joint_targets(), [s.gripper_position(self.env.gripper_command)]])
 
+    def _plan_of(self, msg: JointTrajectory) -> JointTrajectoryPlan | None:
+        try:
+            return plan_from_points(
+                list(msg.joint_names), self._cmd_names,
+                [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
+                [list(p.positions) for p in msg.points], self._command_vector(), self.env.sim_time)
+        except TrajectoryError as exc:
+            self.get_logger().error(f"joint_trajectory rejected, holding position: {exc}")
+            return None
+
     def _apply_commands(self) -> None:
         env, s = self.env, self.env.robot.spec
         if self._pending_traj is not None:
             msg, self._pending_traj = self._pending_traj, None
-            try:
-                self._plan = plan_from_points(
-                    list(msg.joint_names), self._cmd_names,
-                    [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
-                    [list(p.positions) for p in msg.points], self._command_vector(), env.sim_time)
-            except TrajectoryError as exc:
-                self.get_logger().error(f"joint_trajectory rejected, holding position: {exc}")
+            self._plan = self._plan_of(msg) or self._plan
+        if self._pending_gripper_traj is not None:
+            msg, self._pending_gripper_traj = self._pending_gripper_traj, None
+            self._gripper_plan = self._plan_of(msg) or self._gripper_plan
         if self._pending_group is not None:
             cmd, self._pending_group = self._pending_group, None
             if cmd.shape == (s.dof,) and np.all(np.isfinite(cmd)):
@@ -203,13 +221,17 @@ class SimNode(Node):
                     self._plan = self._plan.without(s.dof)
             else:
                 self.get_logger().error(f"gripper_command must be finite in [0, 1], got {g}")
-        if self._plan is not None:
+        if self._plan is not None or self._gripper_plan is not None:
             cmd = self._command_vector()
-            cmd[self._plan.indices] = self._plan.sample(env.sim_time)
+            for plan in (self._plan, self._gripper_plan):  # the gripper plan wins on the finger
+                if plan is not None:
+                    cmd[plan.indices] = plan.sample(env.sim_time)
             span = s.gripper_open - s.gripper_closed
             env.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed) / span)
-            if self._plan.finished(env.sim_time):
+            if self._plan is not None and self._plan.finished(env.sim_time):
                 self._plan = None
+            if self._gripper_plan is not None and self._gripper_plan.finished(env.sim_time):
+                self._gripper_plan = None
 
     def _on_tick(self) -> None:
         self._apply_commands()

@@ -106,7 +106,10 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
 
     out: Path = args.out
     ctx = rclpy.Context()
-    rclpy.init(args=["--ros-args", "--params-file", str(params_file)], context=ctx)
+    # The same remappings as launch/<robot>.launch.py.
+    rclpy.init(args=["--ros-args", "--params-file", str(params_file),
+                     "-r", "image:=/camera/image_raw", "-r", "action:=/policy/action"],
+               context=ctx)
     nodes: list[Any] = []
     executor = MultiThreadedExecutor(num_threads=4, context=ctx)
     try:
