@@ -112,17 +112,26 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
                context=ctx)
     nodes: list[Any] = []
     executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+    # MuJoCo's EGL context belongs to the thread that made it: sim_node is built,
+    # spun (its own single-threaded executor) and closed on one dedicated thread.
+    sim_box: dict[str, Any] = {}
+    sim_ready = threading.Event()
+    sim_stop = threading.Event()
+    sim_thread = threading.Thread(target=_sim_thread, args=(ctx, sim_box, sim_ready, sim_stop),
+                                  name="sim_node", daemon=True)
     try:
         from tracevla_ros.nodes.policy_node import PolicyNode
         from tracevla_ros.nodes.recorder_node import RecorderNode
-        from tracevla_ros.nodes.sim_node import SimNode
         from tracevla_ros.nodes.tracker_node import TrackerNode
         from tracevla_ros.policy.scripted import ScriptedPolicy
         from tracevla_ros.sim.experts import make_expert
 
         controller_cls = _controller_class(args.robot)
-        sim = SimNode(context=ctx)
-        nodes.append(sim)
+        sim_thread.start()
+        sim_ready.wait(timeout=120.0)
+        if "error" in sim_box:
+            raise sim_box["error"]
+        sim = sim_box["node"]
         expert = make_expert(sim.env)
         rate = float(params.get("policy_node", {}).get("ros__parameters", {})
                      .get("control_rate_hz", 5.0))
@@ -143,12 +152,14 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         last_print = 0.0
         while monitor.actions < args.steps and time.monotonic() - t0 < timeout:
             time.sleep(0.05)
+            if not spin.is_alive() or not sim_thread.is_alive():
+                raise RuntimeError("a node crashed (see the traceback above); stopping the demo")
             if time.monotonic() - last_print > 5.0:
                 last_print = time.monotonic()
                 print(f"[demo] {monitor.actions}/{args.steps} policy steps, "
                       f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
         wall = time.monotonic() - t0
-        success = bool(sim.env.success())
+        success = bool(sim.env.success())  # read-only peek; the sim thread owns the renderer
         finished = monitor.actions >= args.steps
         summary = {
             "robot": args.robot,
@@ -171,11 +182,14 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         }
     finally:
         executor.shutdown(timeout_sec=2.0)
+        sim_stop.set()
         for n in reversed(nodes):
             close = getattr(n, "close", None)
             if callable(close):
                 close()
             n.destroy_node()
+        if sim_thread.is_alive():
+            sim_thread.join(timeout=10.0)
         rclpy.try_shutdown(context=ctx)
     n_frames = monitor.write_video(out / "overlay.mp4", fps=rate)
     summary["outputs"]["overlay_frames"] = n_frames
@@ -189,11 +203,38 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
     return 0
 
 
+def _sim_thread(ctx: Any, box: dict[str, Any], ready: threading.Event,
+                stop: threading.Event) -> None:
+    from rclpy.executors import SingleThreadedExecutor
+
+    from tracevla_ros.nodes.sim_node import SimNode
+
+    try:
+        node = SimNode(context=ctx)
+    except Exception as exc:  # reported to the main thread, which re-raises it
+        box["error"] = exc
+        ready.set()
+        return
+    box["node"] = node
+    box["success"] = False
+    ready.set()
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    try:
+        while not stop.is_set() and ctx.ok():
+            ex.spin_once(timeout_sec=0.05)
+        box["success"] = bool(node.env.success())
+    finally:
+        ex.shutdown(timeout_sec=1.0)
+        node.close()
+        node.destroy_node()
+
+
 def _controller_class(robot: str) -> Any:
     if robot == "widowx":
-        from tracevla_ros.nodes.widowx_controller_node import WidowxControllerNode
+        from tracevla_ros.nodes.widowx_controller_node import WidowXControllerNode
 
-        return WidowxControllerNode
+        return WidowXControllerNode
     from tracevla_ros.nodes.franka_controller_node import FrankaControllerNode
 
     return FrankaControllerNode
