@@ -59,7 +59,7 @@ class PolicyNode(Node):
     # --- callbacks: O(1), keep the latest -----------------------------------
     def _on_image(self, msg: Image) -> None:
         try:
-            self._pairer.add_image(stamp_to_sec(msg.header.stamp), image_to_rgb(msg))
+            self._pairer.add_image(stamp_to_sec(msg.header.stamp), image_to_rgb(msg), msg.header.stamp)
         except ImageConversionError as exc:
             self.get_logger().error(f"image dropped: {exc}", throttle_duration_sec=5.0)
 
@@ -124,7 +124,8 @@ class PolicyNode(Node):
                            values=chunk.values.ravel().tolist(), trace_used=chunk.trace_used,
                            inference_latency_s=float(time.monotonic() - t0),
                            policy_name=self._policy.name)
-        msg.header.stamp = sec_to_stamp(paired.stamp)
+        msg.header.stamp = (paired.source_stamp if paired.source_stamp is not None
+                            else sec_to_stamp(paired.stamp))
         msg.header.frame_id = self.cfg.base_frame
         self._pub.publish(msg)
         self.published += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class Paired:
     image: np.ndarray
     overlay: np.ndarray | None
     trace_valid: bool
+    source_stamp: Any = None  # the frame's original stamp object (e.g. builtin_interfaces/Time)
 
 
 class ObservationPairer:
@@ -39,15 +41,16 @@ class ObservationPairer:
     def __init__(self, require_trace: bool = True, tolerance_s: float = 1e-4, keep: int = 8) -> None:
         self._require_trace = require_trace
         self._tol = tolerance_s
-        self._images: deque[tuple[float, np.ndarray]] = deque(maxlen=keep)
+        self._images: deque[tuple[float, np.ndarray, Any]] = deque(maxlen=keep)
         self._overlays: deque[tuple[float, np.ndarray]] = deque(maxlen=keep)
         self._traces: deque[TraceInfo] = deque(maxlen=keep)
         self._lock = threading.Lock()
         self._last_used = -np.inf
 
-    def add_image(self, stamp: float, image: np.ndarray) -> None:
+    def add_image(self, stamp: float, image: np.ndarray, source_stamp: Any = None) -> None:
+        """``source_stamp`` is handed back unchanged (exact stamps for the outputs)."""
         with self._lock:
-            self._images.append((stamp, image))
+            self._images.append((stamp, image, source_stamp))
 
     def add_overlay(self, stamp: float, image: np.ndarray) -> None:
         with self._lock:
@@ -67,12 +70,12 @@ class ObservationPairer:
     def latest(self) -> Paired | None:
         """The newest frame not used before that has everything it needs, or None."""
         with self._lock:
-            for stamp, image in reversed(self._images):
+            for stamp, image, source in reversed(self._images):
                 if stamp <= self._last_used:
                     return None
                 if not self._require_trace:
                     self._last_used = stamp
-                    return Paired(stamp, image, None, False)
+                    return Paired(stamp, image, None, False, source)
                 trace = next((t for t in self._traces if abs(t.stamp - stamp) <= self._tol), None)
                 if trace is None:
                     continue
@@ -82,5 +85,5 @@ class ObservationPairer:
                     if overlay is None:
                         continue
                 self._last_used = stamp
-                return Paired(stamp, image, overlay, trace.valid)
+                return Paired(stamp, image, overlay, trace.valid, source)
             return None

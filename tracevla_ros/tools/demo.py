@@ -119,6 +119,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
     sim_stop = threading.Event()
     sim_thread = threading.Thread(target=_sim_thread, args=(ctx, sim_box, sim_ready, sim_stop),
                                   name="sim_node", daemon=True)
+    spin = threading.Thread(target=executor.spin, name="executor", daemon=True)
     try:
         from tracevla_ros.nodes.policy_node import PolicyNode
         from tracevla_ros.nodes.recorder_node import RecorderNode
@@ -145,7 +146,6 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         nodes.append(controller_cls(context=ctx))
         for n in nodes:
             executor.add_node(n)
-        spin = threading.Thread(target=executor.spin, daemon=True)
         t0 = time.monotonic()
         spin.start()
         timeout = args.timeout or (3.0 * args.steps / rate + 60.0)
@@ -182,6 +182,8 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         }
     finally:
         executor.shutdown(timeout_sec=2.0)
+        if spin.is_alive():
+            spin.join(timeout=5.0)
         sim_stop.set()
         for n in reversed(nodes):
             close = getattr(n, "close", None)
