@@ -6,4 +6,5 @@ A benchmark is a module here with ``main(argv: list[str]) -> dict``; add it to
 
 BENCHMARKS: dict[str, str] = {
     # name: module (relative to tracevla_ros.bench)
+    "tracker": "tracker",
 }
