@@ -9,4 +9,5 @@ BENCHMARKS: dict[str, str] = {
     "ik": "ik",
     "experts": "experts",
     "sim": "sim",
+    "tracker": "tracker",
 }

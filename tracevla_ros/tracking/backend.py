@@ -48,11 +48,13 @@ class PointTrackerBackend(abc.ABC):
         return np.ones(np.asarray(queries).reshape(-1, 2).shape[0], bool)
 
     @abc.abstractmethod
-    def track_step(self, prev: Frame, frame: Frame, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def track_step(self, prev: Frame, frame: Frame, points: np.ndarray,
+                   fb_check: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Move ``points`` (P, 2) float32 from ``prev`` to ``frame``.
 
         Returns (P, 2) float32 new positions and (P,) bool visible (False: lost
         or left the image; the position is then the input position).
+        ``fb_check=False``: skip the consistency check (``verify`` later).
         """
 
     def prepare(self, frame: Frame) -> None:  # noqa: B027 - optional hook

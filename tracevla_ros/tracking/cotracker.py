@@ -96,7 +96,8 @@ class CoTrackerBackend(PointTrackerBackend):
         visible[0] = True
         return tracks, visible
 
-    def track_step(self, prev: Frame, frame: Frame, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def track_step(self, prev: Frame, frame: Frame, points: np.ndarray,
+                   fb_check: bool = True) -> tuple[np.ndarray, np.ndarray]:
         p = np.asarray(points, np.float32).reshape(-1, 2)
         if p.shape[0] == 0:
             return np.zeros((0, 2), np.float32), np.zeros(0, bool)

@@ -74,17 +74,19 @@ class LKBackend(PointTrackerBackend):
         w, h = frame.size
         return (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
 
-    def track_step(self, prev: Frame, frame: Frame, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def track_step(self, prev: Frame, frame: Frame, points: np.ndarray,
+                   fb_check: bool = True) -> tuple[np.ndarray, np.ndarray]:
         p0 = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 1, 2)
         n = p0.shape[0]
         if n == 0:
             return np.zeros((0, 2), np.float32), np.zeros(0, bool)
         a, b = self._pyr(prev), self._pyr(frame)
-        p1, ok1 = self._lk(a, b, p0)
-        p0b, ok2 = self._lk(b, a, p1)
+        p1, ok = self._lk(a, b, p0)
         p0f, p1f = p0.reshape(n, 2), p1.reshape(n, 2)
-        fb2 = np.sum((p0f - p0b.reshape(n, 2)) ** 2, axis=1)
-        ok = ok1 & ok2 & (fb2 <= self._fb2) & self._inside(p1f, frame)
+        ok &= self._inside(p1f, frame)
+        if fb_check:
+            p0b, ok2 = self._lk(b, a, p1)
+            ok &= ok2 & (np.sum((p0f - p0b.reshape(n, 2)) ** 2, axis=1) <= self._fb2)
         out = np.where(ok[:, None], p1f, p0f).astype(np.float32, copy=False)
         return out, ok
 
@@ -101,15 +103,7 @@ class LKBackend(PointTrackerBackend):
             tracks[t] = tracks[t - 1]
             if alive.size == 0:
                 continue
-            prev_pts = tracks[t - 1, alive]
-            if fb_check:
-                new, ok = self.track_step(frames[t - 1], frames[t], prev_pts)
-            else:
-                p1, ok = self._lk(self._pyr(frames[t - 1]), self._pyr(frames[t]),
-                                  prev_pts.reshape(-1, 1, 2))
-                new = p1.reshape(-1, 2)
-                ok &= self._inside(new, frames[t])
-                new = np.where(ok[:, None], new, prev_pts)
+            new, ok = self.track_step(frames[t - 1], frames[t], tracks[t - 1, alive], fb_check)
             tracks[t, alive] = new
             visible[t, alive] = ok
             alive = alive[ok]

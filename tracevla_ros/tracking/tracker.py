@@ -170,7 +170,8 @@ class IncrementalTracker:
         if self._pts is not None and self._vis is not None and self._latest is not None:
             alive = np.flatnonzero(self._vis)
             if alive.size:
-                new, ok = self.backend.track_step(self._latest, frame, self._pts[alive])
+                new, ok = self.backend.track_step(self._latest, frame, self._pts[alive],
+                                                  fb_check=False)
                 self._pts[alive] = new
                 self._vis[alive] = ok
         self._latest = frame
@@ -192,8 +193,7 @@ class IncrementalTracker:
         if stamp is not None and stamp + 1e-9 < frame.stamp:
             _log.debug("policy tick %.6f is before its camera frame %.6f", stamp, frame.stamp)
         self._new_frame = False
-        if (self._observed > 1 and self._frames and self._hist_pts
-                and self._pts is not None and self._vis is not None):
+        if self._frames and self._hist_pts and self._pts is not None:
             self._check_since_last_step(self._frames[-1], frame)
         self._observed = 0
         self._frames.append(frame)
@@ -215,19 +215,25 @@ class IncrementalTracker:
         return self._result(dense)
 
     def _check_since_last_step(self, prev: Frame, frame: Frame) -> None:
-        """Camera-rate tracking chains several small LK steps, whose per-frame checks
-        miss slow drifts (an edge sweeping over a point 1 px per frame). Re-check the
-        visible points across the whole policy step with the backend's ``verify``
-        (LK: forward-backward and patch residual between the two policy frames), so
-        the loss decisions match those of policy-rate tracking."""
+        """Consistency check of the points across the whole policy step.
+
+        ``observe`` tracks frame to frame without the backend's check (cheap at
+        camera rate); here the backend's ``verify`` (LK: forward-backward error
+        and patch residual between the previous and the current policy-step
+        frame) decides which points are lost. With one frame per step this is
+        exactly a checked ``track_step``; at camera rate it also catches slow
+        drifts that per-frame checks miss (an edge sweeping over a point 1 px
+        per frame). A point that fails goes back to its previous position.
+        """
         if self._pts is None or self._vis is None:
             return
         idx = np.flatnonzero(self._vis & self._hist_vis[-1])
         if idx.size == 0:
             return
         pair = np.stack([self._hist_pts[-1][idx], self._pts[idx]])  # (2, P, 2)
-        ok = self.backend.verify([prev, frame], pair)
-        self._vis[idx[~ok]] = False
+        bad = idx[~self.backend.verify([prev, frame], pair)]
+        self._vis[bad] = False
+        self._pts[bad] = self._hist_pts[-1][bad]
 
     def process(self, image: np.ndarray, stamp: float) -> TraceResult | None:
         """``observe`` + ``step`` for a camera at the policy rate; None when the frame is dropped."""
