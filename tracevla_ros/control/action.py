@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Sequence
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def integrate_ee_delta(pos: np.ndarray, rot: np.ndarray, delta: np.ndarray
     return np.asarray(pos, dtype=np.float64) + d[:3], r_delta @ np.asarray(rot, dtype=np.float64)
 
 
-def parse_ee_delta_chunk(values: np.ndarray | list[float], chunk_length: int,
+def parse_ee_delta_chunk(values: np.ndarray | Sequence[float], chunk_length: int,
                          action_dim: int) -> np.ndarray:
     """PolicyAction ``values`` (H*D row-major) -> (H, 7) float64 array for ``ee_delta_7d``.
 

@@ -1,0 +1,94 @@
+"""ArmController (the nodes' algorithm) without ROS: actions, holds, waypoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pinocchio")
+
+from tracevla_ros.control.action import ActionError  # noqa: E402
+from tracevla_ros.control.arm_controller import ArmController  # noqa: E402
+from tracevla_ros.control.controller_config import (  # noqa: E402
+    FrankaControllerConfig,
+    WidowXControllerConfig,
+)
+from tracevla_ros.control.safety import Intervention  # noqa: E402
+from tracevla_ros.config import ConfigError  # noqa: E402
+from tracevla_ros.robots import get_robot  # noqa: E402
+
+
+def _widowx() -> ArmController:
+    cfg = WidowXControllerConfig()
+    spec = get_robot("widowx250s")
+    return ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options())
+
+
+def test_chunk_is_executed_step_by_step_from_the_measured_pose() -> None:
+    c = _widowx()
+    c.update_state(c.spec.home_q, now=0.0)
+    p0, _ = c.kin.fk(c.spec.home_q)
+    assert c.push_action([0.01, 0, 0, 0, 0, 0, 1.0] + [0, 0.01, 0, 0, 0, 0, 0.0], 2, 7, now=0.0) == 2
+    out = c.step(now=0.01)
+    assert out is not None and out.command.send and not out.command.hold and out.ik_ok
+    np.testing.assert_allclose(c.kin.fk(out.command.q)[0], p0 + [0.01, 0, 0], atol=1e-3)
+    c.update_state(out.command.q, now=0.2)  # the arm got there
+    out2 = c.step(now=0.2)
+    np.testing.assert_allclose(c.kin.fk(out2.command.q)[0], p0 + [0.01, 0.01, 0], atol=1e-3)
+    assert out.gripper_open and not out2.gripper_open  # 0.0 < 0.05 closes
+    assert out2.gripper_position == pytest.approx(c.spec.gripper_closed)
+    assert c.step(now=0.3) is None
+
+
+def test_no_state_no_command_and_hold() -> None:
+    c = _widowx()
+    c.push_action([0.01, 0, 0, 0, 0, 0, 1.0], 1, 7, now=0.0)
+    out = c.step(now=0.0)
+    assert out is not None and not out.command.send and out.command.q is None
+    assert c.counts["stale_state"] == 1
+    c.update_state(c.spec.home_q, now=1.0)
+    t_wd = c.safety.timing.watchdog_timeout_s  # action at t = 0
+    assert not c.watchdog_due(t_wd - 0.1) and c.watchdog_due(t_wd + 0.1)
+    h = c.hold(now=1.05, why=Intervention("watchdog", "test"))
+    assert h.command.hold and h.command.send
+    np.testing.assert_allclose(h.command.q, c.spec.home_q)
+    assert c.counts["watchdog"] == 1
+
+
+def test_bad_chunks_raise() -> None:
+    c = _widowx()
+    with pytest.raises(ActionError):
+        c.push_action([0.0] * 6, 1, 7, now=0.0)
+
+
+def test_unreachable_step_is_clamped_and_reported() -> None:
+    c = _widowx()
+    c.update_state(c.spec.home_q, now=0.0)
+    c.push_action([0.0, 0.0, -5.0, 0, 0, 0, 1.0], 1, 7, now=0.0)
+    out = c.step(now=0.0)
+    checks = [r.check for r in out.interventions]
+    assert "cartesian_step" in checks
+    assert np.all(out.command.q >= c.safety.joints.lo) and np.all(out.command.q <= c.safety.joints.hi)
+
+
+def test_waypoints_fr3() -> None:
+    cfg = FrankaControllerConfig(gripper_namespace="")
+    spec = get_robot("fr3")
+    c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options())
+    c.update_state(spec.home_q, now=0.0)
+    p0, r0 = c.kin.fk(spec.home_q)
+    pts = np.array([p0 + [0.1, 0, 0], p0 + [0.1, 0.1, 0], p0 + [5.0, 0, 0]])
+    plan = c.plan_waypoints(pts, None, now=0.0, speed=0.1)
+    assert plan.q.shape == (2, 7) and not plan.complete  # the 3rd is outside the workspace box...
+    # ...and clipped into it, which the arm cannot reach with this orientation: the plan stops
+    np.testing.assert_allclose(c.kin.fk(plan.q[1])[0], p0 + [0.1, 0.1, 0], atol=1e-3)
+    assert plan.times[0] >= 1.0 and plan.times[1] > plan.times[0]
+
+
+def test_config_errors_are_actionable() -> None:
+    with pytest.raises(ConfigError, match="interface"):
+        WidowXControllerConfig(interface="serial")
+    with pytest.raises(ConfigError, match="workspace_min"):
+        WidowXControllerConfig(workspace_min=(0.5, 0, 0), workspace_max=(0.4, 1, 1))
+    with pytest.raises(ConfigError, match="robot"):
+        FrankaControllerConfig(robot="ur5")
