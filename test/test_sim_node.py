@@ -27,9 +27,13 @@ from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS  # noqa: E402
 pytestmark = pytest.mark.ros
 
 
-def _start(repo: Path, *params: str) -> subprocess.Popen[bytes]:
+def _start(repo: Path, *params: str, module: str = "tracevla_ros.nodes.sim_node",
+           params_file: str | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    args = [sys.executable, "-m", "tracevla_ros.nodes.sim_node", "--ros-args"]
+    code = f"import sys; from {module} import main; sys.exit(main())"
+    args = [sys.executable, "-c", code, "--ros-args"]
+    if params_file is not None:
+        args += ["--params-file", str(repo / params_file)]
     for p in params:
         args += ["-p", p]
     return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -78,6 +82,8 @@ def test_widowx_images_joint_states_and_trajectory(ros: Any, repo_root: Path) ->
     node.create_subscription(Bool, "/success", got["ok"].append, RELIABLE_QOS)
     traj_pub = node.create_publisher(JointTrajectory, "/arm_controller/joint_trajectory", RELIABLE_QOS)
     grip_pub = node.create_publisher(Float64, "/sim_node/gripper_command", RELIABLE_QOS)
+    grip_traj_pub = node.create_publisher(JointTrajectory, "/gripper_controller/joint_trajectory",
+                                          RELIABLE_QOS)
     reset = node.create_client(Trigger, "/sim_node/reset")
     proc = _start(repo_root, "robot:=widowx", "task:=lift_cube", "interbotix_robot_name:=wx250s")
     try:
@@ -97,10 +103,14 @@ def test_widowx_images_joint_states_and_trajectory(ros: Any, repo_root: Path) ->
             return float(got["js"][-1].position[0])
 
         assert abs(waist()) < 0.05
-        msg = JointTrajectory(joint_names=["waist", "left_finger"])
-        msg.points = [JointTrajectoryPoint(positions=[0.5, 0.015], time_from_start=Duration(sec=1))]
-        _spin_until(ex, lambda: traj_pub.get_subscription_count() > 0, 10, proc)
+        msg = JointTrajectory(joint_names=["waist"])
+        msg.points = [JointTrajectoryPoint(positions=[0.5], time_from_start=Duration(sec=1))]
+        grip = JointTrajectory(joint_names=["left_finger"])
+        grip.points = [JointTrajectoryPoint(positions=[0.015], time_from_start=Duration(nanosec=200_000_000))]
+        _spin_until(ex, lambda: traj_pub.get_subscription_count() > 0
+                    and grip_traj_pub.get_subscription_count() > 0, 10, proc)
         traj_pub.publish(msg)
+        grip_traj_pub.publish(grip)  # the gripper controller's topic, at the same time
         assert _spin_until(ex, lambda: abs(waist() - 0.5) < 0.03, 30, proc), f"waist at {waist()}"
         assert got["js"][-1].position[6] < 0.02  # finger closed (metres)
         grip_pub.publish(Float64(data=1.0))
@@ -144,3 +154,42 @@ def test_fr3_depth_and_bad_trajectory(ros: Any, repo_root: Path) -> None:
         np.testing.assert_allclose(np.array(got["js"][-1].position[1:7]), q0[1:], atol=0.03)
     finally:
         _stop(proc)
+
+
+def test_widowx_controller_drives_the_sim(ros: Any, repo_root: Path) -> None:
+    """sim_node + the real widowx_controller_node (config/widowx.yaml): PolicyActions move the arm."""
+    from tracevla_ros.control.kinematics import load_kinematics
+    from tracevla_ros.msg import PolicyAction
+
+    node, ex = ros
+    kin = load_kinematics("widowx250s")
+    js: list[JointState] = []
+    node.create_subscription(JointState, "/joint_states", js.append, RELIABLE_QOS)
+    act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
+    sim = _start(repo_root, "task:=lift_cube", params_file="config/widowx.yaml")
+    ctl = _start(repo_root, module="tracevla_ros.nodes.widowx_controller_node",
+                 params_file="config/widowx.yaml")
+    try:
+        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
+        time.sleep(1.0)  # let the controller receive joint states
+        _spin_until(ex, lambda: False, 0.5, ctl)
+        p0, _ = kin.fk(np.array(js[-1].position[:6]))
+
+        def send(row: list[float]) -> None:
+            msg = PolicyAction(action_space="ee_delta_7d", chunk_length=1, action_dim=7, values=row,
+                               policy_name="test")
+            msg.header.frame_id = "wx250s/base_link"
+            msg.header.stamp = node.get_clock().now().to_msg()
+            act_pub.publish(msg)
+
+        for _ in range(5):  # 5 steps of +2 cm in x, closing the gripper
+            send([0.02, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+            _spin_until(ex, lambda: False, 0.3, ctl)
+        _spin_until(ex, lambda: False, 1.0, sim)
+        p1, _ = kin.fk(np.array(js[-1].position[:6]))
+        assert p1[0] - p0[0] > 0.05, f"ee moved {p1 - p0}"
+        assert abs(p1[1] - p0[1]) < 0.02 and abs(p1[2] - p0[2]) < 0.03
+        assert js[-1].position[6] < 0.02  # gripper closed via /gripper_controller/joint_trajectory
+    finally:
+        _stop(ctl)
+        _stop(sim)

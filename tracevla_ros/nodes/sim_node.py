@@ -11,12 +11,16 @@ Publishes (stamps: node clock, or sim time with ``stamp_source: sim``, see below
     instruction                  std_msgs/String (latched), the task's language instruction
     /clock                       rosgraph_msgs/Clock, only with ``stamp_source: sim``
 Subscribes (the interfaces the real controllers take):
-    /<arm_controller>/joint_trajectory   trajectory_msgs/JointTrajectory; arm joints and/or the
-                                 actuated finger joint (metres), linearly interpolated over
-                                 time_from_start like joint_trajectory_controller
+    /<arm_controller>/joint_trajectory       trajectory_msgs/JointTrajectory; arm joints and/or
+    /<gripper_controller>/joint_trajectory   the actuated finger joint (metres), linearly
+                                 interpolated over time_from_start like joint_trajectory_controller;
+                                 a newer command takes over the joints it names
     /<interbotix_robot_name>/commands/joint_group   interbotix_xs_msgs/JointGroupCommand (group
-                                 "arm": 6 joint positions [rad]); only if that package imports
+                                 "arm": 6 joint positions [rad]) and .../joint_single (name
+                                 "gripper", PWM: > 0 opens, < 0 closes); only if that package imports
     ~/gripper_command            std_msgs/Float64 openness [0, 1], 1 = open
+The FR3's franka_gripper actions (franka_msgs Move/Grasp) are not served: command the
+simulated hand with ~/gripper_command or a JointTrajectory of fr3_finger_joint1.
 Services:
     ~/reset                      std_srvs/Trigger: new episode (seed + number of resets)
 
@@ -47,9 +51,9 @@ from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.trajectory import JointTrajectoryPlan, TrajectoryError, plan_from_points
 
 try:  # Interbotix interfaces exist only where the Interbotix stack is installed.
-    from interbotix_xs_msgs.msg import JointGroupCommand
+    from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 except ImportError:
-    JointGroupCommand = None
+    JointGroupCommand = JointSingleCommand = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class SimNodeConfig:
     camera_rate_hz: float = param(10.0, "image publishing rate (sim time)", "Hz")
     joint_state_rate_hz: float = param(50.0, "joint state publishing rate (sim time)", "Hz")
     arm_controller: str = param("arm_controller", "controller name: /<name>/joint_trajectory")
+    gripper_controller: str = param("gripper_controller",
+                                    "gripper controller: /<name>/joint_trajectory; empty = none")
     interbotix_robot_name: str = param("", "Interbotix namespace (wx250s) for its topics; empty = none")
     image_topic: str = param("/camera/image_raw", "RGB image topic")
     camera_info_topic: str = param("/camera/camera_info", "RGB camera_info topic")
@@ -103,10 +109,10 @@ class SimNode(Node):
         self._substeps = max(1, round(1.0 / (cfg.physics_rate_hz * self.env.model.opt.timestep)))
         self._resets = 0
         self._sim_offset = 0.0  # sim time accumulated over earlier episodes [s]
-        self._pending_traj: JointTrajectory | None = None
+        self._pending_traj: dict[str, JointTrajectory] = {}  # controller -> newest message
         self._pending_group: np.ndarray | None = None
         self._pending_gripper: float | None = None
-        self._plan: JointTrajectoryPlan | None = None
+        self._plans: dict[str, JointTrajectoryPlan] = {}  # controller -> active plan
         self._next_cam = self._next_js = 0.0
 
         self._pub_rgb = self.create_publisher(Image, cfg.image_topic, SENSOR_QOS)
@@ -123,17 +129,20 @@ class SimNode(Node):
         self._pub_instr = self.create_publisher(String, "instruction", LATCHED_QOS)
         self._pub_clock = self.create_publisher(Clock, "/clock", 10) if cfg.stamp_source == "sim" else None
 
-        self.create_subscription(JointTrajectory, f"/{cfg.arm_controller}/joint_trajectory",
-                                 self._on_joint_trajectory, RELIABLE_QOS)
+        for ctrl in dict.fromkeys(c for c in (cfg.arm_controller, cfg.gripper_controller) if c):
+            self.create_subscription(JointTrajectory, f"/{ctrl}/joint_trajectory",
+                                     lambda msg, c=ctrl: self._on_joint_trajectory(c, msg), RELIABLE_QOS)
         self.create_subscription(Float64, "~/gripper_command", self._on_gripper_command, RELIABLE_QOS)
         if cfg.interbotix_robot_name:
-            if JointGroupCommand is not None:
-                self.create_subscription(JointGroupCommand,
-                                         f"/{cfg.interbotix_robot_name}/commands/joint_group",
-                                         self._on_joint_group, RELIABLE_QOS)
+            ns = f"/{cfg.interbotix_robot_name}/commands"
+            if JointGroupCommand is not None and JointSingleCommand is not None:
+                self.create_subscription(JointGroupCommand, f"{ns}/joint_group", self._on_joint_group,
+                                         RELIABLE_QOS)
+                self.create_subscription(JointSingleCommand, f"{ns}/joint_single",
+                                         self._on_joint_single, RELIABLE_QOS)
             else:
                 self.get_logger().warning("interbotix_xs_msgs is not installed: not subscribing to "
-                                       f"/{cfg.interbotix_robot_name}/commands/joint_group")
+                                          f"{ns}/joint_group and {ns}/joint_single")
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / cfg.physics_rate_hz, self._on_tick)
         self._pub_instr.publish(String(data=self.env.instruction))
@@ -142,8 +151,8 @@ class SimNode(Node):
             f"commands on /{cfg.arm_controller}/joint_trajectory, images on {cfg.image_topic}")
 
     # -- callbacks: keep the newest command only -----------------------------------------
-    def _on_joint_trajectory(self, msg: JointTrajectory) -> None:
-        self._pending_traj = msg
+    def _on_joint_trajectory(self, controller: str, msg: JointTrajectory) -> None:
+        self._pending_traj[controller] = msg
 
     def _on_gripper_command(self, msg: Float64) -> None:
         self._pending_gripper = float(msg.data)
@@ -154,13 +163,20 @@ class SimNode(Node):
             return
         self._pending_group = np.asarray(msg.cmd, dtype=np.float64)
 
+    def _on_joint_single(self, msg: Any) -> None:
+        if msg.name != "gripper":
+            self.get_logger().warning(f"joint_single '{msg.name}' ignored: only 'gripper' is simulated")
+            return
+        self._pending_gripper = 1.0 if msg.cmd > 0 else 0.0
+
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # Rare operator action: done here (0.3 s of settling) so the reply means "reset done".
         self._sim_offset += self.env.sim_time
         self._resets += 1
         self.env.reset(self.cfg.seed + self._resets)
-        self._plan = None
-        self._pending_traj = self._pending_group = self._pending_gripper = None
+        self._plans.clear()
+        self._pending_traj.clear()
+        self._pending_group = self._pending_gripper = None
         self._next_cam = self._next_js = 0.0
         self._pub_instr.publish(String(data=self.env.instruction))
         response.success = True
@@ -175,43 +191,59 @@ class SimNode(Node):
         s = self.env.robot.spec
         return np.concatenate([self.env.joint_targets(), [s.gripper_position(self.env.gripper_command)]])
 
+    def _take_over(self, indices: np.ndarray, keep: str = "") -> None:
+        """A newer command owns ``indices``: drop them from every plan except ``keep``'s."""
+        for ctrl in list(self._plans):
+            if ctrl == keep:
+                continue
+            plan: JointTrajectoryPlan | None = self._plans[ctrl]
+            for i in indices:
+                plan = plan.without(int(i)) if plan is not None else None
+            if plan is None:
+                del self._plans[ctrl]
+            else:
+                self._plans[ctrl] = plan
+
     def _apply_commands(self) -> None:
         env, s = self.env, self.env.robot.spec
-        if self._pending_traj is not None:
-            msg, self._pending_traj = self._pending_traj, None
+        for ctrl, msg in list(self._pending_traj.items()):
+            del self._pending_traj[ctrl]
             try:
-                self._plan = plan_from_points(
+                plan = plan_from_points(
                     list(msg.joint_names), self._cmd_names,
                     [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
                     [list(p.positions) for p in msg.points], self._command_vector(), env.sim_time)
             except TrajectoryError as exc:
-                self.get_logger().error(f"joint_trajectory rejected, holding position: {exc}")
+                self.get_logger().error(f"/{ctrl}/joint_trajectory rejected, holding position: {exc}")
+                continue
+            self._plans[ctrl] = plan
+            self._take_over(plan.indices, keep=ctrl)
         if self._pending_group is not None:
             cmd, self._pending_group = self._pending_group, None
             if cmd.shape == (s.dof,) and np.all(np.isfinite(cmd)):
-                if self._plan is not None:  # the newer command owns the arm joints
-                    for i in range(s.dof):
-                        self._plan = self._plan.without(i) if self._plan is not None else None
+                self._take_over(np.arange(s.dof))
                 env.set_joint_targets(cmd)
             else:
                 self.get_logger().error(f"joint_group 'arm' needs {s.dof} finite values, got {cmd.shape}")
         if self._pending_gripper is not None:
             g, self._pending_gripper = self._pending_gripper, None
             if np.isfinite(g):
+                self._take_over(np.array([s.dof]))
                 env.set_joint_targets(env.joint_targets(), g)
-                if self._plan is not None:  # the newer command owns the gripper
-                    self._plan = self._plan.without(s.dof)
             else:
                 self.get_logger().error(f"gripper_command must be finite in [0, 1], got {g}")
-        if self._plan is not None:
+        if self._plans:
             cmd = self._command_vector()
-            cmd[self._plan.indices] = self._plan.sample(env.sim_time)
+            for ctrl, plan in list(self._plans.items()):
+                cmd[plan.indices] = plan.sample(env.sim_time)
+                if plan.finished(env.sim_time):
+                    del self._plans[ctrl]
             span = s.gripper_open - s.gripper_closed
             env.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed) / span)
-            if self._plan.finished(env.sim_time):
-                self._plan = None
 
     def _on_tick(self) -> None:
+        if not self.context.ok():  # shutting down (e.g. SIGTERM): publishing would fail
+            return
         self._apply_commands()
         self.env.advance(self._substeps)
         t = self.env.sim_time
