@@ -99,8 +99,9 @@ def _image(arr: np.ndarray, encoding: str, header: Header) -> Image:
 
 
 class SimNode(Node):
-    def __init__(self) -> None:
-        super().__init__("sim_node")
+    def __init__(self, **kwargs: Any) -> None:
+        """``kwargs`` go to ``rclpy.node.Node`` (e.g. ``parameter_overrides`` for in-process use)."""
+        super().__init__("sim_node", **kwargs)
         self.cfg = declare_config(self, SimNodeConfig)
         cfg = self.cfg
         self.env = SimEnv(robot=cfg.robot, task=cfg.task or None, seed=cfg.seed)
