@@ -19,8 +19,9 @@ Subscribes (the interfaces the real controllers take):
                                  "arm": 6 joint positions [rad]) and .../joint_single (name
                                  "gripper", PWM: > 0 opens, < 0 closes); only if that package imports
     ~/gripper_command            std_msgs/Float64 openness [0, 1], 1 = open
-The FR3's franka_gripper actions (franka_msgs Move/Grasp) are not served: command the
-simulated hand with ~/gripper_command or a JointTrajectory of fr3_finger_joint1.
+    /<franka_gripper_namespace>/move, .../grasp   franka_msgs Move / Grasp action servers (goal
+                                 width [m] = finger distance; replies at once, the hand then
+                                 moves); only if franka_msgs imports and the namespace is set
 Services:
     ~/reset                      std_srvs/Trigger: new episode (seed + number of resets)
 
@@ -50,6 +51,10 @@ from tracevla_ros.sim.camera import CameraIntrinsics
 from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.trajectory import JointTrajectoryPlan, TrajectoryError, plan_from_points
 
+try:  # franka_ros2 interfaces exist only where franka_ros2 is installed.
+    from franka_msgs.action import Grasp, Move
+except ImportError:
+    Grasp = Move = None
 try:  # Interbotix interfaces exist only where the Interbotix stack is installed.
     from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 except ImportError:
@@ -67,6 +72,8 @@ class SimNodeConfig:
     arm_controller: str = param("arm_controller", "controller name: /<name>/joint_trajectory")
     gripper_controller: str = param("gripper_controller",
                                     "gripper controller: /<name>/joint_trajectory; empty = none")
+    franka_gripper_namespace: str = param("", "franka_gripper action namespace (fr3_gripper); "
+                                          "empty = no Move/Grasp action servers")
     interbotix_robot_name: str = param("", "Interbotix namespace (wx250s) for its topics; empty = none")
     image_topic: str = param("/camera/image_raw", "RGB image topic")
     camera_info_topic: str = param("/camera/camera_info", "RGB camera_info topic")
@@ -144,6 +151,16 @@ class SimNode(Node):
             else:
                 self.get_logger().warning("interbotix_xs_msgs is not installed: not subscribing to "
                                           f"{ns}/joint_group and {ns}/joint_single")
+        if cfg.franka_gripper_namespace:
+            ns = cfg.franka_gripper_namespace
+            if Move is not None and Grasp is not None:
+                from rclpy.action import ActionServer
+
+                self._actions = [ActionServer(self, Move, f"{ns}/move", self._on_gripper_goal),
+                                 ActionServer(self, Grasp, f"{ns}/grasp", self._on_gripper_goal)]
+            else:
+                self.get_logger().warning(f"franka_msgs is not installed: no {ns}/move, {ns}/grasp "
+                                          "action servers (use ~/gripper_command)")
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / cfg.physics_rate_hz, self._on_tick)
         self._pub_instr.publish(String(data=self.env.instruction))
@@ -169,6 +186,25 @@ class SimNode(Node):
             self.get_logger().warning(f"joint_single '{msg.name}' ignored: only 'gripper' is simulated")
             return
         self._pending_gripper = 1.0 if msg.cmd > 0 else 0.0
+
+    def _on_gripper_goal(self, goal_handle: Any) -> Any:
+        """franka_gripper Move/Grasp: the goal width [m] (finger distance) sets the opening.
+
+        Replies at once (the hand then moves over the next ticks), so the tick is never blocked.
+        """
+        action = Move if isinstance(goal_handle.request, Move.Goal) else Grasp
+        result = action.Result()
+        width = float(goal_handle.request.width)
+        if not np.isfinite(width) or width < 0.0:
+            goal_handle.abort()
+            result.error = f"width must be a finite distance >= 0 m, got {width}"
+            return result
+        s = self.env.robot.spec
+        lo, hi = 2.0 * s.gripper_closed, 2.0 * s.gripper_open  # two fingers
+        self._pending_gripper = float(np.clip((width - lo) / (hi - lo), 0.0, 1.0))
+        goal_handle.succeed()
+        result.success = True
+        return result
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # Rare operator action: done here (0.3 s of settling) so the reply means "reset done".
