@@ -49,7 +49,7 @@ from tracevla_ros.config import check, param
 from tracevla_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, sec_to_stamp
 from tracevla_ros.sim.camera import CameraIntrinsics
 from tracevla_ros.sim.env import SimEnv
-from tracevla_ros.sim.trajectory import JointTrajectoryPlan, TrajectoryError, plan_from_points
+from tracevla_ros.sim.trajectory import CommandArbiter, TrajectoryError
 
 try:  # franka_ros2 interfaces exist only where franka_ros2 is installed.
     from franka_msgs.action import Grasp, Move
@@ -120,7 +120,7 @@ class SimNode(Node):
         self._pending_traj: dict[str, JointTrajectory] = {}  # controller -> newest message
         self._pending_group: np.ndarray | None = None
         self._pending_gripper: float | None = None
-        self._plans: dict[str, JointTrajectoryPlan] = {}  # controller -> active plan
+        self._arbiter = CommandArbiter(self._cmd_names)
         self._next_cam = self._next_js = 0.0
 
         self._pub_rgb = self.create_publisher(Image, cfg.image_topic, SENSOR_QOS)
@@ -211,7 +211,7 @@ class SimNode(Node):
         self._sim_offset += self.env.sim_time
         self._resets += 1
         self.env.reset(self.cfg.seed + self._resets)
-        self._plans.clear()
+        self._arbiter.clear()
         self._pending_traj.clear()
         self._pending_group = self._pending_gripper = None
         self._next_cam = self._next_js = 0.0
@@ -228,53 +228,33 @@ class SimNode(Node):
         s = self.env.robot.spec
         return np.concatenate([self.env.joint_targets(), [s.gripper_position(self.env.gripper_command)]])
 
-    def _take_over(self, indices: np.ndarray, keep: str = "") -> None:
-        """A newer command owns ``indices``: drop them from every plan except ``keep``'s."""
-        for ctrl in list(self._plans):
-            if ctrl == keep:
-                continue
-            plan: JointTrajectoryPlan | None = self._plans[ctrl]
-            for i in indices:
-                plan = plan.without(int(i)) if plan is not None else None
-            if plan is None:
-                del self._plans[ctrl]
-            else:
-                self._plans[ctrl] = plan
-
     def _apply_commands(self) -> None:
-        env, s = self.env, self.env.robot.spec
+        env, s, arb = self.env, self.env.robot.spec, self._arbiter
         for ctrl, msg in list(self._pending_traj.items()):
             del self._pending_traj[ctrl]
             try:
-                plan = plan_from_points(
-                    list(msg.joint_names), self._cmd_names,
+                arb.add_trajectory(
+                    ctrl, list(msg.joint_names),
                     [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
                     [list(p.positions) for p in msg.points], self._command_vector(), env.sim_time)
             except TrajectoryError as exc:
                 self.get_logger().error(f"/{ctrl}/joint_trajectory rejected, holding position: {exc}")
-                continue
-            self._plans[ctrl] = plan
-            self._take_over(plan.indices, keep=ctrl)
         if self._pending_group is not None:
-            cmd, self._pending_group = self._pending_group, None
-            if cmd.shape == (s.dof,) and np.all(np.isfinite(cmd)):
-                self._take_over(np.arange(s.dof))
-                env.set_joint_targets(cmd)
+            group, self._pending_group = self._pending_group, None
+            if group.shape == (s.dof,) and np.all(np.isfinite(group)):
+                arb.take_over(np.arange(s.dof))
+                env.set_joint_targets(group)
             else:
-                self.get_logger().error(f"joint_group 'arm' needs {s.dof} finite values, got {cmd.shape}")
+                self.get_logger().error(f"joint_group 'arm' needs {s.dof} finite values, got {group.shape}")
         if self._pending_gripper is not None:
             g, self._pending_gripper = self._pending_gripper, None
             if np.isfinite(g):
-                self._take_over(np.array([s.dof]))
+                arb.take_over(np.array([s.dof]))
                 env.set_joint_targets(env.joint_targets(), g)
             else:
                 self.get_logger().error(f"gripper_command must be finite in [0, 1], got {g}")
-        if self._plans:
-            cmd = self._command_vector()
-            for ctrl, plan in list(self._plans.items()):
-                cmd[plan.indices] = plan.sample(env.sim_time)
-                if plan.finished(env.sim_time):
-                    del self._plans[ctrl]
+        cmd = arb.sample(self._command_vector(), env.sim_time)
+        if cmd is not None:
             span = s.gripper_open - s.gripper_closed
             env.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed) / span)
 
