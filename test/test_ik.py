@@ -58,9 +58,19 @@ def test_jacobian_matches_finite_differences(name: str) -> None:
         np.testing.assert_allclose(rotation_error(r1, r0) / eps, jac[3:, i], atol=1e-5)
 
 
+def _backends() -> list[str]:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return ["pinocchio"]
+    return ["pinocchio", "numba"]
+
+
+@pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("name", ROBOTS)
-def test_ik_reaches_random_targets_from_near_seed(name: str) -> None:
-    kin = ArmKinematics(get_robot(name))
+def test_ik_reaches_random_targets_from_near_seed(name: str, backend: str) -> None:
+    kin = ArmKinematics(get_robot(name), backend=backend)
+    assert kin.backend == backend
     rng = np.random.default_rng(1)
     n, ok = 200, 0
     for _ in range(n):
@@ -78,9 +88,10 @@ def test_ik_reaches_random_targets_from_near_seed(name: str) -> None:
     assert ok / n >= 0.99
 
 
+@pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("name", ROBOTS)
-def test_ik_from_home_seed_uses_restarts(name: str) -> None:
-    kin = ArmKinematics(get_robot(name))
+def test_ik_from_home_seed_uses_restarts(name: str, backend: str) -> None:
+    kin = ArmKinematics(get_robot(name), backend=backend)
     rng = np.random.default_rng(2)
     n, ok = 60, 0
     for _ in range(n):
@@ -90,8 +101,9 @@ def test_ik_from_home_seed_uses_restarts(name: str) -> None:
     assert ok / n >= 0.95
 
 
-def test_position_only_ik() -> None:
-    kin = load_kinematics("fr3")
+@pytest.mark.parametrize("backend", _backends())
+def test_position_only_ik(backend: str) -> None:
+    kin = ArmKinematics(get_robot("fr3"), backend=backend)
     p0, r0 = kin.fk(kin.spec.home_q)
     res = kin.solve_ik(p0 + np.array([0.05, -0.05, 0.05]), None, kin.spec.home_q)
     assert res.success and res.rot_err == 0.0
@@ -99,8 +111,9 @@ def test_position_only_ik() -> None:
     np.testing.assert_allclose(p, p0 + [0.05, -0.05, 0.05], atol=2e-4)
 
 
-def test_unreachable_target_returns_best_effort_within_limits() -> None:
-    kin = ArmKinematics(get_robot("widowx250s"), IKOptions(restarts=1))
+@pytest.mark.parametrize("backend", _backends())
+def test_unreachable_target_returns_best_effort_within_limits(backend: str) -> None:
+    kin = ArmKinematics(get_robot("widowx250s"), IKOptions(restarts=1), backend=backend)
     res = kin.solve_ik(np.array([2.0, 0.0, 0.3]), None, kin.spec.home_q)
     assert not res.success
     assert np.all(res.q >= kin.lower) and np.all(res.q <= kin.upper)
@@ -137,3 +150,25 @@ def test_ik_bench_runs() -> None:
     assert out["robot"] == "widowx250s"
     assert 0.0 <= out["seed_near"]["success_rate"] <= 1.0
     assert out["seed_near"]["solve_time_ms"]["p50"] > 0
+
+
+def test_numba_chain_matches_pinocchio() -> None:
+    pytest.importorskip("numba")
+    from tracevla_ros.control._ik_numba import chain_from_mjcf, fk_jac
+
+    rng = np.random.default_rng(5)
+    for name in ROBOTS:
+        kin = load_kinematics(name)
+        pre, axes, post = chain_from_mjcf(kin.spec)
+        for _ in range(20):
+            q = rng.uniform(kin.lower, kin.upper)
+            t, jac = fk_jac(pre, axes, post, q)
+            p, r = kin.fk(q)
+            np.testing.assert_allclose(t[:3, 3], p, atol=1e-9)
+            np.testing.assert_allclose(t[:3, :3], r, atol=1e-9)
+            np.testing.assert_allclose(jac, kin.jacobian(q), atol=1e-9)
+
+
+def test_unknown_backend_raises() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        ArmKinematics(get_robot("fr3"), backend="cuda")

@@ -44,12 +44,14 @@ def main(argv: list[str]) -> dict:
                     help="std of the per-joint seed noise for the 'near' seed [rad]")
     ap.add_argument("--orientation-weight", type=float, default=IKOptions.orientation_weight,
                     help="metres per radian in the IK error; 0 = position only")
+    ap.add_argument("--backend", default="auto", choices=("auto", "numba", "pinocchio"),
+                    help="IK loop implementation (auto = numba when installed)")
     ap.add_argument("--modes", default="near,home", help="comma list of seed modes: near,home")
     args = ap.parse_args(argv)
 
     spec = get_robot(args.robot)
     opts = IKOptions(orientation_weight=args.orientation_weight)
-    kin = ArmKinematics(spec, opts)
+    kin = ArmKinematics(spec, opts, backend=args.backend)
     rng = np.random.default_rng(args.seed)
     qs = rng.uniform(spec.lower, spec.upper, size=(args.n, spec.dof))
     targets = [kin.fk(q) for q in qs]
@@ -66,8 +68,9 @@ def main(argv: list[str]) -> dict:
         "n_targets": args.n,
         "targets": "FK of joint configs uniform within the limits (all reachable)",
         "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
-        "solver": "Levenberg-Marquardt DLS on pinocchio (MJCF model), clamped to limits, "
+        "solver": "Levenberg-Marquardt DLS on the MJCF model, clamped to limits, "
                   "restarts from home then random on failure",
+        "backend": kin.backend,
     }
     out["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
