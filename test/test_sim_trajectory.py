@@ -40,3 +40,22 @@ def test_point_at_time_zero_replaces_current() -> None:
 def test_rejects_malformed(names: list[str], times: list[float], pos: list[list[float]], match: str) -> None:
     with pytest.raises(TrajectoryError, match=match):
         plan_from_points(names, KNOWN, times, pos, np.zeros(3), t0=0.0)
+
+
+def test_arbiter_newest_command_owns_each_joint() -> None:
+    from tracevla_ros.sim.trajectory import CommandArbiter
+
+    arb = CommandArbiter(KNOWN)
+    cur = np.zeros(3)
+    assert arb.sample(cur, 0.0) is None
+    arb.add_trajectory("arm", ["a", "b"], [1.0], [[1.0, 1.0]], cur, 0.0)
+    arb.add_trajectory("grip", ["c"], [1.0], [[2.0]], cur, 0.0)  # disjoint: both stay
+    assert arb.sample(cur, 0.5) == pytest.approx([0.5, 0.5, 1.0])
+    arb.add_trajectory("other", ["b"], [1.0], [[-1.0]], cur, 0.0)  # takes b from "arm"
+    assert arb.sample(cur, 1.0) == pytest.approx([1.0, -1.0, 2.0])
+    assert arb.plans == {}  # all finished at t = 1
+    arb.add_trajectory("arm", ["a"], [1.0], [[1.0]], cur, 0.0)
+    arb.take_over(np.array([0]))  # a direct command on joint a
+    assert arb.sample(cur, 0.5) is None
+    with pytest.raises(TrajectoryError):
+        arb.add_trajectory("arm", ["zz"], [1.0], [[1.0]], cur, 0.0)

@@ -11,12 +11,17 @@ Publishes (stamps: node clock, or sim time with ``stamp_source: sim``, see below
     instruction                  std_msgs/String (latched), the task's language instruction
     /clock                       rosgraph_msgs/Clock, only with ``stamp_source: sim``
 Subscribes (the interfaces the real controllers take):
-    /<arm_controller>/joint_trajectory   trajectory_msgs/JointTrajectory; arm joints and/or the
-                                 actuated finger joint (metres), linearly interpolated over
-                                 time_from_start like joint_trajectory_controller
+    /<arm_controller>/joint_trajectory       trajectory_msgs/JointTrajectory; arm joints and/or
+    /<gripper_controller>/joint_trajectory   the actuated finger joint (metres), linearly
+                                 interpolated over time_from_start like joint_trajectory_controller;
+                                 a newer command takes over the joints it names
     /<interbotix_robot_name>/commands/joint_group   interbotix_xs_msgs/JointGroupCommand (group
-                                 "arm": 6 joint positions [rad]); only if that package imports
+                                 "arm": 6 joint positions [rad]) and .../joint_single (name
+                                 "gripper", PWM: > 0 opens, < 0 closes); only if that package imports
     ~/gripper_command            std_msgs/Float64 openness [0, 1], 1 = open
+    /<franka_gripper_namespace>/move, .../grasp   franka_msgs Move / Grasp action servers (goal
+                                 width [m] = finger distance; replies at once, the hand then
+                                 moves); only if franka_msgs imports and the namespace is set
 Services:
     ~/reset                      std_srvs/Trigger: new episode (seed + number of resets)
 
@@ -44,12 +49,16 @@ from tracevla_ros.config import check, param
 from tracevla_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, sec_to_stamp
 from tracevla_ros.sim.camera import CameraIntrinsics
 from tracevla_ros.sim.env import SimEnv
-from tracevla_ros.sim.trajectory import JointTrajectoryPlan, TrajectoryError, plan_from_points
+from tracevla_ros.sim.trajectory import CommandArbiter, TrajectoryError
 
-try:  # Interbotix interfaces exist only where the Interbotix stack is installed.
-    from interbotix_xs_msgs.msg import JointGroupCommand
+try:  # franka_ros2 interfaces exist only where franka_ros2 is installed.
+    from franka_msgs.action import Grasp, Move
 except ImportError:
-    JointGroupCommand = None
+    Grasp = Move = None
+try:  # Interbotix interfaces exist only where the Interbotix stack is installed.
+    from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+except ImportError:
+    JointGroupCommand = JointSingleCommand = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,10 @@ class SimNodeConfig:
     camera_rate_hz: float = param(10.0, "image publishing rate (sim time)", "Hz")
     joint_state_rate_hz: float = param(50.0, "joint state publishing rate (sim time)", "Hz")
     arm_controller: str = param("arm_controller", "controller name: /<name>/joint_trajectory")
-    gripper_controller: str = param("gripper_controller", "gripper controller name: "
-                                    "/<name>/joint_trajectory (finger joint, m); '' = none")
+    gripper_controller: str = param("gripper_controller",
+                                    "gripper controller: /<name>/joint_trajectory; empty = none")
+    franka_gripper_namespace: str = param("", "franka_gripper action namespace (fr3_gripper); "
+                                          "empty = no Move/Grasp action servers")
     interbotix_robot_name: str = param("", "Interbotix namespace (wx250s) for its topics; empty = none")
     image_topic: str = param("/camera/image_raw", "RGB image topic")
     camera_info_topic: str = param("/camera/camera_info", "RGB camera_info topic")
@@ -96,6 +107,7 @@ def _image(arr: np.ndarray, encoding: str, header: Header) -> Image:
 
 class SimNode(Node):
     def __init__(self, **kwargs: Any) -> None:
+        """``kwargs`` go to ``rclpy.node.Node`` (e.g. ``parameter_overrides`` for in-process use)."""
         super().__init__("sim_node", **kwargs)
         self.cfg = declare_config(self, SimNodeConfig)
         cfg = self.cfg
@@ -105,12 +117,10 @@ class SimNode(Node):
         self._substeps = max(1, round(1.0 / (cfg.physics_rate_hz * self.env.model.opt.timestep)))
         self._resets = 0
         self._sim_offset = 0.0  # sim time accumulated over earlier episodes [s]
-        self._pending_traj: JointTrajectory | None = None
+        self._pending_traj: dict[str, JointTrajectory] = {}  # controller -> newest message
         self._pending_group: np.ndarray | None = None
         self._pending_gripper: float | None = None
-        self._plan: JointTrajectoryPlan | None = None
-        self._gripper_plan: JointTrajectoryPlan | None = None
-        self._pending_gripper_traj: JointTrajectory | None = None
+        self._arbiter = CommandArbiter(self._cmd_names)
         self._next_cam = self._next_js = 0.0
 
         self._pub_rgb = self.create_publisher(Image, cfg.image_topic, SENSOR_QOS)
@@ -127,20 +137,30 @@ class SimNode(Node):
         self._pub_instr = self.create_publisher(String, "instruction", LATCHED_QOS)
         self._pub_clock = self.create_publisher(Clock, "/clock", 10) if cfg.stamp_source == "sim" else None
 
-        self.create_subscription(JointTrajectory, f"/{cfg.arm_controller}/joint_trajectory",
-                                 self._on_joint_trajectory, RELIABLE_QOS)
-        if cfg.gripper_controller:
-            self.create_subscription(JointTrajectory, f"/{cfg.gripper_controller}/joint_trajectory",
-                                     self._on_gripper_trajectory, RELIABLE_QOS)
+        for ctrl in dict.fromkeys(c for c in (cfg.arm_controller, cfg.gripper_controller) if c):
+            self.create_subscription(JointTrajectory, f"/{ctrl}/joint_trajectory",
+                                     lambda msg, c=ctrl: self._on_joint_trajectory(c, msg), RELIABLE_QOS)
         self.create_subscription(Float64, "~/gripper_command", self._on_gripper_command, RELIABLE_QOS)
         if cfg.interbotix_robot_name:
-            if JointGroupCommand is not None:
-                self.create_subscription(JointGroupCommand,
-                                         f"/{cfg.interbotix_robot_name}/commands/joint_group",
-                                         self._on_joint_group, RELIABLE_QOS)
+            ns = f"/{cfg.interbotix_robot_name}/commands"
+            if JointGroupCommand is not None and JointSingleCommand is not None:
+                self.create_subscription(JointGroupCommand, f"{ns}/joint_group", self._on_joint_group,
+                                         RELIABLE_QOS)
+                self.create_subscription(JointSingleCommand, f"{ns}/joint_single",
+                                         self._on_joint_single, RELIABLE_QOS)
             else:
                 self.get_logger().warning("interbotix_xs_msgs is not installed: not subscribing to "
-                                       f"/{cfg.interbotix_robot_name}/commands/joint_group")
+                                          f"{ns}/joint_group and {ns}/joint_single")
+        if cfg.franka_gripper_namespace:
+            ns = cfg.franka_gripper_namespace
+            if Move is not None and Grasp is not None:
+                from rclpy.action import ActionServer
+
+                self._actions = [ActionServer(self, Move, f"{ns}/move", self._on_gripper_goal),
+                                 ActionServer(self, Grasp, f"{ns}/grasp", self._on_gripper_goal)]
+            else:
+                self.get_logger().warning(f"franka_msgs is not installed: no {ns}/move, {ns}/grasp "
+                                          "action servers (use ~/gripper_command)")
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / cfg.physics_rate_hz, self._on_tick)
         self._pub_instr.publish(String(data=self.env.instruction))
@@ -149,11 +169,8 @@ class SimNode(Node):
             f"commands on /{cfg.arm_controller}/joint_trajectory, images on {cfg.image_topic}")
 
     # -- callbacks: keep the newest command only -----------------------------------------
-    def _on_joint_trajectory(self, msg: JointTrajectory) -> None:
-        self._pending_traj = msg
-
-    def _on_gripper_trajectory(self, msg: JointTrajectory) -> None:
-        self._pending_gripper_traj = msg
+    def _on_joint_trajectory(self, controller: str, msg: JointTrajectory) -> None:
+        self._pending_traj[controller] = msg
 
     def _on_gripper_command(self, msg: Float64) -> None:
         self._pending_gripper = float(msg.data)
@@ -164,14 +181,39 @@ class SimNode(Node):
             return
         self._pending_group = np.asarray(msg.cmd, dtype=np.float64)
 
+    def _on_joint_single(self, msg: Any) -> None:
+        if msg.name != "gripper":
+            self.get_logger().warning(f"joint_single '{msg.name}' ignored: only 'gripper' is simulated")
+            return
+        self._pending_gripper = 1.0 if msg.cmd > 0 else 0.0
+
+    def _on_gripper_goal(self, goal_handle: Any) -> Any:
+        """franka_gripper Move/Grasp: the goal width [m] (finger distance) sets the opening.
+
+        Replies at once (the hand then moves over the next ticks), so the tick is never blocked.
+        """
+        action = Move if isinstance(goal_handle.request, Move.Goal) else Grasp
+        result = action.Result()
+        width = float(goal_handle.request.width)
+        if not np.isfinite(width) or width < 0.0:
+            goal_handle.abort()
+            result.error = f"width must be a finite distance >= 0 m, got {width}"
+            return result
+        s = self.env.robot.spec
+        lo, hi = 2.0 * s.gripper_closed, 2.0 * s.gripper_open  # two fingers
+        self._pending_gripper = float(np.clip((width - lo) / (hi - lo), 0.0, 1.0))
+        goal_handle.succeed()
+        result.success = True
+        return result
+
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # Rare operator action: done here (0.3 s of settling) so the reply means "reset done".
         self._sim_offset += self.env.sim_time
         self._resets += 1
         self.env.reset(self.cfg.seed + self._resets)
-        self._plan = self._gripper_plan = None
-        self._pending_traj = self._pending_group = self._pending_gripper = None
-        self._pending_gripper_traj = None
+        self._arbiter.clear()
+        self._pending_traj.clear()
+        self._pending_group = self._pending_gripper = None
         self._next_cam = self._next_js = 0.0
         self._pub_instr.publish(String(data=self.env.instruction))
         response.success = True
@@ -186,54 +228,39 @@ class SimNode(Node):
         s = self.env.robot.spec
         return np.concatenate([self.env.joint_targets(), [s.gripper_position(self.env.gripper_command)]])
 
-    def _plan_of(self, msg: JointTrajectory) -> JointTrajectoryPlan | None:
-        try:
-            return plan_from_points(
-                list(msg.joint_names), self._cmd_names,
-                [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
-                [list(p.positions) for p in msg.points], self._command_vector(), self.env.sim_time)
-        except TrajectoryError as exc:
-            self.get_logger().error(f"joint_trajectory rejected, holding position: {exc}")
-            return None
-
     def _apply_commands(self) -> None:
-        env, s = self.env, self.env.robot.spec
-        if self._pending_traj is not None:
-            msg, self._pending_traj = self._pending_traj, None
-            self._plan = self._plan_of(msg) or self._plan
-        if self._pending_gripper_traj is not None:
-            msg, self._pending_gripper_traj = self._pending_gripper_traj, None
-            self._gripper_plan = self._plan_of(msg) or self._gripper_plan
+        env, s, arb = self.env, self.env.robot.spec, self._arbiter
+        for ctrl, msg in list(self._pending_traj.items()):
+            del self._pending_traj[ctrl]
+            try:
+                arb.add_trajectory(
+                    ctrl, list(msg.joint_names),
+                    [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
+                    [list(p.positions) for p in msg.points], self._command_vector(), env.sim_time)
+            except TrajectoryError as exc:
+                self.get_logger().error(f"/{ctrl}/joint_trajectory rejected, holding position: {exc}")
         if self._pending_group is not None:
-            cmd, self._pending_group = self._pending_group, None
-            if cmd.shape == (s.dof,) and np.all(np.isfinite(cmd)):
-                if self._plan is not None:  # the newer command owns the arm joints
-                    for i in range(s.dof):
-                        self._plan = self._plan.without(i) if self._plan is not None else None
-                env.set_joint_targets(cmd)
+            group, self._pending_group = self._pending_group, None
+            if group.shape == (s.dof,) and np.all(np.isfinite(group)):
+                arb.take_over(np.arange(s.dof))
+                env.set_joint_targets(group)
             else:
-                self.get_logger().error(f"joint_group 'arm' needs {s.dof} finite values, got {cmd.shape}")
+                self.get_logger().error(f"joint_group 'arm' needs {s.dof} finite values, got {group.shape}")
         if self._pending_gripper is not None:
             g, self._pending_gripper = self._pending_gripper, None
             if np.isfinite(g):
+                arb.take_over(np.array([s.dof]))
                 env.set_joint_targets(env.joint_targets(), g)
-                if self._plan is not None:  # the newer command owns the gripper
-                    self._plan = self._plan.without(s.dof)
             else:
                 self.get_logger().error(f"gripper_command must be finite in [0, 1], got {g}")
-        if self._plan is not None or self._gripper_plan is not None:
-            cmd = self._command_vector()
-            for plan in (self._plan, self._gripper_plan):  # the gripper plan wins on the finger
-                if plan is not None:
-                    cmd[plan.indices] = plan.sample(env.sim_time)
+        cmd = arb.sample(self._command_vector(), env.sim_time)
+        if cmd is not None:
             span = s.gripper_open - s.gripper_closed
             env.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed) / span)
-            if self._plan is not None and self._plan.finished(env.sim_time):
-                self._plan = None
-            if self._gripper_plan is not None and self._gripper_plan.finished(env.sim_time):
-                self._gripper_plan = None
 
     def _on_tick(self) -> None:
+        if not self.context.ok():  # shutting down (e.g. SIGTERM): publishing would fail
+            return
         self._apply_commands()
         self.env.advance(self._substeps)
         t = self.env.sim_time

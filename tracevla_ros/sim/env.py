@@ -20,7 +20,10 @@ translation of the end-effector site in the base frame (m) and an extrinsic
 roll/pitch/yaw rotation about the base x, y, z axes (rad) applied on the left,
 ``R_target = R_xyz(droll, dpitch, dyaw) @ R_current``, both relative to the
 *measured* end-effector pose; ``gripper`` in [0, 1], 1 = open, 0 = closed.
-The env turns it into joint targets with the project's IK.
+The env turns it into joint targets with the project's IK
+(:mod:`tracevla_ros.control.kinematics`, seeded with the measured joints, no random
+restarts so the arm never jumps to another branch) and the project's
+:func:`tracevla_ros.control.action.integrate_ee_delta` (same convention as the real robot).
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from tracevla_ros.control.action import ActionError, integrate_ee_delta
+from tracevla_ros.control.kinematics import ArmKinematics, IKOptions, load_kinematics
 from tracevla_ros.sim.camera import MJCAM_TO_OPTICAL, CameraIntrinsics, intrinsics_from_fovy
-from tracevla_ros.sim.ik import solve_ik
 from tracevla_ros.sim.robot import SimRobot, load_sim_robot
 from tracevla_ros.sim.scene import LAYOUTS, WorldLayout, build_scene
 from tracevla_ros.sim.tasks import ObjectPose, Task, get_task
@@ -82,6 +85,7 @@ class SimEnv:
         self.model: mujoco.MjModel = spec.compile()
         self.data = mujoco.MjData(self.model)
         self.robot.bind(self.model, self.layout.robot_prefix)
+        self.kinematics: ArmKinematics = load_kinematics(self.robot.spec)
         self.substeps = max(1, int(round(1.0 / (self.control_hz * self.model.opt.timestep))))
 
         cam = self.layout.camera
@@ -166,12 +170,16 @@ class SimEnv:
         if a.shape != (ACTION_DIM,) or not np.all(np.isfinite(a)):
             raise SimError(f"ee_delta_7d action must be 7 finite values "
                            f"[dx, dy, dz, droll, dpitch, dyaw, gripper], got {np.shape(action)}")
-        pos, quat = self.ee_pose()
-        target_pos = pos + a[:3]
-        rot = Rotation.from_euler("xyz", a[3:6]) * Rotation.from_quat(quat, scalar_first=True)
-        q = solve_ik(self.robot, self.model, self.data, target_pos, rot.as_matrix())
-        self.step_joint_targets(q, float(a[6]))
-        return q
+        try:
+            target_pos, target_rot = integrate_ee_delta(self.ee_pose()[0], self.ee_matrix(), a)
+        except ActionError as exc:
+            raise SimError(str(exc)) from None
+        res = self.kinematics.solve_ik(target_pos, target_rot, q_seed=self.joint_positions(),
+                                       options=_SIM_IK)
+        if not res.success:
+            log.debug("IK inexact (%.1f mm, %.3f rad): best effort", res.pos_err * 1e3, res.rot_err)
+        self.step_joint_targets(res.q, float(a[6]))
+        return res.q
 
     # -- state ------------------------------------------------------------------------
     def joint_positions(self) -> np.ndarray:
@@ -266,5 +274,8 @@ class SimEnv:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+# One solve per 5 Hz step, from the measured joints; no random restarts (no branch jumps).
+_SIM_IK = IKOptions(restarts=0, max_iters=60)
 
 DEFAULT_TASK = {"widowx250s": "put_carrot_on_plate", "fr3": "push_block_to_region"}

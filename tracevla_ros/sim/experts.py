@@ -58,7 +58,7 @@ def _wrap(a: float, period: float) -> float:
 class Expert:
     """Waypoint-following expert; subclasses build ``plan()``."""
 
-    max_rot = 0.35  # rad per step
+    max_rot = 0.29  # rad per step, under the controllers' safety max_rot_step (0.3)
 
     def __init__(self, env: SimEnv) -> None:
         self.env = env
@@ -149,7 +149,8 @@ class PickPlaceExpert(Expert):
     obj_name = ""
     dest_name = ""
     symmetry = math.pi / 2
-    grasp_z = 0.02  # metres, ee-site height when grasping (keeps fingertips off the table)
+    grasp_z = 0.022  # metres, ee-site height when grasping (fingertips off the table, inside
+    # the controllers' workspace box z >= 0.02)
     carry_z = 0.12
     release_dz = 0.06  # metres above the destination body origin
 
@@ -199,7 +200,7 @@ class LiftExpert(Expert):
     def plan(self) -> list[Waypoint]:
         yaw0 = self.grasp_yaw(self.env.object_pose("cube").yaw, math.pi / 2)
         yaw = lambda: yaw0  # noqa: E731
-        grasp_z = max(CUBE_HALF, 0.02)
+        grasp_z = max(CUBE_HALF, 0.022)
         return [
             Waypoint(self.at("cube", 0.07, yaw), 1.0, tol=0.015),
             Waypoint(self.at("cube", 0.0, yaw, z_min=grasp_z), 1.0, tol=0.008, max_step=0.03),
@@ -213,7 +214,7 @@ class PushExpert(Expert):
 
     block = ""
     half = BLOCK_HALF
-    push_z = 0.02  # ee-site height while pushing
+    push_z = 0.022  # ee-site height while pushing (controllers' workspace: z >= 0.02)
     standoff = 0.035  # metres behind the block face where a push starts
 
     def goal(self) -> np.ndarray:

@@ -158,6 +158,18 @@ def build_scene(layout: WorldLayout, robot_spec: mujoco.MjSpec | None) -> mujoco
                            pos=[tx + sx * (hx - 0.05), ty + sy * (hy - 0.05), -0.405],
                            rgba=[0.3, 0.25, 0.2, 1.0], contype=0, conaffinity=0)
 
+    # A room around the table, so every camera ray hits something (valid depth, no black sky).
+    add_material(spec, "wall_mat", (0.70, 0.72, 0.75), (0.62, 0.64, 0.68), builtin="gradient",
+                 texrepeat=1.0, random=0.01)
+    room = 1.6  # metres from the table centre to each wall
+    for ax in (0, 1):
+        for sign in (-1.0, 1.0):
+            pos = [tx, ty, 0.25]
+            pos[ax] += sign * room
+            size = [0.02, room, 1.0] if ax == 0 else [room, 0.02, 1.0]
+            world.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=size, pos=pos, material="wall_mat",
+                           contype=0, conaffinity=0)
+
     cam = layout.camera
     world.add_camera(name=cam.name, pos=list(cam.pos),
                      quat=list(lookat_quat(np.array(cam.pos), np.array(cam.lookat))), fovy=cam.fovy)

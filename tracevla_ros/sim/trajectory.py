@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["JointTrajectoryPlan", "TrajectoryError", "plan_from_points"]
+__all__ = ["JointTrajectoryPlan", "TrajectoryError", "plan_from_points", "CommandArbiter"]
 
 
 class TrajectoryError(ValueError):
@@ -79,3 +79,53 @@ def plan_from_points(joint_names: list[str], known: list[str], times: list[float
         return JointTrajectoryPlan(idx, t[1:] if len(t) > 1 else np.array([1e-9]),
                                    pos[1:] if len(t) > 1 else pos, pos[0], t0)
     return JointTrajectoryPlan(idx, t, pos, np.asarray(current, dtype=np.float64)[idx], t0)
+
+
+class CommandArbiter:
+    """Joint-trajectory plans from several controllers; the newest command owns a joint.
+
+    The command vector is the robot's joints in ``names`` order (arm joints [rad], then the
+    actuated finger joint [m]). A new trajectory, direct arm target or gripper command takes
+    its joints away from older plans, as separate ros2_control controllers would.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = list(names)
+        self.plans: dict[str, JointTrajectoryPlan] = {}
+
+    def clear(self) -> None:
+        self.plans.clear()
+
+    def add_trajectory(self, source: str, joint_names: list[str], times: list[float],
+                       positions: list[list[float]], current: np.ndarray, t: float) -> None:
+        """Start a plan for ``source``; raises TrajectoryError (older plans then stay untouched)."""
+        plan = plan_from_points(joint_names, self.names, times, positions, current, t)
+        self.plans[source] = plan
+        self.take_over(plan.indices, keep=source)
+
+    def take_over(self, indices: np.ndarray, keep: str = "") -> None:
+        """A newer command owns ``indices``: drop them from every plan except ``keep``'s."""
+        for source in list(self.plans):
+            if source == keep:
+                continue
+            plan: JointTrajectoryPlan | None = self.plans[source]
+            for i in np.asarray(indices).reshape(-1):
+                plan = plan.without(int(i)) if plan is not None else None
+            if plan is None:
+                del self.plans[source]
+            else:
+                self.plans[source] = plan
+
+    def sample(self, current: np.ndarray, t: float) -> np.ndarray | None:
+        """The command vector at sim time ``t`` (``current`` where no plan applies); None if idle.
+
+        Finished plans are dropped after their last sample.
+        """
+        if not self.plans:
+            return None
+        cmd = np.asarray(current, dtype=np.float64).copy()
+        for source, plan in list(self.plans.items()):
+            cmd[plan.indices] = plan.sample(t)
+            if plan.finished(t):
+                del self.plans[source]
+        return cmd
