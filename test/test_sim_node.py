@@ -195,18 +195,11 @@ def test_widowx_controller_drives_the_sim(ros: Any, repo_root: Path) -> None:
         _stop(sim)
 
 
-def _standin_env(repo: Path) -> dict[str, str]:
+def _standin_env(repo: Path, standin_env: dict[str, str]) -> dict[str, str]:
     """Env for subprocesses that import the TEST-ONLY stand-in interfaces (interbotix_xs_msgs,
-    franka_msgs) from build/standin_interfaces/install; skips when they are not built."""
-    install = repo / "build" / "standin_interfaces" / "install"
-    sites = list((install / "lib").glob("python3*/site-packages")) if install.is_dir() else []
-    if not sites:
-        pytest.skip("stand-in interfaces not built (test/standin_interfaces/build.sh)")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), str(sites[0]), env.get("PYTHONPATH", "")]))
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(install / "lib"), str(Path(sys.prefix) / "lib"),
-                                                           env.get("LD_LIBRARY_PATH", "")]))
-    env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(install), sys.prefix])
+    franka_msgs); built by the conftest fixture ``standin_env``."""
+    env = dict(standin_env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH", "")]))
     return env
 
 
@@ -219,12 +212,13 @@ def _start_env(repo: Path, env: dict[str, str], module: str, params_file: str,
     return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def test_franka_controller_and_gripper_actions_drive_the_sim(ros: Any, repo_root: Path) -> None:
+def test_franka_controller_and_gripper_actions_drive_the_sim(ros: Any, repo_root: Path,
+                                                            standin_env: dict[str, str]) -> None:
     """sim_node (FR3) + franka_controller_node: arm via trajectories, hand via Move/Grasp actions."""
     from tracevla_ros.control.kinematics import load_kinematics
     from tracevla_ros.msg import PolicyAction
 
-    env = _standin_env(repo_root)
+    env = _standin_env(repo_root, standin_env)
     node, ex = ros
     kin = load_kinematics("fr3")
     js: list[JointState] = []
@@ -254,8 +248,9 @@ def test_franka_controller_and_gripper_actions_drive_the_sim(ros: Any, repo_root
         _stop(sim)
 
 
-def test_interbotix_group_and_single_commands(ros: Any, repo_root: Path) -> None:
-    env = _standin_env(repo_root)
+def test_interbotix_group_and_single_commands(ros: Any, repo_root: Path,
+                                              standin_env: dict[str, str]) -> None:
+    env = _standin_env(repo_root, standin_env)
     node, ex = ros
     js: list[JointState] = []
     node.create_subscription(JointState, "/wx250s/joint_states", js.append, RELIABLE_QOS)
@@ -282,4 +277,40 @@ def test_interbotix_group_and_single_commands(ros: Any, repo_root: Path) -> None
     finally:
         if pub is not None:
             _stop(pub)  # type: ignore[arg-type]
+        _stop(sim)
+
+
+def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_root: Path,
+                                                               standin_env: dict[str, str]) -> None:
+    """widowx_controller_node with interface=interbotix_topic (JointGroupCommand/JointSingleCommand
+    over the stand-in interbotix_xs_msgs) moves the simulated arm like the xs_sdk would."""
+    from tracevla_ros.control.kinematics import load_kinematics
+    from tracevla_ros.msg import PolicyAction
+
+    env = _standin_env(repo_root, standin_env)
+    node, ex = ros
+    kin = load_kinematics("widowx250s")
+    js: list[JointState] = []
+    node.create_subscription(JointState, "/wx250s/joint_states", js.append, RELIABLE_QOS)
+    act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
+    sim = _start_env(repo_root, env, "tracevla_ros.nodes.sim_node", "config/widowx.yaml")
+    ctl = _start_env(repo_root, env, "tracevla_ros.nodes.widowx_controller_node",
+                     "config/widowx.yaml", "interface:=interbotix_topic")
+    try:
+        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
+        _spin_until(ex, lambda: False, 1.5, ctl)
+        p0, _ = kin.fk(np.array(js[-1].position[:6]))
+        for _ in range(5):  # 5 steps of +1 cm in x
+            msg = PolicyAction(action_space="ee_delta_7d", chunk_length=1, action_dim=7,
+                               values=[0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], policy_name="test")
+            msg.header.frame_id = "wx250s/base_link"
+            msg.header.stamp = node.get_clock().now().to_msg()
+            act_pub.publish(msg)
+            _spin_until(ex, lambda: False, 0.3, ctl)
+        _spin_until(ex, lambda: False, 1.0, sim)
+        p1, _ = kin.fk(np.array(js[-1].position[:6]))
+        assert 0.035 < p1[0] - p0[0] < 0.065, f"ee moved {p1 - p0}"
+        assert abs(p1[1] - p0[1]) < 0.01 and abs(p1[2] - p0[2]) < 0.01
+    finally:
+        _stop(ctl)
         _stop(sim)
