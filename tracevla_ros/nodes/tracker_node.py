@@ -27,6 +27,7 @@ import logging
 from collections import deque
 from typing import Any
 
+import cv2
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -73,6 +74,8 @@ class TrackerNode(Node):
         super().__init__("tracker_node", **kwargs)
         self.config: TrackerConfig = declare_config(self, TrackerConfig)
         cfg = self.config
+        if cfg.opencv_threads >= 0:
+            cv2.setNumThreads(cfg.opencv_threads)
         self.tracker = IncrementalTracker(cfg)
         self._latest: Image | None = None  # newest message, written by _on_image only
         self._done: Image | None = None  # last message handed to the tracker

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -63,14 +64,13 @@ def run_stream(scene: SyntheticScene, config: TrackerConfig, n_steps: int,
     return results
 
 
-def evaluate(scene: SyntheticScene, config: TrackerConfig, n_steps: int = 150,
-             camera_per_step: int = 1) -> EvalReport:
-    """Run the tracker over ``scene`` and score it against ground truth."""
-    results = run_stream(scene, config, n_steps, camera_per_step)
+def _score(scene: SyntheticScene, results: list[TraceResult]
+           ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(errors px, on-mover flags of drawn points, lost positions, shown positions)."""
     movers = np.array(sorted(scene.moving_labels))
     cache: dict[float, np.ndarray] = {}
-    errors: list[np.ndarray] = []
-    on_mover: list[np.ndarray] = []
+    errors: list[np.ndarray] = [np.zeros(0)]
+    on_mover: list[np.ndarray] = [np.zeros(0, bool)]
     lost = shown = 0
     for r in results:
         if not r.valid:
@@ -85,8 +85,24 @@ def evaluate(scene: SyntheticScene, config: TrackerConfig, n_steps: int = 150,
         shown += int(vis.size)
         if r.dense:
             on_mover.append(np.isin(labels, movers))
-    err = np.concatenate(errors) if errors else np.zeros(0)
-    onm = np.concatenate(on_mover) if on_mover else np.zeros(0, bool)
+    return np.concatenate(errors), np.concatenate(on_mover), lost, shown
+
+
+def evaluate(scenes: SyntheticScene | Sequence[SyntheticScene], config: TrackerConfig,
+             n_steps: int = 150, camera_per_step: int = 1) -> EvalReport:
+    """Run the tracker over each scene (fresh tracker each) and pool the scores."""
+    scene_list = [scenes] if isinstance(scenes, SyntheticScene) else list(scenes)
+    errs, onms = [], []
+    lost = shown = valid = steps = 0
+    for scene in scene_list:
+        results = run_stream(scene, config, n_steps, camera_per_step)
+        e, o, lo, sh = _score(scene, results)
+        errs.append(e)
+        onms.append(o)
+        lost, shown = lost + lo, shown + sh
+        valid += sum(r.valid for r in results)
+        steps += len(results)
+    err, onm = np.concatenate(errs), np.concatenate(onms)
     nan = float("nan")
     return EvalReport(
         median_error_px=float(np.median(err)) if err.size else nan,
@@ -95,7 +111,7 @@ def evaluate(scene: SyntheticScene, config: TrackerConfig, n_steps: int = 150,
         num_positions=int(err.size),
         on_mover_fraction=float(onm.mean()) if onm.size else nan,
         num_sampled=int(onm.size),
-        valid_steps=sum(r.valid for r in results),
-        steps=len(results),
+        valid_steps=valid,
+        steps=steps,
         lost_fraction=lost / shown if shown else nan,
     )
