@@ -34,7 +34,8 @@ def test_summary_has_every_field(demo_out: Path) -> None:
     s = json.loads((demo_out / "summary.json").read_text())
     assert s["robot"] == "widowx" and s["policy"] == "scripted" and "privileged" in s["policy_note"]
     assert s["tracker_backend"] == "lk" and s["steps"] == 25 and s["finished"]
-    assert isinstance(s["success"], bool)
+    assert isinstance(s["success"], bool) and isinstance(s["success_at_end"], bool)
+    assert s["success"] == (s["success_at_step"] is not None)
     for topic in ("/camera/image_raw", "/trace", "/image_trace", "/policy/action", "/joint_states"):
         assert s["topics"][topic]["count"] > 0 and s["topics"][topic]["rate_hz"] > 0, topic
     for stage in ("camera_to_tracker", "tracker_to_policy", "policy_to_command", "end_to_end"):

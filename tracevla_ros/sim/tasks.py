@@ -162,10 +162,12 @@ class PutCarrotOnPlate(Task):
         add_material(spec, "plate_mat", (0.92, 0.92, 0.88), (0.80, 0.82, 0.85), texrepeat=4.0,
                      random=0.05, size=64)
         carrot = add_free_body(spec, "carrot")
-        # Lying capsule along the body x axis.
+        # Lying capsule along the body x axis. condim 6 with rolling friction: a bare
+        # capsule keeps rolling after release (it rolled off the plate in long demos).
         carrot.add_geom(name="carrot_geom", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
                         size=[CARROT_R, CARROT_HALF, 0.0], quat=[0.7071068, 0.0, 0.7071068, 0.0],
-                        material="carrot_mat", mass=0.03, **_GRIP)
+                        material="carrot_mat", mass=0.03,
+                        **{**_GRIP, "condim": 6, "friction": [1.2, 0.01, 0.002]})
         plate = add_free_body(spec, "plate")
         plate.add_geom(name="plate_geom", type=mujoco.mjtGeom.mjGEOM_CYLINDER,
                        size=[PLATE_R, PLATE_H / 2, 0.0], material="plate_mat", mass=0.2,

@@ -172,7 +172,9 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "steps_requested": args.steps,
             "steps": monitor.actions,
             "finished": finished,
-            "success": success,
+            "success": monitor.success_at_step is not None,
+            "success_at_step": monitor.success_at_step,
+            "success_at_end": success,
             "wall_time_s": round(wall, 2),
             "control_rate_hz": rate,
             "trace_valid_ratio": monitor.trace_valid_ratio(),
@@ -197,7 +199,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
     summary["outputs"]["overlay_frames"] = n_frames
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("robot", "task", "policy", "steps", "success",
-                                              "wall_time_s")}))
+                                              "success_at_step", "success_at_end", "wall_time_s")}))
     if not finished:
         print(f"tracevla-demo: only {monitor.actions}/{args.steps} policy steps ran within "
               f"{timeout:.0f} s; see {out / 'summary.json'}", file=sys.stderr)

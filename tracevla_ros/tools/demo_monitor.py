@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
+from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from tracevla_ros.msg import PolicyAction, VisualTrace
@@ -25,6 +26,7 @@ class DemoMonitor(Node):
         self.traces = 0
         self.valid_traces = 0
         self.commands = 0
+        self.success_at_step: int | None = None  # policy step when /success first became true
         self._frames: list[np.ndarray] = []
         self._max_frames = max_frames
         self._lock = threading.Lock()
@@ -32,6 +34,11 @@ class DemoMonitor(Node):
         self.create_subscription(Image, "/image_trace", self._on_image_trace, SENSOR_QOS)
         self.create_subscription(PolicyAction, "/policy/action", self._on_action, RELIABLE_QOS)
         self.create_subscription(JointTrajectory, command_topic, self._on_command, RELIABLE_QOS)
+        self.create_subscription(Bool, "/success", self._on_success, RELIABLE_QOS)
+
+    def _on_success(self, msg: Bool) -> None:
+        if msg.data and self.success_at_step is None:
+            self.success_at_step = self.actions
 
     def _now(self) -> float:
         return float(self.get_clock().now().nanoseconds) * 1e-9
