@@ -67,3 +67,19 @@ def test_static_prefilter_keeps_only_changed_regions() -> None:
     assert cand[(q[:, 0] > 45) & (q[:, 0] < 75) & (q[:, 1] > 45) & (q[:, 1] < 75)].all()
     assert not cand[~inside].any()
     assert LKBackend(TrackerConfig(prefilter_gray=0.0)).candidates(frames, q).all()
+
+
+def test_few_points_are_tracked_in_a_crop_with_the_same_result(monkeypatch: object) -> None:
+    big = noise_texture(520, 700, np.random.default_rng(8)).astype(np.uint8)
+    a = make_frame(np.ascontiguousarray(big[20:500, 30:670]), 0.0, False)  # 640 x 480
+    b = make_frame(np.ascontiguousarray(big[14:494, 21:661]), 1.0, False)  # content moves (+9, +6)
+    q = np.array([[300.0, 200.0], [320.5, 210.25], [310.0, 240.0], [290.0, 230.0], [305.0, 215.0]],
+                 np.float32)
+    backend = LKBackend(TrackerConfig())
+    assert backend._crop(b, q) is not None  # 5 clustered points: a crop, not the frame
+    cropped, ok_c = backend.track_step(a, b, q)
+    monkeypatch.setattr(backend, "_crop", lambda frame, p0: None)  # type: ignore[attr-defined]
+    full, ok_f = backend.track_step(a, b, q)
+    assert ok_c.all() and ok_f.all()
+    np.testing.assert_allclose(cropped, full, atol=0.02)
+    np.testing.assert_allclose(cropped, q + [9.0, 6.0], atol=0.1)

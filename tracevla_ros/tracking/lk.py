@@ -58,12 +58,42 @@ class LKBackend(PointTrackerBackend):
         self.prepare(frame)
         return frame.cache[_PYR_KEY]
 
-    def _lk(self, a: Any, b: Any, p0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One LK call; ok = found and the patch residual (mean |I1 - I0| over the window,
-        grey levels) is at most ``max_residual``: a point swept up by an object passing
-        over it changes its patch and fails this test."""
+    def _crop(self, frame: Frame, p0: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) of a region around ``p0`` that holds everything LK can
+        reach from it (window half-size times the pyramid's reach), or None when
+        that region is most of the image. Few points (the M traced ones) then cost
+        pyramids of a small crop instead of the whole frame -- OpenCV 5's Python
+        binding rebuilds both pyramids on every call. The origin is aligned to
+        2^levels so every pyramid level samples the same pixels as the full frame."""
+        if self.uses_pyramids or p0.shape[0] > 64:
+            return None
+        w, h = frame.size
+        reach = (self._win[0] // 2 + 2) * (2 ** (self._levels + 1))
+        align = 2 ** self._levels
+        pts = p0.reshape(-1, 2)
+        x0 = max(0, (int(pts[:, 0].min()) - reach) // align * align)
+        y0 = max(0, (int(pts[:, 1].min()) - reach) // align * align)
+        x1 = min(w, int(pts[:, 0].max()) + reach + 1)
+        y1 = min(h, int(pts[:, 1].max()) + reach + 1)
+        if (x1 - x0) * (y1 - y0) > 0.6 * w * h:
+            return None
+        return x0, y0, x1, y1
+
+    def _lk(self, prev: Frame, frame: Frame, p0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One LK call from ``prev`` to ``frame``; ok = found and the patch residual
+        (mean |I1 - I0| over the window, grey levels) is at most ``max_residual``: a
+        point swept up by an object passing over it changes its patch and fails."""
+        box = self._crop(frame, p0)
+        if box is None:
+            a, b, q = self._pyr(prev), self._pyr(frame), p0
+        else:
+            x0, y0, x1, y1 = box
+            a, b = prev.gray[y0:y1, x0:x1], frame.gray[y0:y1, x0:x1]
+            q = p0 - np.array([x0, y0], np.float32)
         p1, st, err = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
-            a, b, p0, None, winSize=self._win, maxLevel=self._levels, criteria=self._criteria)
+            a, b, q, None, winSize=self._win, maxLevel=self._levels, criteria=self._criteria)
+        if box is not None:
+            p1 = p1 + np.array([box[0], box[1]], np.float32)
         ok = st.reshape(-1) == 1
         if self._max_residual > 0:
             ok &= err.reshape(-1) <= self._max_residual
@@ -80,12 +110,11 @@ class LKBackend(PointTrackerBackend):
         n = p0.shape[0]
         if n == 0:
             return np.zeros((0, 2), np.float32), np.zeros(0, bool)
-        a, b = self._pyr(prev), self._pyr(frame)
-        p1, ok = self._lk(a, b, p0)
+        p1, ok = self._lk(prev, frame, p0)
         p0f, p1f = p0.reshape(n, 2), p1.reshape(n, 2)
         ok &= self._inside(p1f, frame)
         if fb_check:
-            p0b, ok2 = self._lk(b, a, p1)
+            p0b, ok2 = self._lk(frame, prev, p1)
             ok &= ok2 & (np.sum((p0f - p0b.reshape(n, 2)) ** 2, axis=1) <= self._fb2)
         out = np.where(ok[:, None], p1f, p0f).astype(np.float32, copy=False)
         return out, ok
@@ -118,7 +147,7 @@ class LKBackend(PointTrackerBackend):
             idx = np.flatnonzero(ok)
             if idx.size == 0:
                 break
-            back, st = self._lk(self._pyr(frames[t]), self._pyr(frames[t - 1]),
+            back, st = self._lk(frames[t], frames[t - 1],
                                 np.ascontiguousarray(tr[t, idx]).reshape(-1, 1, 2))
             fb2 = np.sum((back.reshape(-1, 2) - tr[t - 1, idx]) ** 2, axis=1)
             ok[idx] = st & (fb2 <= self._fb2)
