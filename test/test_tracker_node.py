@@ -137,3 +137,12 @@ def test_bad_frames_are_logged_and_skipped(context: object) -> None:
         assert node.published == 2 and node.tracker.reset_count == 1
     finally:
         node.destroy_node()
+
+
+def test_missing_backend_weights_are_a_config_error(context: object) -> None:
+    from tracevla_ros.config import ConfigError
+
+    overrides = [Parameter("backend", value="cotracker3"),
+                 Parameter("cotracker_checkpoint", value="/nonexistent/scaled_online.pth")]
+    with pytest.raises(ConfigError, match="/nonexistent/scaled_online.pth"):
+        TrackerNode(context=context, parameter_overrides=overrides)

@@ -210,3 +210,18 @@ def test_overlay_draws_on_a_copy(frames: tuple[np.ndarray, np.ndarray]) -> None:
     assert gray_out.shape == (SIZE, SIZE, 3)
     invisible = draw_trace(imgs[5], r.points, np.zeros_like(r.visible))
     np.testing.assert_array_equal(invisible, original)
+
+
+def test_early_requery_when_too_few_points_remain(frames: tuple[np.ndarray, np.ndarray]) -> None:
+    def dense_steps(min_visible: int) -> list[int]:
+        tracker = IncrementalTracker(_cfg(requery_min_visible=min_visible, redraw_steps=40))
+        res = [tracker.process(f, t) for f, t in zip(*frames)]
+        return [r.step_index for r in res if r is not None and r.dense]
+
+    scheduled = dense_steps(1)
+    eager = dense_steps(5)  # any lost point triggers a re-query
+    assert scheduled[0] == eager[0] == 6
+    assert len(eager) > len(scheduled)
+    assert any(s not in (6, 46) for s in eager)
+    with pytest.raises(Exception, match="requery_min_visible"):
+        _cfg(requery_min_visible=6)

@@ -34,6 +34,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from tracevla_ros.config import ConfigError
 from tracevla_ros.msg import VisualTrace
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, stamp_to_sec
 from tracevla_ros.tracking import (
@@ -76,7 +77,10 @@ class TrackerNode(Node):
         cfg = self.config
         if cfg.opencv_threads >= 0:
             cv2.setNumThreads(cfg.opencv_threads)
-        self.tracker = IncrementalTracker(cfg)
+        try:
+            self.tracker = IncrementalTracker(cfg)
+        except (FileNotFoundError, ImportError) as exc:  # backend weights/package missing
+            raise ConfigError(f"tracker backend '{cfg.backend}': {exc}") from None
         self._latest: Image | None = None  # newest message, written by _on_image only
         self._done: Image | None = None  # last message handed to the tracker
         self._image: np.ndarray | None = None  # decoded image of the last observed frame
@@ -108,6 +112,10 @@ class TrackerNode(Node):
     def _on_step_timer(self) -> None:
         self._observe_latest()
         if not self.tracker.has_new_frame or self._header is None or self._image is None:
+            if self._latest is None:
+                self.get_logger().info(
+                    f"waiting for camera images on {self.resolve_topic_name('image')}",
+                    throttle_duration_sec=5.0)
             return
         result = self.tracker.step()
         self._step_stamps.append(self._header.stamp)

@@ -100,6 +100,9 @@ class TrackerConfig:
     draw_length: int = param(FROM_PRESET, "positions drawn per point, newest last, "
                              "<= history (WidowX 10, Google robot 15; -1 = preset)",
                              unit="policy steps")
+    requery_min_visible: int = param(1, "re-query early (before redraw_steps) when fewer "
+                                     "than this many traced points are still tracked; 1 = "
+                                     "only when all are lost", unit="points")
     # --- shared -----------------------------------------------------------------------
     backend: str = param("lk", "point tracker backend: 'lk' (OpenCV pyramidal "
                          "Lucas-Kanade, CPU, no weights) or 'cotracker3'")
@@ -158,6 +161,8 @@ class TrackerConfig:
         check(self.redraw_steps >= 1, "redraw_steps", "must be >= 1")
         check(self.untraced_retry_steps >= 1, "untraced_retry_steps", "must be >= 1")
         check(self.kappa_px >= 0.0, "kappa_px", "must be >= 0")
+        check(1 <= self.requery_min_visible <= self.num_points, "requery_min_visible",
+              f"must be in [1, num_points={self.num_points}]")
         check(2 <= self.draw_length <= self.history, "draw_length",
               f"must be in [2, history={self.history}] (the trace holds history positions)")
         check(self.backend in _BACKENDS, "backend", f"must be one of {list(_BACKENDS)}, "

@@ -21,7 +21,8 @@ Schedule (all counts in policy steps since the last reset)
 * no trace until the buffer holds N frames;
 * dense re-query when the buffer first fills, every ``redraw_steps`` while
   traced, after ``untraced_retry_steps`` while untraced, and at once when
-  every active point is lost;
+  fewer than ``requery_min_visible`` traced points are still tracked
+  (default 1: when all are lost);
 * dense re-query: a K x K grid on the oldest buffer frame is tracked through
   the N buffer frames; tracks that leave the image or are lost are dropped; a
   track is active when mean_t(|dx_t| + |dy_t|) > kappa (px per policy step);
@@ -208,7 +209,7 @@ class IncrementalTracker:
                        or self._steps - self._last_attempt >= self.config.untraced_retry_steps)
             else:
                 due = (self._steps - self._last_dense >= self.config.redraw_steps
-                       or not bool(self._vis.any()))
+                       or int(self._vis.sum()) < self.config.requery_min_visible)
             if due:
                 self._dense_query()
                 dense = True
