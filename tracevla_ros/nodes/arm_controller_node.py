@@ -1,0 +1,199 @@
+"""The ROS side both arm controllers share (no executable of its own).
+
+``ArmControllerNodeBase`` wires a ``tracevla_ros.control.arm_controller.ArmController``
+(the algorithm: action integration, IK, safety; no rclpy) to ROS: joint states and
+PolicyAction in, a fast control tick, the watchdog, ``~/estop``/``~/reset``
+(std_srvs/Trigger) and ``/diagnostics``. Control callbacks and the safety callbacks
+(watchdog, e-stop) are in separate mutually exclusive groups, so under a
+multi-threaded executor the safety ones never wait on IK. A robot node subclasses it
+and implements ``_emit`` (how a command reaches its hardware interface).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from tracevla_ros.control.action import ActionError
+from tracevla_ros.control.arm_controller import ArmController, StepOutput
+from tracevla_ros.control.safety import Intervention
+from tracevla_ros.msg import PolicyAction
+from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config
+from tracevla_ros.robots import RobotSpec, get_robot
+
+
+def trajectory_msg(names: list[str], points: list[list[float]], times: list[float],
+                   stamp: Any) -> JointTrajectory:
+    """JointTrajectory with one point per row of ``points`` [rad] at ``times`` [s]."""
+    msg = JointTrajectory(joint_names=names)
+    msg.header.stamp = stamp
+    for q, t in zip(points, times):
+        sec = int(t)
+        msg.points.append(JointTrajectoryPoint(
+            positions=[float(v) for v in q],
+            time_from_start=Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)))))
+    return msg
+
+
+def diagnostics_msg(node: Node, core: ArmController, extra: dict[str, str]) -> DiagnosticArray:
+    """One DiagnosticStatus: e-stop state and intervention counts per check."""
+    st = DiagnosticStatus(name=f"{node.get_name()}: safety", hardware_id=core.spec.name)
+    st.level = DiagnosticStatus.ERROR if core.estop.latched else (
+        DiagnosticStatus.WARN if core.counts.get("watchdog") or core.counts.get("stale_state")
+        else DiagnosticStatus.OK)
+    st.message = "e-stop latched" if core.estop.latched else "running"
+    kv = {"estop_latched": str(core.estop.latched), "steps": str(core.steps_done), **extra}
+    kv.update({f"interventions.{k}": str(v) for k, v in sorted(core.counts.items())})
+    st.values = [KeyValue(key=k, value=v) for k, v in kv.items()]
+    out = DiagnosticArray(status=[st])
+    out.header.stamp = node.get_clock().now().to_msg()
+    return out
+
+
+class ArmControllerNodeBase(Node):
+    """Shared controller node; ``cfg`` is a WidowX/Franka controller config dataclass."""
+
+    def __init__(self, node_name: str, config_cls: type, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.cfg: Any = declare_config(self, config_cls)
+        cfg: Any = self.cfg
+        self.spec: RobotSpec = get_robot(cfg.robot)
+        self.core = ArmController(self.spec, cfg.safety_config(self.spec), cfg.hysteresis(),
+                                  cfg.ik_options())
+        self._lock = threading.Lock()  # the core is shared by the two callback groups
+        self._names = list(self.spec.ros_joint_names)
+        self._index: list[int] | None = None
+        self._names_seen: list[str] = []
+        self._next_step_t = 0.0
+        self._gripper_sent: bool | None = None
+        self._holding = False
+        self.control_group = MutuallyExclusiveCallbackGroup()
+        safety = MutuallyExclusiveCallbackGroup()  # watchdog + e-stop never wait on IK
+        self.create_subscription(JointState, self._state_topic(), self._on_joint_states,
+                                 SENSOR_QOS, callback_group=self.control_group)
+        self.create_subscription(PolicyAction, cfg.action_topic, self._on_action, RELIABLE_QOS,
+                                 callback_group=self.control_group)
+        # ticks fast; chunk steps are executed step_period_s apart, a new action at once
+        self.create_timer(min(0.02, cfg.step_period_s / 4), self._on_control_tick,
+                          callback_group=self.control_group)
+        self.create_timer(min(0.05, cfg.watchdog_timeout_s / 4), self._on_watchdog,
+                          callback_group=safety)
+        self.create_service(Trigger, "~/estop", self._on_estop, callback_group=safety)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=safety)
+        self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
+        self.create_timer(cfg.diagnostics_period_s, self._on_diagnostics, callback_group=safety)
+
+    # --- what a robot node provides ---------------------------------------------------
+    def _state_topic(self) -> str:
+        return str(self.cfg.joint_states_topic)
+
+    def _emit(self, q: np.ndarray, gripper_open: bool | None) -> None:
+        """Send arm joint targets ``q`` [rad]; ``gripper_open`` None = gripper unchanged."""
+        raise NotImplementedError
+
+    def _diagnostics_extra(self) -> dict[str, str]:
+        return {"dry_run": str(self.cfg.dry_run)}
+
+    # --- shared -----------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _send(self, out: StepOutput) -> None:
+        for r in out.interventions:
+            self.get_logger().warning(f"safety [{r.check}]: {r.reason}", throttle_duration_sec=1.0)
+        if not out.command.send or out.command.q is None:
+            return
+        g = out.gripper_open if out.gripper_open != self._gripper_sent else None
+        self._emit(out.command.q, g)
+        if g is not None:
+            self._gripper_sent = g
+
+    def _frame_ok(self, frame_id: str, what: str) -> bool:
+        if frame_id and frame_id != self.cfg.base_frame:
+            self.get_logger().error(f"{what} frame '{frame_id}' != base_frame "
+                                    f"'{self.cfg.base_frame}': ignored", throttle_duration_sec=5.0)
+            return False
+        return True
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        names = list(msg.name)
+        if self._index is None or names != self._names_seen:
+            try:
+                self._index = [names.index(n) for n in self._names]
+                self._names_seen = names
+            except ValueError:
+                self.get_logger().error(f"joint_states lacks arm joints {self._names}",
+                                        throttle_duration_sec=5.0)
+                return
+        q = [msg.position[i] if i < len(msg.position) else float("nan") for i in self._index]
+        with self._lock:
+            self.core.update_state(q, self._now())
+
+    def _on_action(self, msg: PolicyAction) -> None:
+        if msg.action_space != "ee_delta_7d":
+            self.get_logger().error(f"action_space '{msg.action_space}' not supported "
+                                    "(ee_delta_7d only)", throttle_duration_sec=5.0)
+            return
+        if not self._frame_ok(msg.header.frame_id, "action"):
+            return
+        with self._lock:
+            if self.core.estop.latched:
+                self.core.counts["estop"] += 1
+                return
+            try:
+                self.core.push_action(msg.values, msg.chunk_length, msg.action_dim, self._now())
+            except ActionError as exc:
+                self.core.counts["bad_action"] += 1
+                self.get_logger().error(f"action rejected: {exc}", throttle_duration_sec=2.0)
+                return
+            self._holding = False
+            self._next_step_t = 0.0  # the control tick executes the first step next
+
+    def _on_control_tick(self) -> None:
+        now = self._now()
+        with self._lock:
+            if not self.core.pending or now < self._next_step_t:
+                return
+            out = self.core.step(now)
+            self._next_step_t = now + self.cfg.step_period_s
+        if out is not None:
+            self._send(out)
+
+    def _on_watchdog(self) -> None:
+        with self._lock:
+            if self._holding or not self.core.watchdog_due(self._now()):
+                return
+            self._holding = True
+            out = self.core.hold(self._now(), Intervention(
+                "watchdog", f"no action for {self.cfg.watchdog_timeout_s} s: holding position"))
+        self._send(out)
+
+    def _on_estop(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            out = self.core.hold(self._now(), self.core.estop.trigger("~/estop service"))
+            self._holding = True
+        self._send(out)
+        self.get_logger().error("E-STOP latched: holding position until ~/reset")
+        resp.success, resp.message = True, "e-stop latched; call ~/reset to release"
+        return resp
+
+    def _on_reset(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            was = self.core.estop.reset()
+        self.get_logger().warning("e-stop released" if was else "reset: e-stop was not latched")
+        resp.success, resp.message = True, "released" if was else "was not latched"
+        return resp
+
+    def _on_diagnostics(self) -> None:
+        with self._lock:
+            msg = diagnostics_msg(self, self.core, self._diagnostics_extra())
+        self._diag.publish(msg)
