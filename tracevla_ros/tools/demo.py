@@ -178,7 +178,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "wall_time_s": round(wall, 2),
             "control_rate_hz": rate,
             "trace_valid_ratio": monitor.trace_valid_ratio(),
-            "topics": _topic_stats(recorder, monitor),
+            "topics": _topic_stats(recorder),
             "latency": monitor.clock.summary(),
             "outputs": {"overlay": "overlay.mp4", "bag": "bag", "params": "params.yaml"},
         }
@@ -220,14 +220,12 @@ def _sim_thread(ctx: Any, box: dict[str, Any], ready: threading.Event,
         ready.set()
         return
     box["node"] = node
-    box["success"] = False
     ready.set()
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     try:
         while not stop.is_set() and ctx.ok():
             ex.spin_once(timeout_sec=0.05)
-        box["success"] = bool(node.env.success())
     finally:
         ex.shutdown(timeout_sec=1.0)
         node.close()
@@ -251,7 +249,7 @@ def _command_topic(params: dict[str, Any], robot: str) -> str:
     return f"/{ctrl}/joint_trajectory"
 
 
-def _topic_stats(recorder: Any, monitor: Any) -> dict[str, dict[str, float | int | str]]:
+def _topic_stats(recorder: Any) -> dict[str, dict[str, float | int | str]]:
     out: dict[str, dict[str, float | int | str]] = {}
     for topic, st in sorted(recorder.bag.stats.items()):
         out[topic] = {"type": st.msgtype, "count": st.count, "rate_hz": round(st.rate_hz(), 2)}
