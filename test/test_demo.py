@@ -76,9 +76,10 @@ def test_bag_is_rosbag2_mcap_with_consistent_stamps(demo_out: Path) -> None:
         for c, t_rx, raw in reader.messages(connections=conns):
             got[c.topic].append((t_rx, deserialize_message(bytes(raw), types[c.topic])))
     image_stamps = {_stamp(m) for _, m in got["/camera/image_raw"]}
-    # The recorder subscribes once it discovers a publisher: frames before its first
-    # recorded image may have traces/actions in the bag but no image.
-    first = min(image_stamps)
+    # The recorder subscribes to each topic once it discovers its publisher, so the
+    # topics start at different frames: compare only from the frame on which both the
+    # image and the trace topic are recorded.
+    first = max(min(image_stamps), min(_stamp(m) for _, m in got["/trace"]))
     trace_stamps = {_stamp(m) for _, m in got["/trace"] if _stamp(m) >= first}
     # Traces and actions carry the stamp of the camera frame they were computed from.
     assert trace_stamps and trace_stamps <= image_stamps
