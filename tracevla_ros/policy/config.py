@@ -12,6 +12,8 @@ class PolicyNodeConfig:
     backend: str = param("scripted", "policy backend: scripted (in-process simulator only; "
                          "learned backends register in tracevla_ros.policy.registry)")
     checkpoint: str = param("", "checkpoint path for learned backends (local path, never downloaded)")
+    device: str = param("auto", "torch device for learned backends: auto (cuda when available, "
+                        "else cpu), cpu, cuda, cuda:N")
     control_rate_hz: float = param(5.0, "policy steps per second; shared with the tracker "
                                    "(TraceVLA runs the 7B models at ~5 Hz)", unit="Hz")
     max_input_age_s: float = param(1.0, "reject an observation whose camera stamp is older than "
@@ -28,4 +30,6 @@ class PolicyNodeConfig:
               f"must be in [0.1, 100] Hz, got {self.control_rate_hz}")
         check(self.max_input_age_s > 0.0, "max_input_age_s", f"must be > 0 s, got {self.max_input_age_s}")
         check(self.pairing_tolerance_s >= 0.0, "pairing_tolerance_s", "must be >= 0 s")
+        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+              "device", f"must be auto, cpu, cuda or cuda:N, got '{self.device}'")
         check(bool(self.base_frame), "base_frame", "must name the robot base frame")

@@ -1,16 +1,22 @@
-"""Policy backends by name. Adding a backend = adding a module and one entry."""
+"""Policy backends by name. Adding a backend = adding a module and one entry.
+
+Entries are ``"module:function"`` strings imported on first use, so heavy
+dependencies (torch, transformers) load only for the backend that is chosen.
+The function takes the node's ``PolicyNodeConfig`` and returns a ``Policy``.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from typing import Callable, cast
 
 from tracevla_ros.config import ConfigError
 from tracevla_ros.policy.base import Policy
 from tracevla_ros.policy.config import PolicyNodeConfig
 
-# name -> factory(config) ; learned backends (local, remote, tracevla-7b, openvla)
-# register here as they land.
-BACKENDS: dict[str, Callable[[PolicyNodeConfig], Policy]] = {}
+# name -> "module:factory"; the learned backends register here.
+BACKENDS: dict[str, str] = {
+}
 
 IN_PROCESS_ONLY = {
     "scripted": "the scripted expert reads the simulator's state, so it only runs inside "
@@ -18,9 +24,14 @@ IN_PROCESS_ONLY = {
 }
 
 
+def backend_factory(name: str) -> Callable[[PolicyNodeConfig], Policy]:
+    module, _, func = BACKENDS[name].partition(":")
+    return cast(Callable[[PolicyNodeConfig], Policy], getattr(importlib.import_module(module), func))
+
+
 def make_policy(cfg: PolicyNodeConfig) -> Policy:
     if cfg.backend in BACKENDS:
-        return BACKENDS[cfg.backend](cfg)
+        return backend_factory(cfg.backend)(cfg)
     if cfg.backend in IN_PROCESS_ONLY:
         raise ConfigError(f"parameter 'backend' = '{cfg.backend}': {IN_PROCESS_ONLY[cfg.backend]}")
     known = sorted(BACKENDS) + sorted(IN_PROCESS_ONLY)
