@@ -25,12 +25,19 @@ IN_PROCESS_ONLY = {
 
 
 def backend_factory(name: str) -> Callable[[PolicyNodeConfig], Policy]:
-    module, _, func = BACKENDS[name].partition(":")
-    return cast(Callable[[PolicyNodeConfig], Policy], getattr(importlib.import_module(module), func))
+    """The factory for a registered name, or for an explicit ``"package.module:function"``
+    (a user's own backend, or a test's)."""
+    spec = BACKENDS.get(name, name)
+    module, _, func = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"parameter 'backend': cannot load '{spec}': {exc}") from exc
+    return cast(Callable[[PolicyNodeConfig], Policy], factory)
 
 
 def make_policy(cfg: PolicyNodeConfig) -> Policy:
-    if cfg.backend in BACKENDS:
+    if cfg.backend in BACKENDS or ":" in cfg.backend:
         return backend_factory(cfg.backend)(cfg)
     if cfg.backend in IN_PROCESS_ONLY:
         raise ConfigError(f"parameter 'backend' = '{cfg.backend}': {IN_PROCESS_ONLY[cfg.backend]}")
