@@ -24,6 +24,14 @@ class PolicyNodeConfig:
                                        "the same frame", unit="s")
     base_frame: str = param("wx250s/base_link", "frame_id of the PolicyAction (robot base, REP 103)")
     instruction: str = param("", "initial instruction; the latched 'instruction' topic overrides it")
+    unnorm_key: str = param("bridge_orig", "dataset statistics that unnormalise the VLA's actions "
+                            "(bridge_orig = BridgeData V2 / WidowX; the checkpoint lists the others)")
+    server_host: str = param("127.0.0.1", "backend 'remote': host of tracevla-serve (the GPU machine)")
+    server_port: int = param(8765, "backend 'remote': TCP port of tracevla-serve")
+    request_timeout_s: float = param(1.0, "backend 'remote': max time to connect or to get one "
+                                     "action back; on expiry no action is published", unit="s")
+    auth_token_env: str = param("", "backend 'remote': name of the environment variable holding "
+                                "the shared token (never the token itself); empty = no token")
 
     def __post_init__(self) -> None:
         check(0.1 <= self.control_rate_hz <= 100.0, "control_rate_hz",
@@ -33,3 +41,12 @@ class PolicyNodeConfig:
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
               "device", f"must be auto, cpu, cuda or cuda:N, got '{self.device}'")
         check(bool(self.base_frame), "base_frame", "must name the robot base frame")
+        check(bool(self.unnorm_key.strip()), "unnorm_key", "must name a dataset of the checkpoint's "
+              "statistics (bridge_orig for the WidowX)")
+        check(bool(self.server_host.strip()), "server_host", "must be a host name or address")
+        check(1 <= self.server_port <= 65535, "server_port", f"must be in [1, 65535], got {self.server_port}")
+        check(0.0 < self.request_timeout_s <= 60.0, "request_timeout_s",
+              f"must be in (0, 60] s, got {self.request_timeout_s}")
+        check(self.auth_token_env == "" or self.auth_token_env.replace("_", "").isalnum(),
+              "auth_token_env", f"must be an environment variable NAME (letters, digits, _), got "
+              f"'{self.auth_token_env}'; put the token itself in that variable, not in the YAML")

@@ -16,6 +16,10 @@ from tracevla_ros.policy.config import PolicyNodeConfig
 
 # name -> "module:factory"; the learned backends register here.
 BACKENDS: dict[str, str] = {
+    "tracevla-7b": "tracevla_ros.policy.vla.hf:make_tracevla_7b",
+    "tracevla-phi3": "tracevla_ros.policy.vla.hf:make_tracevla_phi3",
+    "openvla": "tracevla_ros.policy.vla.hf:make_openvla",
+    "remote": "tracevla_ros.policy.remote.client:make_remote",
 }
 
 IN_PROCESS_ONLY = {

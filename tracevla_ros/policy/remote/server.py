@@ -1,0 +1,163 @@
+"""The policy server: one backend, served over TCP with ``protocol`` frames.
+
+Connections are handled in threads, inference is serialised by one lock (one
+request at a time on the model). Each request is logged with its latency.
+Errors go back to the client as ERROR frames (``policy`` for a PolicyError
+of the backend, ``internal`` for anything else, with its type and message) and
+the server keeps serving. Started by ``tracevla-serve`` (tracevla_ros.tools.serve).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import socketserver
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from tracevla_ros.policy.base import Observation, Policy, PolicyError
+from tracevla_ros.policy.remote.protocol import (
+    DEFAULT_MAX_FRAME,
+    VERSION,
+    Frame,
+    MsgType,
+    ProtocolError,
+    recv_frame,
+    send_frame,
+)
+
+__all__ = ["PolicyServer", "HANDSHAKE_TIMEOUT_S"]
+
+log = logging.getLogger("tracevla-serve")
+
+HANDSHAKE_TIMEOUT_S = 10.0  # s a new connection may take to say HELLO
+
+
+def _error(kind: str, message: str) -> Frame:
+    return Frame(MsgType.ERROR, {"kind": kind, "message": message})
+
+
+def observation_from_frame(frame: Frame) -> Observation:
+    """INFER frame -> Observation (PolicyError for missing or malformed fields)."""
+    image = frame.arrays.get("image")
+    if image is None:
+        raise PolicyError("request has no 'image' array")
+    instruction = frame.meta.get("instruction")
+    if not isinstance(instruction, str):
+        raise PolicyError("request has no instruction text")
+    proprio = frame.arrays.get("proprio", np.zeros(0, np.float32))
+    return Observation(image=image, overlay=frame.arrays.get("overlay"), instruction=instruction,
+                       proprio=np.asarray(proprio, np.float32),
+                       stamp=float(frame.meta.get("stamp", 0.0)))
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _TCPServer
+
+    def handle(self) -> None:
+        srv = self.server.owner
+        sock: socket.socket = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = "%s:%s" % self.client_address[:2]
+        try:
+            sock.settimeout(HANDSHAKE_TIMEOUT_S)
+            hello = recv_frame(sock, srv.max_frame)
+            if hello.type != MsgType.HELLO:
+                send_frame(sock, _error("protocol", f"expected HELLO first, got {hello.type.name}"))
+                return
+            if not srv.token_ok(hello.meta.get("token")):
+                log.warning("%s: rejected (wrong or missing token)", peer)
+                send_frame(sock, _error("auth", "wrong or missing token"))
+                return
+            send_frame(sock, Frame(MsgType.WELCOME, {"protocol": VERSION, "backend": srv.policy.name}))
+            sock.settimeout(None)  # a connected robot may pause between requests
+            log.info("%s: connected", peer)
+            while not srv.stopping.is_set():
+                req = recv_frame(sock, srv.max_frame)
+                if req.type != MsgType.INFER:
+                    send_frame(sock, _error("protocol", f"expected INFER, got {req.type.name}"))
+                    return
+                send_frame(sock, srv.handle_infer(req, peer), srv.max_frame)
+        except ProtocolError as exc:
+            log.warning("%s: protocol error: %s", peer, exc)
+            try:
+                send_frame(sock, _error("protocol", str(exc)))
+            except OSError:
+                pass
+        except (ConnectionError, socket.timeout, OSError) as exc:
+            log.info("%s: disconnected (%s)", peer, exc)
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False
+    owner: PolicyServer
+
+
+class PolicyServer:
+    """Serve ``policy`` on (host, port); ``token`` None = no authentication.
+
+    Use ``serve_forever()`` in one thread and ``shutdown()`` from another;
+    ``address`` is the bound (host, port) (port 0 picks a free one).
+    """
+
+    def __init__(self, policy: Policy, host: str = "127.0.0.1", port: int = 8765,
+                 token: str | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.policy = policy
+        self.max_frame = max_frame
+        self._token = token
+        self._model_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.requests = 0
+        self._tcp = _TCPServer((host, port), _Handler)
+        self._tcp.owner = self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._tcp.server_address[:2]
+        return str(host), int(port)
+
+    def token_ok(self, token: Any) -> bool:
+        if self._token is None:
+            return True
+        return isinstance(token, str) and hmac.compare_digest(token.encode(), self._token.encode())
+
+    def handle_infer(self, req: Frame, peer: str) -> Frame:
+        """Run one request under the model lock; every failure becomes an ERROR frame."""
+        t0 = time.monotonic()
+        with self._model_lock:
+            t1 = time.monotonic()
+            self.requests += 1
+            n = self.requests
+            try:
+                if req.meta.get("reset"):
+                    self.policy.reset()
+                chunk = self.policy.infer(observation_from_frame(req))
+                reply = Frame(MsgType.ACTION,
+                              {"action_space": chunk.action_space, "trace_used": bool(chunk.trace_used),
+                               "infer_s": time.monotonic() - t1},
+                              {"values": np.asarray(chunk.values, np.float32)})
+            except PolicyError as exc:
+                reply = _error("policy", str(exc))
+            except Exception as exc:  # noqa: BLE001 - forwarded to the client, logged with traceback
+                log.exception("request %d from %s: backend raised", n, peer)
+                reply = _error("internal", f"{type(exc).__name__}: {exc}")
+        t2 = time.monotonic()
+        log.info("request %d from %s: %s in %.1f ms (queued %.1f ms, model %.1f ms)", n, peer,
+                 "action" if reply.type == MsgType.ACTION else f"error ({reply.meta['kind']})",
+                 (t2 - t0) * 1e3, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return reply
+
+    def serve_forever(self) -> None:
+        self._tcp.serve_forever(poll_interval=0.1)
+
+    def shutdown(self) -> None:
+        """Stop accepting, close the listening socket (open connections end with the process)."""
+        self.stopping.set()
+        self._tcp.shutdown()
+        self._tcp.server_close()

@@ -1,0 +1,245 @@
+"""Backends for the published checkpoints via Hugging Face ``transformers``.
+
+``tracevla-7b``, ``tracevla-phi3`` and ``openvla`` load a checkpoint from a
+local directory or the local HF cache (``local_files_only``; nothing is
+downloaded), with ``trust_remote_code`` (the checkpoints ship their model
+code), bf16 on CUDA (float32 on CPU), and flash attention 2 only when the
+``flash_attn`` package is importable. torch/transformers are imported lazily:
+without them the factory raises one ConfigError naming requirements-vla.txt.
+
+Unnormalisation, decided once at load time by a probe: the model's own
+``generate`` is replaced for one call by a stub that returns known action
+tokens (``actions.probe_token_ids``), ``predict_action`` runs on a real
+processed input, and its answer is compared with the normalised and the
+unnormalised decoding of those tokens (``actions.classify_probe_output``).
+If the checkpoint unnormalises, its output is used as is; if it returns
+normalised values, ``actions.unnormalize`` is applied here; anything else
+refuses to load. So no checkpoint is unnormalised twice or not at all, and
+the probe also confirms that the checkpoint decodes tokens as OpenVLA does.
+
+Example (GPU machine)::
+
+    tracevla-serve --backend tracevla-7b --checkpoint furonghuang-lab/tracevla_7b --port 8765
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from tracevla_ros.config import ConfigError
+from tracevla_ros.policy.base import ActionChunk, Observation, PolicyError
+from tracevla_ros.policy.config import PolicyNodeConfig
+from tracevla_ros.policy.vla.actions import (
+    UNNORM_BY_MODEL,
+    classify_probe_output,
+    finalize_action,
+    probe_token_ids,
+    unnormalize,
+)
+from tracevla_ros.policy.vla.checkpoint import resolve_checkpoint, validate_checkpoint
+from tracevla_ros.policy.vla.models import MODELS, PHI3V, PreparedInputs, VLAModel, prepare_inputs
+from tracevla_ros.policy.vla.stats import load_norm_stats, select_action_stats
+
+__all__ = [
+    "REQUIREMENTS_FILE",
+    "HFVLAPolicy",
+    "import_hf_stack",
+    "load_kwargs",
+    "stubbed_generate",
+    "make_tracevla_7b",
+    "make_tracevla_phi3",
+    "make_openvla",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+REQUIREMENTS_FILE = "requirements-vla.txt"
+
+
+def import_hf_stack(backend: str) -> tuple[Any, Any]:
+    """(torch, transformers), or one ConfigError saying what to install."""
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise ConfigError(
+            f"backend '{backend}' needs torch + transformers (GPU machine): "
+            f"`pip install -r {REQUIREMENTS_FILE}` ({exc}). On the robot computer use backend "
+            "'remote' and run tracevla-serve on the GPU machine.") from exc
+    return torch, transformers
+
+
+def flash_attention_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def load_kwargs(family: str, cuda: bool, flash: bool) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments; ``torch_dtype`` as a name ("bfloat16"/"float32")."""
+    kw: dict[str, Any] = {"torch_dtype": "bfloat16" if cuda else "float32",
+                          "trust_remote_code": True, "local_files_only": True,
+                          "low_cpu_mem_usage": True}
+    use_flash = cuda and flash
+    if family == PHI3V:
+        # Phi-3-vision's config asks for flash attention itself; say eager explicitly without it.
+        kw["_attn_implementation"] = "flash_attention_2" if use_flash else "eager"
+        kw["use_cache"] = True
+    elif use_flash:
+        kw["attn_implementation"] = "flash_attention_2"
+    return kw
+
+
+def resolve_device(device: str, torch: Any) -> str:
+    cuda = bool(torch.cuda.is_available())
+    if device == "auto":
+        return "cuda" if cuda else "cpu"
+    if device.startswith("cuda") and not cuda:
+        raise ConfigError(f"parameter 'device' = '{device}' but torch sees no CUDA device "
+                          "(use auto or cpu, or check the driver / the CUDA build of torch)")
+    return device
+
+
+def stubbed_generate(model: Any, token_ids: np.ndarray, call: Callable[[], T], torch: Any) -> T:
+    """Run ``call()`` while ``model.generate`` returns ``input_ids + token_ids`` (no compute).
+
+    Used by the unnormalisation probe; the real ``generate`` is restored afterwards.
+    """
+    calls: list[int] = []
+
+    def fake_generate(*args: Any, **kwargs: Any) -> Any:
+        ids = args[0] if args else kwargs.get("input_ids")
+        if ids is None:
+            raise PolicyError("probe: predict_action called generate without input_ids")
+        n = int(kwargs.get("max_new_tokens", len(token_ids)))
+        if n != len(token_ids):
+            raise PolicyError(f"probe: predict_action asked for {n} new tokens, expected "
+                              f"{len(token_ids)} (one per action dimension)")
+        calls.append(n)
+        new = torch.as_tensor(np.asarray(token_ids), dtype=ids.dtype, device=ids.device)[None, :]
+        return torch.cat([ids, new], dim=1)
+
+    object.__setattr__(model, "generate", fake_generate)
+    try:
+        out = call()
+    finally:
+        object.__delattr__(model, "generate")
+    if not calls:
+        raise PolicyError("probe: predict_action never called generate; cannot tell whether it "
+                          "unnormalises")
+    return out
+
+
+def _to_numpy(out: Any) -> np.ndarray:
+    if isinstance(out, tuple):  # some variants return (actions, generated_ids)
+        out = out[0]
+    if hasattr(out, "detach"):
+        out = out.detach().float().cpu().numpy()
+    return np.asarray(out, dtype=np.float64)
+
+
+def _probe_observation() -> Observation:
+    """A deterministic textured frame with a trace-like overlay (for the load-time probe)."""
+    yy, xx = np.mgrid[0:256, 0:256]
+    img = np.stack([(xx + yy) % 256, (2 * xx) % 256, (3 * yy) % 256], axis=-1).astype(np.uint8)
+    ovl = img.copy()
+    ovl[120:136, 40:216] = (255, 0, 0)
+    return Observation(image=img, overlay=ovl, instruction="put the probe on the plate")
+
+
+class HFVLAPolicy:
+    """A published OpenVLA-family checkpoint behind the Policy interface (one step per call)."""
+
+    def __init__(self, model: VLAModel, cfg: PolicyNodeConfig) -> None:
+        self.model = model
+        self.name = model.name
+        ckpt = validate_checkpoint(resolve_checkpoint(cfg.checkpoint, model.default_repo))
+        norm_stats = load_norm_stats(ckpt)
+        self.stats = select_action_stats(norm_stats, cfg.unnorm_key, str(ckpt))
+        torch, transformers = import_hf_stack(model.name)
+        self._torch = torch
+        self.device = resolve_device(cfg.device, torch)
+        cuda = self.device.startswith("cuda")
+        kw = load_kwargs(model.family, cuda, flash_attention_available())
+        kw["torch_dtype"] = getattr(torch, kw["torch_dtype"])
+        self.dtype = kw["torch_dtype"]
+        t0 = time.monotonic()
+        path = str(ckpt)
+        if model.family == PHI3V:
+            self.processor = transformers.AutoProcessor.from_pretrained(
+                path, trust_remote_code=True, local_files_only=True, num_crops=1)
+            self.vla = transformers.AutoModelForCausalLM.from_pretrained(path, **kw).to(self.device)
+            self.vocab_size = int(self.processor.tokenizer.vocab_size)
+            self.vla.prepare_action_inference(norm_stats[cfg.unnorm_key]["action"], self.vocab_size)
+        else:
+            self.processor = transformers.AutoProcessor.from_pretrained(
+                path, trust_remote_code=True, local_files_only=True)
+            self.vla = transformers.AutoModelForVision2Seq.from_pretrained(path, **kw).to(self.device)
+            self.vocab_size = self._prismatic_vocab_size()
+        self.vla.eval()
+        self.unnorm = classify_probe_output(
+            stubbed_generate(self.vla, probe_token_ids(self.vocab_size),
+                             lambda: self._predict(self._inputs(self._prepare(_probe_observation()))),
+                             torch),
+            self.vocab_size, self.stats)
+        log.info("%s: loaded %s in %.1f s on %s (%s, attention %s); unnormalisation by the %s "
+                 "with '%s'", self.name, path, time.monotonic() - t0, self.device, kw["torch_dtype"],
+                 kw.get("attn_implementation", kw.get("_attn_implementation", "default")),
+                 self.unnorm, self.stats.key)
+        if not model.uses_trace and cfg.use_trace:
+            log.warning("%s ignores the trace; set use_trace false so the node does not wait for "
+                        "the tracker", self.name)
+
+    def _prismatic_vocab_size(self) -> int:
+        """Action-token vocabulary: the text vocabulary without the padding to a multiple."""
+        v = getattr(self.vla, "vocab_size", None)
+        if isinstance(v, int):
+            return v
+        c = self.vla.config
+        return int(c.text_config.vocab_size) - int(getattr(c, "pad_to_multiple_of", 0) or 0)
+
+    def _prepare(self, obs: Observation) -> PreparedInputs:
+        return prepare_inputs(self.model, obs, getattr(self.processor, "tokenizer", None))
+
+    def _inputs(self, prepared: PreparedInputs) -> Any:
+        from PIL import Image
+
+        images = [Image.fromarray(i) for i in prepared.images]
+        arg: Any = images if len(images) > 1 else images[0]
+        return self.processor(prepared.prompt, arg).to(self.device, dtype=self.dtype)
+
+    def _predict(self, inputs: Any) -> np.ndarray:
+        try:
+            with self._torch.inference_mode():
+                if self.model.family == PHI3V:
+                    out = self.vla.predict_action(**inputs)
+                else:
+                    out = self.vla.predict_action(**inputs, unnorm_key=self.stats.key, do_sample=False)
+        except (RuntimeError, ValueError) as exc:  # torch errors (CUDA OOM, shapes) are RuntimeErrors
+            raise PolicyError(f"{self.name} inference failed: {type(exc).__name__}: {exc}") from exc
+        return _to_numpy(out)
+
+    def infer(self, obs: Observation) -> ActionChunk:
+        prepared = self._prepare(obs)
+        raw = self._predict(self._inputs(prepared))
+        action = raw if self.unnorm == UNNORM_BY_MODEL else unnormalize(raw, self.stats)
+        return finalize_action(action, prepared.trace_used)
+
+    def reset(self) -> None:
+        """Stateless per step (the trace carries the history)."""
+
+
+def make_tracevla_7b(cfg: PolicyNodeConfig) -> HFVLAPolicy:
+    return HFVLAPolicy(MODELS["tracevla-7b"], cfg)
+
+
+def make_tracevla_phi3(cfg: PolicyNodeConfig) -> HFVLAPolicy:
+    return HFVLAPolicy(MODELS["tracevla-phi3"], cfg)
+
+
+def make_openvla(cfg: PolicyNodeConfig) -> HFVLAPolicy:
+    return HFVLAPolicy(MODELS["openvla"], cfg)
