@@ -97,13 +97,13 @@ class RemotePolicy:
             self._sock = None
 
     # --- Policy ------------------------------------------------------------------
-    def _request(self, obs: Observation) -> Frame:
+    def _request(self, obs: Observation, budget_s: float) -> Frame:
         arrays: dict[str, np.ndarray] = {"image": obs.image,
                                          "proprio": np.asarray(obs.proprio, np.float32)}
         if obs.overlay is not None:
             arrays["overlay"] = obs.overlay
         return Frame(MsgType.INFER, {"instruction": obs.instruction, "stamp": float(obs.stamp),
-                                     "reset": self._reset_pending}, arrays)
+                                     "reset": self._reset_pending, "budget_s": budget_s}, arrays)
 
     def _exchange(self, req: Frame) -> Frame:
         deadline = time.monotonic() + self.timeout_s
@@ -132,8 +132,9 @@ class RemotePolicy:
 
     def infer(self, obs: Observation) -> ActionChunk:
         with self._lock:
-            reply = self._exchange(self._request(obs))
-            self._reset_pending = False
+            reply = self._exchange(self._request(obs, self.timeout_s))
+            if not (reply.type == MsgType.ERROR and reply.meta.get("kind") == "expired"):
+                self._reset_pending = False  # the server ran the reset
         if reply.type == MsgType.ERROR:
             kind, msg = reply.meta.get("kind", "?"), reply.meta.get("message", "")
             where = "backend" if kind == "policy" else f"{kind} error"

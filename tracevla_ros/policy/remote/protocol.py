@@ -13,9 +13,9 @@ side read or allocate without bound. Message types:
 =======  ========  =========================================================
 HELLO    c -> s    {"protocol", "token"} first frame on a connection
 WELCOME  s -> c    {"protocol", "backend"} the token was accepted
-INFER    c -> s    {"instruction", "stamp", "reset"} + image, [overlay], proprio
+INFER    c -> s    {"instruction", "stamp", "reset", "budget_s"} + image, [overlay], proprio
 ACTION   s -> c    {"action_space", "trace_used", "infer_s"} + values (H, D) float32
-ERROR    s -> c    {"kind": auth|policy|protocol|internal, "message"}
+ERROR    s -> c    {"kind": auth|policy|protocol|internal|expired, "message"}
 =======  ========  =========================================================
 """
 

@@ -2,6 +2,9 @@
 
 Connections are handled in threads, inference is serialised by one lock (one
 request at a time on the model). Each request is logged with its latency.
+A request that waited for the model longer than the client's time budget
+(``budget_s``: the client has given up on it) is answered ``expired`` without
+running the model, so a slow model cannot build up a backlog.
 Errors go back to the client as ERROR frames (``policy`` for a PolicyError
 of the backend, ``internal`` for anything else, with its type and message) and
 the server keeps serving. Started by ``tracevla-serve`` (tracevla_ros.tools.serve).
@@ -114,6 +117,7 @@ class PolicyServer:
         self._model_lock = threading.Lock()
         self.stopping = threading.Event()
         self.requests = 0
+        self.expired = 0
         self._tcp = _TCPServer((host, port), _Handler)
         self._tcp.owner = self
 
@@ -130,11 +134,20 @@ class PolicyServer:
     def handle_infer(self, req: Frame, peer: str) -> Frame:
         """Run one request under the model lock; every failure becomes an ERROR frame."""
         t0 = time.monotonic()
+        budget = req.meta.get("budget_s")
         with self._model_lock:
             t1 = time.monotonic()
             self.requests += 1
             n = self.requests
             try:
+                if isinstance(budget, (int, float)) and t1 - t0 > budget:
+                    # the client gave up while this waited for the model: do not run it
+                    reply = _error("expired", f"waited {t1 - t0:.2f} s for the model, longer than "
+                                   f"the client's {budget:.2f} s budget")
+                    self.expired += 1
+                    log.info("request %d from %s: expired in the queue (%.1f ms)", n, peer,
+                             (t1 - t0) * 1e3)
+                    return reply
                 if req.meta.get("reset"):
                     self.policy.reset()
                 chunk = self.policy.infer(observation_from_frame(req))
