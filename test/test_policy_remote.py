@@ -249,3 +249,104 @@ def test_serve_cli_errors_exit_2() -> None:
     r = subprocess.run([sys.executable, "-m", "tracevla_ros.tools.serve", "--backend", "nope"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "unknown policy backend 'nope'" in r.stderr
+
+
+# --- policy_node with backend 'remote' over real DDS (loopback, see conftest) ------------------
+class NodeHarness:
+    """policy_node (backend remote) + a node that feeds images/instructions and records outputs."""
+
+    def __init__(self, port: int, **params: object) -> None:
+        self.rclpy = pytest.importorskip("rclpy")
+        from rcl_interfaces.msg import Log
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        from tracevla_ros.msg import PolicyAction
+        from tracevla_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+        from tracevla_ros.nodes.policy_node import PolicyNode
+
+        self.String = String
+        self.ctx = self.rclpy.Context()
+        self.rclpy.init(context=self.ctx)
+        overrides = {"backend": "remote", "server_port": port, "use_trace": False,
+                     "control_rate_hz": 5.0, **params}
+        self.node = PolicyNode(context=self.ctx, parameter_overrides=[
+            Parameter(k, value=v) for k, v in overrides.items()])
+        self.io = Node("remote_policy_io", context=self.ctx)
+        self.actions: list[PolicyAction] = []
+        self.logs: list[str] = []
+        self.io.create_subscription(PolicyAction, "action", self.actions.append, RELIABLE_QOS)
+        self.io.create_subscription(
+            Log, "/rosout", lambda m: self.logs.append(m.msg) if m.name == "policy_node" else None,
+            QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.pub_img = self.io.create_publisher(Image, "image", SENSOR_QOS)
+        self.pub_in = self.io.create_publisher(String, "instruction", LATCHED_QOS)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.ex.add_node(self.io)
+
+    def instruct(self, text: str) -> None:
+        self.pub_in.publish(self.String(data=text))
+
+    def spin(self, seconds: float, image: np.ndarray, encoding: str = "rgb8") -> None:
+        from tracevla_ros.nodes.common import sec_to_stamp
+        from tracevla_ros.ros_image import numpy_to_image
+
+        end, last = time.monotonic() + seconds, 0.0
+        while time.monotonic() < end:
+            if time.monotonic() - last > 0.1:
+                last = time.monotonic()
+                m = numpy_to_image(image, encoding)
+                m.header.stamp = sec_to_stamp(self.io.get_clock().now().nanoseconds * 1e-9)
+                self.pub_img.publish(m)
+            self.ex.spin_once(timeout_sec=0.02)
+
+    def close(self) -> None:
+        self.node.close()
+        self.node.destroy_node()
+        self.io.destroy_node()
+        self.rclpy.shutdown(context=self.ctx)
+
+
+IMG64 = np.full((64, 64, 3), 40, np.uint8)
+
+
+@pytest.mark.ros
+def test_policy_node_publishes_nothing_while_the_server_times_out(server: Server) -> None:
+    h = NodeHarness(server.port, request_timeout_s=0.3)
+    try:
+        h.instruct("sleep 1.0")  # every answer takes 1 s > the 0.3 s timeout
+        h.spin(2.5, IMG64)
+        assert h.actions == []
+        assert any("gave no usable action" in m and "sent no action within 0.3 s" in m
+                   for m in h.logs), h.logs
+        h.instruct("move right")  # the same server answers fast again
+        h.spin(3.0, IMG64)
+        assert h.actions, h.logs
+        a = h.actions[-1]
+        assert a.policy_name == "remote:test-encoder" and not a.trace_used
+        assert a.values[0] == pytest.approx(0.040) and a.values[3] == pytest.approx(0.010)
+    finally:
+        h.close()
+
+
+@pytest.mark.ros
+def test_policy_node_drops_late_actions_and_bad_images(server: Server) -> None:
+    h = NodeHarness(server.port, request_timeout_s=2.0, max_input_age_s=0.4)
+    try:
+        h.instruct("sleep 0.6")  # answered within the timeout, but 0.6 s after the frame
+        h.spin(2.0, IMG64)
+        assert h.actions == []
+        assert any("dropped as stale" in m for m in h.logs), h.logs
+        h.instruct("move right")
+        h.spin(1.5, np.zeros((64, 64), np.uint16), encoding="16UC1")  # depth on the colour topic
+        assert h.actions == []
+        assert any("image dropped" in m and "'16UC1' is not a colour encoding" in m
+                   for m in h.logs), h.logs
+    finally:
+        h.close()

@@ -118,6 +118,11 @@ class PolicyNode(Node):
             log.error(f"policy '{self._policy.name}' gave no usable action: {exc}",
                       throttle_duration_sec=2.0)
             return
+        age = self.get_clock().now().nanoseconds * 1e-9 - paired.stamp
+        if age > self.cfg.max_input_age_s:
+            log.warning(f"action ready {age:.2f} s after its frame (> max_input_age_s "
+                        f"{self.cfg.max_input_age_s} s): dropped as stale", throttle_duration_sec=2.0)
+            return
         msg = PolicyAction(action_space=chunk.action_space,
                            chunk_length=int(chunk.values.shape[0]),
                            action_dim=int(chunk.values.shape[1]),
@@ -134,6 +139,9 @@ class PolicyNode(Node):
         self._stop.set()
         if self._worker.is_alive():
             self._worker.join(timeout=2.0)
+        close = getattr(self._policy, "close", None)  # e.g. the remote backend's connection
+        if callable(close):
+            close()
 
 
 def main(args: list[str] | None = None) -> int:

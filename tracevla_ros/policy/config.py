@@ -17,7 +17,8 @@ class PolicyNodeConfig:
     control_rate_hz: float = param(5.0, "policy steps per second; shared with the tracker "
                                    "(TraceVLA runs the 7B models at ~5 Hz)", unit="Hz")
     max_input_age_s: float = param(1.0, "reject an observation whose camera stamp is older than "
-                                   "this when inference starts", unit="s")
+                                   "this when inference starts, and drop an action that is ready "
+                                   "later than this after its frame", unit="s")
     use_trace: bool = param(True, "wait for the tracker's VisualTrace for the same frame "
                             "(false: image-only policies such as OpenVLA)")
     pairing_tolerance_s: float = param(1e-4, "max stamp difference for image/trace/overlay of "

@@ -26,7 +26,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def encode_frame(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> list[bytes
         nbytes = int(data.nbytes)
         specs.append({"name": name, "dtype": a.dtype.name, "shape": list(data.shape),
                       "offset": offset, "nbytes": nbytes})
-        bufs.append(memoryview(data).cast("B") if nbytes else b"")
+        bufs.append(memoryview(cast(Any, data)).cast("B") if nbytes else b"")
         offset += nbytes
     try:
         js = json.dumps({"meta": frame.meta, "arrays": specs}, allow_nan=False).encode()
