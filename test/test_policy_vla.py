@@ -181,15 +181,33 @@ def test_probe_detects_both_published_behaviours(unnormalises: bool, mode: str) 
 
     vla = _FakeVLA(torch, unnormalises)
     ids = torch.tensor([[1, 2, 3]])
+    real = _FakeVLA.__dict__["generate"]
     out = stubbed_generate(vla, probe_token_ids(VOCAB), lambda: vla.predict_action(ids, "bridge_orig"), torch)
     assert classify_probe_output(out, VOCAB, bridge_stats()) == mode
-    assert "generate" not in vars(vla)  # the real generate is back
+    assert _FakeVLA.__dict__["generate"] is real  # the real generate is back
     with pytest.raises(AssertionError, match="must not run the real generate"):
         vla.predict_action(ids)
     # the final action is unnormalised exactly once either way
     final = out if mode == UNNORM_BY_MODEL else unnormalize(out, bridge_stats())
     assert final == pytest.approx(unnormalize(decode_tokens(probe_token_ids(VOCAB), VOCAB),
                                               bridge_stats()), abs=1e-15)
+
+
+class _SuperCallingVLA(_FakeVLA):
+    """Calls ``super().generate`` (bypasses anything set on the instance)."""
+
+    def predict_action(self, input_ids: Any, unnorm_key: str | None = None, **kwargs: Any) -> np.ndarray:
+        out = super().generate(input_ids, max_new_tokens=7)
+        return decode_tokens(out[0, -7:].cpu().numpy(), self.vocab_size)
+
+
+def test_probe_reaches_super_generate() -> None:
+    torch = pytest.importorskip("torch")
+    from tracevla_ros.policy.vla.hf import stubbed_generate
+
+    vla = _SuperCallingVLA(torch, False)
+    out = stubbed_generate(vla, probe_token_ids(VOCAB), lambda: vla.predict_action(torch.tensor([[1]])), torch)
+    assert classify_probe_output(out, VOCAB, bridge_stats()) == UNNORM_BY_POLICY
 
 
 def test_probe_refuses_a_model_that_never_generates() -> None:

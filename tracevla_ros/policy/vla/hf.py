@@ -7,11 +7,12 @@ code), bf16 on CUDA (float32 on CPU), and flash attention 2 only when the
 ``flash_attn`` package is importable. torch/transformers are imported lazily:
 without them the factory raises one ConfigError naming requirements-vla.txt.
 
-Unnormalisation, decided once at load time by a probe: the model's own
-``generate`` is replaced for one call by a stub that returns known action
-tokens (``actions.probe_token_ids``), ``predict_action`` runs on a real
-processed input, and its answer is compared with the normalised and the
-unnormalised decoding of those tokens (``actions.classify_probe_output``).
+Unnormalisation, decided once at load time by a probe: ``generate`` (on the
+model's classes, so ``self.generate`` and ``super().generate`` both) is
+replaced for one call by a stub that returns known action tokens
+(``actions.probe_token_ids``), ``predict_action`` runs on a real processed
+input, and its answer is compared with the normalised and the unnormalised
+decoding of those tokens (``actions.classify_probe_output``).
 If the checkpoint unnormalises, its output is used as is; if it returns
 normalised values, ``actions.unnormalize`` is applied here; anything else
 refuses to load. So no checkpoint is unnormalised twice or not at all, and
@@ -105,13 +106,16 @@ def resolve_device(device: str, torch: Any) -> str:
 
 
 def stubbed_generate(model: Any, token_ids: np.ndarray, call: Callable[[], T], torch: Any) -> T:
-    """Run ``call()`` while ``model.generate`` returns ``input_ids + token_ids`` (no compute).
+    """Run ``call()`` while ``generate`` returns ``input_ids + token_ids`` (no compute).
 
-    Used by the unnormalisation probe; the real ``generate`` is restored afterwards.
+    Used by the unnormalisation probe at load time (single-threaded). ``generate``
+    is replaced on every class of ``type(model).__mro__`` that defines it, so
+    ``self.generate(...)`` and ``super().generate(...)`` both reach the stub; the
+    originals are restored afterwards.
     """
     calls: list[int] = []
 
-    def fake_generate(*args: Any, **kwargs: Any) -> Any:
+    def fake_generate(_self: Any, *args: Any, **kwargs: Any) -> Any:
         ids = args[0] if args else kwargs.get("input_ids")
         if ids is None:
             raise PolicyError("probe: predict_action called generate without input_ids")
@@ -123,11 +127,17 @@ def stubbed_generate(model: Any, token_ids: np.ndarray, call: Callable[[], T], t
         new = torch.as_tensor(np.asarray(token_ids), dtype=ids.dtype, device=ids.device)[None, :]
         return torch.cat([ids, new], dim=1)
 
-    object.__setattr__(model, "generate", fake_generate)
+    originals = [(cls, cls.__dict__["generate"]) for cls in type(model).__mro__
+                 if "generate" in cls.__dict__]
+    if not originals:
+        raise PolicyError(f"probe: {type(model).__name__} has no generate method")
+    for cls, _ in originals:
+        setattr(cls, "generate", fake_generate)
     try:
         out = call()
     finally:
-        object.__delattr__(model, "generate")
+        for cls, original in originals:
+            setattr(cls, "generate", original)
     if not calls:
         raise PolicyError("probe: predict_action never called generate; cannot tell whether it "
                           "unnormalises")
