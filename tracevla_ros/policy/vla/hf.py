@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import time
 from typing import Any, Callable, TypeVar
 
@@ -64,7 +65,12 @@ REQUIREMENTS_FILE = "requirements-vla.txt"
 
 
 def import_hf_stack(backend: str) -> tuple[Any, Any]:
-    """(torch, transformers), or one ConfigError saying what to install."""
+    """(torch, transformers), or one ConfigError saying what to install.
+
+    Sets HF_HUB_OFFLINE=1 (unless already set) before the import, so no hub call
+    is even attempted; checkpoints come from disk only.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import torch
         import transformers
