@@ -121,6 +121,10 @@ def test_frames_round_trip_arrays_exactly() -> None:
     assert out.arrays["a"].dtype == np.float32 and np.array_equal(out.arrays["a"], a)
     assert np.array_equal(out.arrays["b"], b.T)  # non-contiguous input arrives in C order
     out.arrays["b"][0, 0] = 9  # received arrays are writable
+    odd = _roundtrip(Frame(MsgType.ACTION, {}, {"s": np.float64(3.5), "e": np.zeros((0, 7), np.float32),
+                                                "m": np.array([True, False])}))
+    assert odd.arrays["s"].shape == () and float(odd.arrays["s"]) == 3.5
+    assert odd.arrays["e"].shape == (0, 7) and odd.arrays["m"].tolist() == [True, False]
 
 
 def test_protocol_rejects_bad_frames() -> None:

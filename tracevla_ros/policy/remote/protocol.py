@@ -87,7 +87,7 @@ def encode_frame(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> list[bytes
         a = np.asarray(arr)
         if a.dtype.name not in DTYPES:
             raise ProtocolError(f"array '{name}': dtype {a.dtype} not allowed (allowed: {DTYPES})")
-        data = np.ascontiguousarray(a, dtype=_le(a.dtype))
+        data = np.asarray(a, dtype=_le(a.dtype), order="C")  # keeps 0-d arrays 0-d
         nbytes = int(data.nbytes)
         specs.append({"name": name, "dtype": a.dtype.name, "shape": list(data.shape),
                       "offset": offset, "nbytes": nbytes})
