@@ -137,6 +137,9 @@ class RemotePolicy:
                 self._reset_pending = False  # the server ran the reset
         if reply.type == MsgType.ERROR:
             kind, msg = reply.meta.get("kind", "?"), reply.meta.get("message", "")
+            if kind == "expired":  # the server saw our deadline pass before it read our answer
+                raise PolicyError(f"policy server {self.address} sent no action within "
+                                  f"{self.timeout_s} s (request_timeout_s); no action ({msg})")
             where = "backend" if kind == "policy" else f"{kind} error"
             raise PolicyError(f"policy server {self.address} {where}: {msg}")
         if reply.type != MsgType.ACTION or "values" not in reply.arrays:
