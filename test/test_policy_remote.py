@@ -64,6 +64,7 @@ class Server:
             if ready:
                 line = self.proc.stdout.readline()
                 if "serving" in line:
+                    self.host = line.rsplit(" on ", 1)[1].rsplit(":", 1)[0]
                     return int(line.rsplit(":", 1)[1])
             if self.proc.poll() is not None:
                 break
@@ -146,6 +147,7 @@ def test_protocol_rejects_bad_frames() -> None:
 
 # --- over loopback with a real server ---------------------------------------------------
 def test_round_trip_exact_values_and_reset(server: Server) -> None:
+    assert server.host == "127.0.0.1"  # loopback unless --host says otherwise
     client = RemotePolicy("127.0.0.1", server.port, timeout_s=5.0)
     chunk = client.infer(_obs("move right"))
     img = _obs().image

@@ -7,6 +7,10 @@ Run it on the GPU machine; the robot computer's policy_node uses
     tracevla-serve --backend tracevla-7b --checkpoint furonghuang-lab/tracevla_7b \\
         --host 0.0.0.0 --port 8765 --token-env TRACEVLA_TOKEN
 
+The token only keeps other clients out; it travels unencrypted, so across an
+untrusted network use an SSH tunnel (``ssh -L 8765:127.0.0.1:8765 gpu-host``
+and keep the default ``--host 127.0.0.1``) or a VPN.
+
 ``--backend`` takes a registered name (tracevla-7b, tracevla-phi3, openvla) or
 ``package.module:function``. Binds 127.0.0.1 unless ``--host`` says otherwise
 (then use a token, or an SSH tunnel). Prints ``tracevla-serve: serving <name>
