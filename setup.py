@@ -21,6 +21,7 @@ TOOLS = [
     "tracevla-bench=tracevla_ros.tools.bench:main",
     "tracevla-demo=tracevla_ros.tools.demo:main",
     "tracevla-collect=tracevla_ros.tools.collect:main",
+    "tracevla-replay=tracevla_ros.tools.replay:main",
 ]
 
 setup(

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from tracevla_ros.config import check, param
 
+# metadata.yaml custom_data key holding the recorded run's parameter file (YAML text), so
+# tracevla-replay runs the tracker with the parameters it ran with.
+PARAMS_KEY = "tracevla_ros.params"
+
 DEFAULT_TOPICS = (
     "/camera/image_raw", "/camera/camera_info", "/camera/depth/image_raw",
     "/camera/depth/camera_info", "/trace", "/image_trace", "/instruction", "/policy/action",
@@ -19,6 +23,8 @@ class RecorderConfig:
     storage: str = param("mcap", "rosbag2 storage plugin: mcap or sqlite3")
     topics: tuple[str, ...] = param(DEFAULT_TOPICS, "topics to record (types are discovered "
                                     "from the graph; QoS mirrors each publisher's)")
+    params_file: str = param("", "parameter file of the recorded run (e.g. config/widowx.yaml), "
+                             "stored in the bag's metadata for tracevla-replay; empty = none")
     discovery_period_s: float = param(0.5, "how often to look for publishers of topics not "
                                       "yet subscribed", unit="s")
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from tracevla_ros.bag.config import PARAMS_KEY
 from tracevla_ros.bag.reader import BagReader
 from tracevla_ros.config import (
     ConfigError,
@@ -40,7 +41,6 @@ from tracevla_ros.tracking import TrackerConfig
 __all__ = ["PARAMS_KEY", "ReplayOptions", "RunParams", "choose_policy", "load_run_params",
            "parse_overrides"]
 
-PARAMS_KEY = "tracevla_ros.params"  # metadata.yaml custom_data key: the parameter file's YAML
 ROBOT_FILES = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
 
 
