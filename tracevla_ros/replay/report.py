@@ -24,6 +24,7 @@ __all__ = ["ACTION_DIM_NAMES", "ReplayStats", "VideoSink", "percentiles_ms", "pl
 
 log = logging.getLogger(__name__)
 
+TRACE_TOL_PX = 1e-3  # px: replayed and recorded points closer than this are the same trace
 ACTION_DIM_NAMES = {"ee_delta_7d": ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")}
 
 
@@ -45,6 +46,7 @@ class ReplayStats:
     # trace comparison at frames with a recorded trace
     traces_compared: int = 0
     validity_agree: int = 0
+    traces_agree: int = 0  # same validity and, when valid, same points (TRACE_TOL_PX) and flags
     replay_valid_on_recorded: int = 0
     max_point_diff_px: float = 0.0
     visible_disagree: int = 0
@@ -88,12 +90,15 @@ class ReplayStats:
         same = valid == rvalid
         if same and valid:
             if pts.shape == rpts.shape:
-                self.max_point_diff_px = max(self.max_point_diff_px,
-                                             float(np.abs(pts - rpts).max()) if pts.size else 0.0)
-                self.visible_disagree += int((vis != rvis).sum())
+                diff = float(np.abs(pts - rpts).max()) if pts.size else 0.0
+                flips = int((vis != rvis).sum())
+                self.max_point_diff_px = max(self.max_point_diff_px, diff)
+                self.visible_disagree += flips
+                same = diff <= TRACE_TOL_PX and flips == 0
             else:
                 same = False
         self.validity_agree += int(valid == rvalid)
+        self.traces_agree += int(same)
         if not same and self.first_trace_mismatch is None:
             self.first_trace_mismatch = stamp
 
@@ -111,6 +116,8 @@ class ReplayStats:
             "recorded_traces": n_rec,
             "compared": self.traces_compared,
             "validity_agree": self.validity_agree,
+            "agree": self.traces_agree,
+            "point_tolerance_px": TRACE_TOL_PX,
             "max_abs_point_diff_px": round(self.max_point_diff_px, 6),
             "visible_flags_disagree": self.visible_disagree,
             "first_mismatch_stamp_ns": self.first_trace_mismatch,

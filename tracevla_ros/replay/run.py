@@ -197,8 +197,7 @@ def _reproduced(stats: ReplayStats, recorded: RecordedRun, actions: dict[str, An
         out["trace_valid_ratio"] = (stats.steps == len(recorded.traces)
                                     and stats.valid == sum(t.valid for t in recorded.traces.values()))
         out["traces"] = (stats.traces_compared == len(recorded.traces)
-                         and stats.validity_agree == stats.traces_compared
-                         and stats.first_trace_mismatch is None)
+                         and stats.traces_agree == stats.traces_compared)
     else:
         out["trace_valid_ratio"] = out["traces"] = None
     if recorded.actions and engine.policy is not None:
