@@ -48,11 +48,11 @@ def write_recorded_bag(path: Path, frames: int = 60, storage: str = "mcap", comp
     t0 = 1_700_000_000 * 1_000_000_000
     out: list[tuple[int, str, tuple[str, bytes]]] = [(t0 - 50 * MS, "/instruction", bm.string_msg(INSTRUCTION))]
     joints: list[tuple[int, np.ndarray]] = []
-    for k in range(frames * 5):  # joint states at 50 Hz
-        t = t0 + k * 20 * MS + 3 * MS
+    for k in range(frames * 5):  # joint states at 50 Hz, received 4 ms after their stamp
+        stamp = t0 + k * 20 * MS + 3 * MS
         q = np.sin(np.arange(6) + k * 0.05) * 0.3
-        joints.append((t, q))
-        out.append((t, "/joint_states", bm.joint_state_msg(JOINTS, q, t)))
+        joints.append((stamp, q))
+        out.append((stamp + 4 * MS, "/joint_states", bm.joint_state_msg(JOINTS, q, stamp)))
     step_stamps: list[int] = []
     valid = actions = 0
     for i in range(frames):
@@ -77,7 +77,7 @@ def write_recorded_bag(path: Path, frames: int = 60, storage: str = "mcap", comp
             continue  # the policy worker was busy: no action for this frame
         latency = 5 * MS
         t_action = stamp + 60 * MS
-        q = [q for t, q in joints if t <= t_action - latency][-1]
+        q = [q for s, q in joints if s <= stamp][-1]  # policy_node: the frame's joint state
         overlay = res.overlay(image, TRACKER["draw_length"]) if res.valid else None
         chunk = policy.infer(Observation(image=image, overlay=overlay, instruction=INSTRUCTION,
                                          proprio=q.astype(np.float32), stamp=stamp * 1e-9))

@@ -24,10 +24,12 @@ same stamp, ``tracevla_ros.policy.pairing``):
 
 The overlay is the image ``tracker_node`` publishes (``TraceResult.overlay``
 with ``draw_length``); the policy sees it only for a valid trace
-(``use_trace``), else ``None`` as in ``policy_node``. Instruction and joint
-positions are the newest ones received before the policy read them: for a
-recorded action, its receive time minus its inference latency, else the
-frame's receive time. A change of instruction resets the policy, as in the node.
+(``use_trace``), else ``None`` as in ``policy_node``. Joint positions are those
+of the frame's time (newest joint state stamped at or before it, as
+``policy_node`` pairs them). The instruction is the newest one received before
+the policy read it: for a recorded action, its receive time minus its inference
+latency, else the frame's receive time. A change of instruction resets the
+policy, as in the node.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ class ReplayEngine:
         self.policy_calls += 1
         try:
             obs = Observation(image=frame.image, overlay=overlay, instruction=text,
-                              proprio=self.recorded.proprio_at(t_read), stamp=frame.stamp * 1e-9)
+                              proprio=self.recorded.proprio_for(frame.stamp, t_read), stamp=frame.stamp * 1e-9)
             step.action = validate_chunk(self.policy.infer(obs)).values
         except PolicyError as exc:
             self.policy_failures += 1

@@ -18,6 +18,7 @@ import numpy as np
 
 from tracevla_ros.bag.reader import BagReader
 from tracevla_ros.replay.topics import TopicSelection
+from tracevla_ros.stamped import StampedBuffer
 
 __all__ = ["RecordedAction", "RecordedRun", "RecordedTrace", "stamp_ns"]
 
@@ -54,6 +55,8 @@ class RecordedRun:
     instructions: list[tuple[int, str]] = field(default_factory=list)  # (t, text), t ascending
     joint_t: list[int] = field(default_factory=list)  # receive times, ascending
     joint_pos: list[np.ndarray] = field(default_factory=list)  # (P,) float32 each
+    joint_by_stamp: StampedBuffer[np.ndarray] = field(
+        default_factory=lambda: StampedBuffer(keep=10 ** 9))  # header stamp (s) -> positions
     joint_names: tuple[str, ...] = ()
     action_frame_id: str = ""
     duplicate_actions: int = 0
@@ -70,8 +73,10 @@ class RecordedRun:
             elif topic == topics.instruction:
                 run.instructions.append((t, str(msg.data).strip()))
             elif topic == topics.joint_states:
+                q = np.asarray(msg.position, dtype=np.float32)
                 run.joint_t.append(t)
-                run.joint_pos.append(np.asarray(msg.position, dtype=np.float32))
+                run.joint_pos.append(q)
+                run.joint_by_stamp.add(stamp_ns(msg.header.stamp) * 1e-9, q)
                 if not run.joint_names:
                     run.joint_names = tuple(str(n) for n in msg.name)
         return run
@@ -124,9 +129,13 @@ class RecordedRun:
         i = bisect.bisect_right([x[0] for x in self.instructions], t) - 1
         return self.instructions[max(i, 0)][1]
 
-    def proprio_at(self, t: int) -> np.ndarray:
-        """Positions of the newest joint state received at or before ``t`` (empty if none)."""
-        i = bisect.bisect_right(self.joint_t, t) - 1
+    def proprio_for(self, frame_stamp: int, t_read: int) -> np.ndarray:
+        """What policy_node used: the newest joint state stamped at or before the frame, else
+        the newest received before the policy read it (``t_read``); empty if none."""
+        q = self.joint_by_stamp.at(frame_stamp * 1e-9)
+        if q is not None:
+            return q
+        i = bisect.bisect_right(self.joint_t, t_read) - 1
         return self.joint_pos[i] if i >= 0 else np.zeros(0, np.float32)
 
     def policy_names(self) -> list[str]:
