@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from tracevla_ros.bag.reader import BagReader, BagReadError
 from tracevla_ros.replay.config import ReplayOptions, RunParams, choose_policy, load_run_params
 from tracevla_ros.replay.engine import FrameIn, ReplayEngine
@@ -65,6 +67,8 @@ def replay(opts: ReplayOptions) -> dict[str, Any]:
         act_at = opts.act_at
         if act_at == "auto":
             act_at = "recorded" if recorded.actions else "steps"
+        if params.tracker.opencv_threads >= 0:  # as tracker_node does
+            cv2.setNumThreads(params.tracker.opencv_threads)
         engine = ReplayEngine(params.tracker, recorded, policy, pcfg, schedule=schedule,
                               policy_at=act_at, instruction=opts.instruction)
         opts.out.mkdir(parents=True, exist_ok=True)
