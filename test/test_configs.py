@@ -13,6 +13,7 @@ from tracevla_ros.config import field_specs, load_node_config, load_params_file
 from tracevla_ros.control.controller_config import FrankaControllerConfig, WidowXControllerConfig
 from tracevla_ros.policy.config import PolicyNodeConfig
 from tracevla_ros.tracking.config import TrackerConfig
+from tracevla_ros.viz.config import TraceVizConfig
 
 
 def _sim_config() -> type:
@@ -29,12 +30,13 @@ CLASSES = {
     "sim_node": _sim_config,
     "widowx_controller_node": lambda: WidowXControllerConfig,
     "franka_controller_node": lambda: FrankaControllerConfig,
+    "trace_viz_node": lambda: TraceVizConfig,
 }
 ROBOT_NODES = {
     "widowx.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                    "widowx_controller_node"},
+                    "widowx_controller_node", "trace_viz_node"},
     "fr3.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                 "franka_controller_node"},
+                 "franka_controller_node", "trace_viz_node"},
 }
 
 
