@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tracevla_ros.bag.config import RecorderConfig
+from tracevla_ros.bag.config import BagPlayerConfig, RecorderConfig
 from tracevla_ros.camera.config import CameraConfig
 from tracevla_ros.config import field_specs, load_node_config, load_params_file
 from tracevla_ros.control.controller_config import FrankaControllerConfig, WidowXControllerConfig
@@ -31,12 +31,13 @@ CLASSES = {
     "widowx_controller_node": lambda: WidowXControllerConfig,
     "franka_controller_node": lambda: FrankaControllerConfig,
     "trace_viz_node": lambda: TraceVizConfig,
+    "bag_player_node": lambda: BagPlayerConfig,
 }
 ROBOT_NODES = {
     "widowx.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                    "widowx_controller_node", "trace_viz_node"},
+                    "widowx_controller_node", "trace_viz_node", "bag_player_node"},
     "fr3.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                 "franka_controller_node", "trace_viz_node"},
+                 "franka_controller_node", "trace_viz_node", "bag_player_node"},
 }
 
 

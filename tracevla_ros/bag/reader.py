@@ -34,7 +34,7 @@ from rosbags.typesys.base import TypesysError
 from rosbags.typesys.store import Typestore
 
 from tracevla_ros.bag.typestore import typestore as project_typestore
-from tracevla_ros.bag.writer import BagError
+from tracevla_ros.bag.writer import BagError, OfferedQos
 
 __all__ = ["BagReadError", "BagReader", "BagTopic"]
 
@@ -63,6 +63,7 @@ class BagTopic:
     msgtype: str  # e.g. 'sensor_msgs/msg/Image'
     count: int  # messages (from the bag's index)
     known: bool  # its type can be deserialised (bag definition or a known type)
+    qos: OfferedQos | None = None  # what its publisher offered, when the bag stores it
 
 
 class BagReader:
@@ -78,7 +79,8 @@ class BagReader:
                 old = self.topics.get(conn.topic)
                 count = conn.msgcount + (old.count if old else 0)
                 self.topics[conn.topic] = BagTopic(conn.topic, conn.msgtype, count,
-                                                   conn.msgtype in self.store.fielddefs)
+                                                   conn.msgtype in self.store.fielddefs,
+                                                   _offered_qos(conn))
         except BaseException:
             self._reader.close()
             raise
@@ -190,6 +192,15 @@ class BagReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _offered_qos(conn: Any) -> OfferedQos | None:
+    profiles = list(getattr(conn.ext, "offered_qos_profiles", []) or [])
+    if not profiles:
+        return None
+    q = profiles[0]
+    return OfferedQos(reliable=q.reliability.name != "BEST_EFFORT",
+                      latched=q.durability.name == "TRANSIENT_LOCAL", depth=max(1, int(q.depth)))
 
 
 def _open_reader(path: Path) -> Reader:

@@ -87,8 +87,9 @@ class RecorderNode(Node):
                              else DurabilityPolicy.VOLATILE)
             try:
                 cls = import_msg_type(msgtype)
+                # the graph does not carry the history depth: 1 for latched, else 10
                 self.bag.add_topic(topic, msgtype, OfferedQos(reliable=reliable, latched=latched,
-                                                              depth=max(1, infos[0].qos_profile.depth)))
+                                                              depth=1 if latched else 10))
             except (BagError, ImportError, AttributeError, ValueError) as exc:
                 if topic not in self._warned:
                     self._warned.add(topic)
