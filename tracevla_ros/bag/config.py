@@ -69,3 +69,9 @@ class BagPlayerConfig:
         check(self.recorded_prefix == "" or self.recorded_prefix.startswith("/"),
               "recorded_prefix", "must be empty or an absolute namespace like /recorded")
         check(0.001 <= self.clock_period_s <= 1.0, "clock_period_s", "must be in [0.001, 1] s")
+
+    def played_topics(self) -> list[str]:
+        """Every topic the player may publish (those of the lists that are in the bag)."""
+        prefix = self.recorded_prefix.rstrip("/")
+        recorded = [prefix + t for t in self.recorded_topics] if self.recorded_prefix else []
+        return list(self.topics) + recorded + (["/clock"] if self.publish_clock else [])

@@ -175,9 +175,10 @@ def mjcf_to_urdf(spec: RobotSpec) -> str:
                           f'</joint>')
     mats = [f'  <material name="{m}"><color rgba="{rgba}"/></material>'
             for rgba, m in materials.items()]
-    head = (f'<?xml version="1.0"?>\n<!-- Generated from {spec.model_path.name} by '
-            f'tracevla_ros.robots.urdf: do not edit; regenerate with\n     python -m '
-            f'tracevla_ros.robots.urdf --all -->\n<robot name={quoteattr(spec.name)}>')
+    # (no double hyphen inside an XML comment)
+    head = (f'<?xml version="1.0"?>\n<!-- Generated from {spec.model_path.name} by the module '
+            f'tracevla_ros.robots.urdf (see its docstring to regenerate); do not edit. -->\n'
+            f'<robot name={quoteattr(spec.name)}>')
     return "\n".join([head, *mats, *links, *joints, "</robot>"]) + "\n"
 
 
