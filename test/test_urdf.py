@@ -59,3 +59,21 @@ def test_urdf_fk_matches_mujoco(repo_root: Path, robot: str) -> None:
             checked += 1
     assert checked >= 100 * (mj.nbody - 1)
     assert model.existFrame(prefix + spec.ee_site)  # e.g. wx250s/ee_gripper_link
+
+
+@pytest.mark.parametrize("robot,alias", [("widowx250s", "widowx"), ("fr3", "fr3")])
+def test_sim_joint_states_drive_every_urdf_joint(repo_root: Path, robot: str, alias: str) -> None:
+    """sim_node's /joint_states names are exactly the URDF's movable joints, so
+    robot_state_publisher can place every link in sim."""
+    import xml.etree.ElementTree as ET
+
+    from tracevla_ros.sim.env import SimEnv
+
+    root = ET.parse(repo_root / "urdf" / SHIPPED[robot]).getroot()
+    movable = {j.get("name") for j in root.iter("joint") if j.get("type") != "fixed"}
+    env = SimEnv(robot=alias)
+    try:
+        names = set(env.joint_state().names)
+    finally:
+        env.close()
+    assert names == movable
