@@ -85,10 +85,17 @@ def select_topics(bag: BagReader, flags: dict[str, str]) -> TopicSelection:
             bag.require(flagged, types)
             chosen[role] = flagged
             continue
-        cands = [t for t in bag.topics_of_type(*types) if t.known and t.count > 0]
+        cands = [t for t in bag.topics_of_type(*types) if t.known]
         if role == "image":
             cands = [t for t in cands if "depth" not in t.name.lower()
                      and not t.name.endswith("image_trace")]
+            if cands and not any(t.count for t in cands):
+                raise BagReadError(
+                    f"{bag.path}: the camera image topic(s) {[t.name for t in cands]} hold no "
+                    f"messages (the recording stopped before the first frame?); topics found: "
+                    f"{bag.describe_topics()}")
+        cands = [t for t in cands if t.count > 0]
+        if role == "image":
             if not cands:
                 unknown = [t.name for t in bag.topics.values() if not t.known]
                 extra = (f"; topics of unknown type (not decodable): {unknown}" if unknown else "")
