@@ -158,8 +158,11 @@ class VideoSink:
         if self._writer is None:
             import imageio.v2 as imageio
 
+            # ultrafast: ~20x less encoder CPU than the default preset on 256x256 (measured),
+            # files ~20% larger; the encoder shares the 2 cores with the replay
             self._writer = imageio.get_writer(str(self.path), fps=self.fps, codec="libx264",
-                                              quality=8, macro_block_size=1)
+                                              quality=8, macro_block_size=1,
+                                              ffmpeg_params=["-preset", "ultrafast"])
         self._writer.append_data(frame)
         self.frames += 1
 
