@@ -209,8 +209,10 @@ def _open_reader(path: Path) -> Reader:
                            "or a .mcap / .db3 file)")
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         found = sorted(p.name for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
+        inner = sorted(p.parent.name for p in path.glob("*/metadata.yaml"))
         hint = (f"; it holds {found}: pass that file itself to read it without metadata"
-                if found else "; it holds no .mcap or .db3 file either")
+                if found else f"; did you mean {path / inner[0]}?" if inner
+                else "; it holds no .mcap or .db3 file either")
         raise BagReadError(f"{path}: metadata.yaml is missing, so this is not a complete rosbag2 "
                            f"directory (was the recording stopped before it was closed?){hint}")
     if path.is_file() and path.suffix not in (".mcap", ".db3"):
