@@ -227,7 +227,8 @@ class ReplayEngine:
         self.policy_calls += 1
         try:
             obs = Observation(image=frame.image, overlay=overlay, instruction=text,
-                              proprio=self.recorded.proprio_for(frame.stamp, t_read), stamp=frame.stamp * 1e-9)
+                              proprio=self.recorded.proprio_for(frame.stamp, t_read),
+                              stamp=frame.stamp * 1e-9)
             step.action = validate_chunk(self.policy.infer(obs)).values
         except PolicyError as exc:
             self.policy_failures += 1

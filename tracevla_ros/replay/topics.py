@@ -124,8 +124,9 @@ def image_from_msg(msg: object, msgtype: str) -> np.ndarray:
             buf = np.asarray(msg.data, dtype=np.uint8).reshape(-1)  # type: ignore[attr-defined]
             bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
             if bgr is None:
-                raise ImageDecodeError(f"compressed image (format '{msg.format}') "  # type: ignore[attr-defined]
-                                       "does not decode (jpeg/png expected)")
+                fmt = getattr(msg, "format", "?")
+                raise ImageDecodeError(f"compressed image (format '{fmt}') does not decode "
+                                       "(jpeg/png expected)")
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         img = decode_image(msg.data, int(msg.width), int(msg.height),  # type: ignore[attr-defined]
                            str(msg.encoding), int(msg.step))  # type: ignore[attr-defined]

@@ -136,7 +136,8 @@ def mjcf_to_urdf(spec: RobotSpec) -> str:
     for b in range(1, model.nbody):
         name = prefix + _name(model, mujoco.mjtObj.mjOBJ_BODY, b)
         body_visuals = _visuals(model, b, materials)
-        links.append(f'  <link name="{name}">' + ("\n" + "\n".join(body_visuals) + "\n  " if body_visuals else "") + "</link>")
+        inner = "\n" + "\n".join(body_visuals) + "\n  " if body_visuals else ""
+        links.append(f'  <link name="{name}">{inner}</link>')
         parent = int(model.body_parentid[b])
         if parent > 0:
             pname = prefix + _name(model, mujoco.mjtObj.mjOBJ_BODY, parent)

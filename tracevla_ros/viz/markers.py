@@ -42,7 +42,8 @@ def polylines(xyz: np.ndarray, valid: np.ndarray) -> list[tuple[int, np.ndarray]
     return out
 
 
-def trace_strokes(xyz: np.ndarray, valid: np.ndarray, alpha: float = 1.0) -> tuple[list[Stroke], list[Stroke]]:
+def trace_strokes(xyz: np.ndarray, valid: np.ndarray,
+                  alpha: float = 1.0) -> tuple[list[Stroke], list[Stroke]]:
     """Lines (runs) and heads (the newest valid position of each point) with overlay colours."""
     colors = [(r / 255.0, g / 255.0, b / 255.0, alpha) for r, g, b in point_colors(xyz.shape[0])]
     lines = [Stroke(m, pts, colors[m]) for m, pts in polylines(xyz, valid)]
