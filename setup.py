@@ -22,6 +22,7 @@ TOOLS = [
     "tracevla-demo=tracevla_ros.tools.demo:main",
     "tracevla-collect=tracevla_ros.tools.collect:main",
     "tracevla-serve=tracevla_ros.tools.serve:main",
+    "tracevla-replay=tracevla_ros.tools.replay:main",
 ]
 
 setup(

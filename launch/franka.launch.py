@@ -1,14 +1,21 @@
-"""Franka FR3: RealSense RGB-D camera -> (TraceGen, not yet) -> FR3 controller.
+"""Franka FR3: RealSense RGB-D -> tracker -> policy -> FR3 controller, with rviz.
 
-    ros2 launch tracevla_ros franka.launch.py
-    ros2 launch tracevla_ros franka.launch.py use_sim:=true dry_run:=true
+    ros2 launch tracevla_ros franka.launch.py instruction:="push the block to the region"
+    ros2 launch tracevla_ros franka.launch.py use_sim:=true dry_run:=true rviz:=true
 
-The TraceGen node (3D trace prediction) is not part of this release: this file
-starts the camera (or the simulator) and the controller, and says so at start.
+What runs today: the 2D trace path (tracker_node + policy_node, actions in
+ee_delta_7d on /policy/action) and the FR3 controller, which also takes
+TraceGen-style waypoint sequences on ee_waypoints. The TraceGen node (RGB-D +
+instruction -> Trace3D on /trace3d -> waypoints) is not in this release: this
+file says so at start; trace_viz_node already draws /trace3d when something
+publishes it. Parameters: config/fr3.yaml (or config:=...) with the launch
+arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf).
 """
 
+from pathlib import Path
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -17,13 +24,36 @@ from launch_ros.substitutions import FindPackageShare
 ARGS = [
     ("camera_serial", "", "RealSense serial number (empty = the first device)"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
+    ("policy", "scripted", "policy backend: a registered name (e.g. local) or module:function"),
+    ("checkpoint", "", "checkpoint path for learned policy backends"),
     ("use_sim", "false", "run the MuJoCo sim_node instead of the camera + hardware"),
     ("dry_run", "false", "controller publishes the commands it would send, sends none"),
+    ("rviz", "false", "start rviz2 with config/rviz/franka.rviz"),
+    ("robot_model", "true", "publish the robot model and its TF (robot_state_publisher); "
+                            "false when franka_ros2 already does"),
+    ("record", "false", "record the stack's topics with recorder_node"),
+    ("bag", "", "recording directory (record:=true); empty = ./bag_<date>_<time>"),
 ]
 
 
+def _frames(context, urdf: str):  # noqa: ANN001, ANN202 (launch API)
+    """robot_state_publisher (URDF) and the camera's static transform (config extrinsic)."""
+    from tracevla_ros.viz.frames import static_transform_args
+
+    config = LaunchConfiguration("config").perform(context)
+    share = FindPackageShare("tracevla_ros").perform(context)
+    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
+                arguments=static_transform_args(config))]
+    if LaunchConfiguration("robot_model").perform(context).lower() == "true":
+        out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                        name="robot_state_publisher",
+                        parameters=[{"robot_description": Path(share, "urdf", urdf).read_text()}]))
+    return out
+
+
 def generate_launch_description() -> LaunchDescription:
-    default_cfg = PathJoinSubstitution([FindPackageShare("tracevla_ros"), "config", "fr3.yaml"])
+    share = FindPackageShare("tracevla_ros")
+    default_cfg = PathJoinSubstitution([share, "config", "fr3.yaml"])
     use_sim = LaunchConfiguration("use_sim")
     params = [LaunchConfiguration("config")]
     return LaunchDescription([
@@ -38,10 +68,30 @@ def generate_launch_description() -> LaunchDescription:
              condition=UnlessCondition(use_sim)),
         Node(package="tracevla_ros", executable="sim_node", name="sim_node",
              parameters=params, condition=IfCondition(use_sim)),
+        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node",
+             parameters=params, remappings=[("image", "/camera/image_raw")]),
+        Node(package="tracevla_ros", executable="policy_node", name="policy_node",
+             parameters=params + [{"backend": LaunchConfiguration("policy"),
+                                   "checkpoint": LaunchConfiguration("checkpoint"),
+                                   "instruction": LaunchConfiguration("instruction")}],
+             remappings=[("image", "/camera/image_raw"), ("action", "/policy/action")]),
         Node(package="tracevla_ros", executable="franka_controller_node",
              name="franka_controller_node",
-             parameters=params + [{"dry_run": LaunchConfiguration("dry_run")}]),
+             parameters=params + [{"dry_run": LaunchConfiguration("dry_run")}],
+             remappings=[("action", "/policy/action")]),
+        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
+             parameters=params,
+             remappings=[("camera_info", "/camera/camera_info"),
+                         ("depth", "/camera/depth/image_raw")]),
+        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
+             parameters=params + [{"output": LaunchConfiguration("bag"),
+                                   "params_file": LaunchConfiguration("config")}],
+             condition=IfCondition(LaunchConfiguration("record"))),
+        OpaqueFunction(function=_frames, kwargs={"urdf": "fr3.urdf"}),
+        Node(package="rviz2", executable="rviz2", name="rviz2",
+             arguments=["-d", PathJoinSubstitution([share, "config", "rviz", "franka.rviz"])],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
         LogInfo(msg="tracevla_ros franka: the TraceGen node (RGB-D + instruction -> Trace3D -> "
-                    "waypoints) is not in this release; the controller accepts waypoint "
-                    "sequences and single-step actions meanwhile."),
+                    "waypoints) is not in this release; running the 2D trace policy path, and the "
+                    "controller also accepts waypoint sequences on ee_waypoints."),
     ])

@@ -1,14 +1,20 @@
-"""WidowX-250s + TraceVLA: camera -> tracker -> policy -> controller.
+"""WidowX-250s + TraceVLA: camera -> tracker -> policy -> controller, with rviz.
 
     ros2 launch tracevla_ros widowx.launch.py instruction:="put the carrot on the plate"
-    ros2 launch tracevla_ros widowx.launch.py use_sim:=true dry_run:=true
+    ros2 launch tracevla_ros widowx.launch.py use_sim:=true dry_run:=true rviz:=true
+    ros2 launch tracevla_ros widowx.launch.py policy:=local record:=true bag:=/data/run1
 
 Parameters come from config/widowx.yaml (or config:=...), with the launch
-arguments below overriding single values.
+arguments below overriding single values. TF: robot_state_publisher with
+urdf/wx250s.urdf (from /joint_states) and the camera extrinsic of the config's
+trace_viz_node section as a static transform (base -> camera optical frame).
+Set robot_model:=false when the Interbotix driver already publishes the model.
 """
 
+from pathlib import Path
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -18,15 +24,35 @@ ARGS = [
     ("robot_name", "wx250s", "Interbotix robot name (topic namespace of the xs_sdk driver)"),
     ("camera_device", "/dev/video0", "V4L2 device of the third-person camera"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
-    ("policy", "scripted", "policy backend (see tracevla_ros.policy.registry)"),
+    ("policy", "scripted", "policy backend: a registered name (e.g. local) or module:function"),
     ("checkpoint", "", "checkpoint path for learned policy backends"),
     ("use_sim", "false", "run the MuJoCo sim_node instead of camera + hardware"),
     ("dry_run", "false", "controller publishes the commands it would send, sends none"),
+    ("rviz", "false", "start rviz2 with config/rviz/widowx.rviz"),
+    ("robot_model", "true", "publish the robot model and its TF (robot_state_publisher)"),
+    ("record", "false", "record the stack's topics with recorder_node"),
+    ("bag", "", "recording directory (record:=true); empty = ./bag_<date>_<time>"),
 ]
 
 
+def _frames(context, urdf: str):  # noqa: ANN001, ANN202 (launch API)
+    """robot_state_publisher (URDF) and the camera's static transform (config extrinsic)."""
+    from tracevla_ros.viz.frames import static_transform_args
+
+    config = LaunchConfiguration("config").perform(context)
+    share = FindPackageShare("tracevla_ros").perform(context)
+    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
+                arguments=static_transform_args(config))]
+    if LaunchConfiguration("robot_model").perform(context).lower() == "true":
+        out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                        name="robot_state_publisher",
+                        parameters=[{"robot_description": Path(share, "urdf", urdf).read_text()}]))
+    return out
+
+
 def generate_launch_description() -> LaunchDescription:
-    default_cfg = PathJoinSubstitution([FindPackageShare("tracevla_ros"), "config", "widowx.yaml"])
+    share = FindPackageShare("tracevla_ros")
+    default_cfg = PathJoinSubstitution([share, "config", "widowx.yaml"])
     use_sim = LaunchConfiguration("use_sim")
     params = [LaunchConfiguration("config")]
     return LaunchDescription([
@@ -49,6 +75,19 @@ def generate_launch_description() -> LaunchDescription:
         Node(package="tracevla_ros", executable="widowx_controller_node",
              name="widowx_controller_node",
              parameters=params + [{"robot_name": LaunchConfiguration("robot_name"),
-                                   "dry_run": LaunchConfiguration("dry_run")}]),
+                                   "dry_run": LaunchConfiguration("dry_run")}],
+             remappings=[("action", "/policy/action")]),
+        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
+             parameters=params,
+             remappings=[("camera_info", "/camera/camera_info"),
+                         ("depth", "/camera/depth/image_raw")]),
+        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
+             parameters=params + [{"output": LaunchConfiguration("bag"),
+                                   "params_file": LaunchConfiguration("config")}],
+             condition=IfCondition(LaunchConfiguration("record"))),
+        OpaqueFunction(function=_frames, kwargs={"urdf": "wx250s.urdf"}),
+        Node(package="rviz2", executable="rviz2", name="rviz2",
+             arguments=["-d", PathJoinSubstitution([share, "config", "rviz", "widowx.rviz"])],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
         LogInfo(msg=["tracevla_ros widowx: parameters from ", LaunchConfiguration("config")]),
     ])

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tracevla_ros.bag.config import RecorderConfig
+from tracevla_ros.bag.config import BagPlayerConfig, RecorderConfig
 from tracevla_ros.camera.config import CameraConfig
 from tracevla_ros.config import field_specs, load_node_config, load_params_file
 from tracevla_ros.control.controller_config import FrankaControllerConfig, WidowXControllerConfig
 from tracevla_ros.policy.config import PolicyNodeConfig
 from tracevla_ros.tracking.config import TrackerConfig
+from tracevla_ros.viz.config import TraceVizConfig
 
 
 def _sim_config() -> type:
@@ -29,12 +30,14 @@ CLASSES = {
     "sim_node": _sim_config,
     "widowx_controller_node": lambda: WidowXControllerConfig,
     "franka_controller_node": lambda: FrankaControllerConfig,
+    "trace_viz_node": lambda: TraceVizConfig,
+    "bag_player_node": lambda: BagPlayerConfig,
 }
 ROBOT_NODES = {
     "widowx.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                    "widowx_controller_node"},
+                    "widowx_controller_node", "trace_viz_node", "bag_player_node"},
     "fr3.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                 "franka_controller_node"},
+                 "franka_controller_node", "trace_viz_node", "bag_player_node"},
 }
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "FieldSpec",
     "config_from_params",
     "load_params_file",
+    "parse_params_text",
     "load_node_config",
     "config_dir",
 ]
@@ -169,21 +170,26 @@ def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_params_text(text, str(path))
+
+
+def parse_params_text(text: str, where: str) -> dict[str, dict[str, Any]]:
+    """``load_params_file`` for YAML text (e.g. stored in a bag); ``where`` names it in errors."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of node names at the top level")
+        raise ConfigError(f"{where}: expected a mapping of node names at the top level")
     out: dict[str, dict[str, Any]] = {}
     for node, body in data.items():
         if not isinstance(body, dict) or "ros__parameters" not in body:
-            raise ConfigError(f"{path}: key '{node}' must contain a 'ros__parameters' mapping")
+            raise ConfigError(f"{where}: key '{node}' must contain a 'ros__parameters' mapping")
         params = body["ros__parameters"]
         if not isinstance(params, dict):
-            raise ConfigError(f"{path}: '{node}.ros__parameters' must be a mapping")
+            raise ConfigError(f"{where}: '{node}.ros__parameters' must be a mapping")
         flat: dict[str, Any] = {}
         _flatten(params, "", flat)
         out[str(node).split("/")[-1] if node != "/**" else "/**"] = flat

@@ -13,6 +13,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.writer import Connection
 
@@ -39,6 +47,26 @@ class TopicStats:
         return (self.count - 1) / ((self.last_ns - self.first_ns) * 1e-9)
 
 
+@dataclass(frozen=True)
+class OfferedQos:
+    """The publisher QoS stored per topic in metadata.yaml, so ``ros2 bag play`` offers the
+    same (a latched instruction stays latched)."""
+
+    reliable: bool = True
+    latched: bool = False
+    depth: int = 10
+
+    def to_rosbags(self) -> Qos:
+        zero = QosTime(0, 0)
+        return Qos(history=QosHistory.KEEP_LAST, depth=self.depth,
+                   reliability=QosReliability.RELIABLE if self.reliable
+                   else QosReliability.BEST_EFFORT,
+                   durability=QosDurability.TRANSIENT_LOCAL if self.latched
+                   else QosDurability.VOLATILE,
+                   deadline=zero, lifespan=zero, liveliness=QosLiveliness.AUTOMATIC,
+                   liveliness_lease_duration=zero, avoid_ros_namespace_conventions=False)
+
+
 class BagRecorder:
     """Thread-safe rosbag2 writer. ``path`` must not exist yet (rosbag2 rule)."""
 
@@ -56,8 +84,9 @@ class BagRecorder:
         self._lock = threading.Lock()
         self._closed = False
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
-        """Declare ``topic`` with ROS type ``msgtype`` (e.g. 'sensor_msgs/msg/Image')."""
+    def add_topic(self, topic: str, msgtype: str, qos: OfferedQos | None = None) -> None:
+        """Declare ``topic`` with ROS type ``msgtype`` (e.g. 'sensor_msgs/msg/Image') and,
+        optionally, the QoS its publisher offered."""
         with self._lock:
             if topic in self._conns:
                 return
@@ -65,8 +94,15 @@ class BagRecorder:
             if msgtype not in store.fielddefs:
                 raise BagError(f"message type '{msgtype}' of topic {topic} is unknown to the "
                                f"typestore; add its definition")
-            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store)
+            offered = [qos.to_rosbags()] if qos is not None else []
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store,
+                                                             offered_qos_profiles=offered)
             self.stats[topic] = TopicStats(msgtype)
+
+    def set_custom_data(self, key: str, value: str) -> None:
+        """A string in metadata.yaml ``custom_data`` (written at ``close``)."""
+        with self._lock:
+            self._writer.set_custom_data(key, value)
 
     def write(self, topic: str, t_ns: int, data: bytes) -> None:
         """Append one CDR-serialised message received at ``t_ns`` (ns since epoch)."""

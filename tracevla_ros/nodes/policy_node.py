@@ -5,6 +5,10 @@ Subscribes: image (sensor_msgs/Image), trace (VisualTrace), image_trace
 (overlay Image), instruction (std_msgs/String, transient local), joint_states.
 Publishes:  action (PolicyAction). Nothing is published without an instruction,
 for stale inputs, or when the policy fails (one log line says why).
+
+Proprioception is the joint state of the frame's time: the newest one stamped at
+or before the camera stamp (``tracevla_ros.stamped``), else the newest received;
+so a recorded run's observations can be rebuilt exactly by tracevla-replay.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from tracevla_ros.policy.config import PolicyNodeConfig
 from tracevla_ros.policy.pairing import ObservationPairer, TraceInfo
 from tracevla_ros.policy.registry import make_policy
 from tracevla_ros.ros_image import ImageConversionError, image_to_rgb
+from tracevla_ros.stamped import StampedBuffer
+
+# Joint states kept for pairing: > max_input_age_s of a 1 kHz arm (franka_ros2).
+_JOINT_STATES_KEPT = 2000
 
 
 class PolicyNode(Node):
@@ -42,7 +50,7 @@ class PolicyNode(Node):
         self._pairer = ObservationPairer(require_trace=self.cfg.use_trace,
                                          tolerance_s=self.cfg.pairing_tolerance_s)
         self._instruction = self.cfg.instruction.strip()
-        self._proprio = np.zeros(0, np.float32)
+        self._proprio: StampedBuffer[np.ndarray] = StampedBuffer(_JOINT_STATES_KEPT)
         self._stop = threading.Event()
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
         self.create_subscription(Image, "image_trace", self._on_image_trace, SENSOR_QOS)
@@ -83,7 +91,7 @@ class PolicyNode(Node):
         self._instruction = text
 
     def _on_joint_states(self, msg: JointState) -> None:
-        self._proprio = np.asarray(msg.position, dtype=np.float32)
+        self._proprio.add(stamp_to_sec(msg.header.stamp), np.asarray(msg.position, dtype=np.float32))
 
     # --- worker ---------------------------------------------------------------
     def _run(self) -> None:
@@ -109,9 +117,13 @@ class PolicyNode(Node):
             log.warning(f"observation is {age:.2f} s old (> max_input_age_s "
                      f"{self.cfg.max_input_age_s} s): no action", throttle_duration_sec=2.0)
             return
+        proprio = self._proprio.at(paired.stamp)
+        if proprio is None:  # every joint state is newer than the frame (or none yet)
+            proprio = self._proprio.latest()
         try:
             obs = Observation(image=paired.image, overlay=paired.overlay,
-                              instruction=self._instruction, proprio=self._proprio,
+                              instruction=self._instruction,
+                              proprio=proprio if proprio is not None else np.zeros(0, np.float32),
                               stamp=paired.stamp)
             chunk = validate_chunk(self._policy.infer(obs))
         except PolicyError as exc:

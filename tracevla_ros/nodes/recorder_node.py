@@ -3,20 +3,31 @@
 Serialised messages are written as received (``raw=True``: no deserialisation),
 stamped with the receive time like ``ros2 bag record``. Each topic is
 subscribed once a publisher appears, with the publisher's reliability and
-durability (so a latched instruction is recorded too).
+durability (so a latched instruction is recorded too), which are also stored
+in metadata.yaml (``ros2 bag play`` offers them again). ``params_file`` is
+stored in metadata.yaml ``custom_data`` (key ``tracevla_ros.params``) so that
+``tracevla-replay`` runs the tracker with the recorded run's parameters.
+
+To start recording before anything is published (nothing missed), start this
+node first and the camera once ``pending_topics()`` is empty, as tracevla-demo does.
+
+    ros2 run tracevla_ros recorder_node --ros-args --params-file config/widowx.yaml \
+        -p output:=/data/run1 -p params_file:=config/widowx.yaml
 """
 
 from __future__ import annotations
 
 import importlib
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from tracevla_ros.bag.config import RecorderConfig
-from tracevla_ros.bag.writer import BagError, BagRecorder
+from tracevla_ros.bag.config import PARAMS_KEY, RecorderConfig
+from tracevla_ros.bag.writer import BagError, BagRecorder, OfferedQos
+from tracevla_ros.config import ConfigError
 from tracevla_ros.nodes.common import declare_config, run_node
 
 
@@ -31,12 +42,32 @@ class RecorderNode(Node):
         super().__init__("recorder_node", **kwargs)
         self.cfg = declare_config(self, RecorderConfig)
         path = output or self.cfg.output or time.strftime("bag_%Y%m%d_%H%M%S")
-        self.bag = BagRecorder(path, storage=self.cfg.storage)
+        params_text = ""
+        if self.cfg.params_file:
+            try:
+                params_text = Path(self.cfg.params_file).read_text()
+            except OSError as exc:
+                raise ConfigError(f"parameter 'params_file': cannot read {self.cfg.params_file}: "
+                                  f"{exc.strerror}") from None
+        try:
+            self.bag = BagRecorder(path, storage=self.cfg.storage)
+        except BagError as exc:
+            raise ConfigError(f"parameter 'output': {exc}") from None
+        if params_text:
+            self.bag.set_custom_data(PARAMS_KEY, params_text)
         self._subs: dict[str, Any] = {}
         self._warned: set[str] = set()
         self.create_timer(self.cfg.discovery_period_s, self._discover)
         self._discover()
         self.get_logger().info(f"recording {len(self.cfg.topics)} topics to {path}")
+
+    def pending_topics(self) -> Iterator[str]:
+        """Topics of the list that have a publisher but no subscription here yet."""
+        types = dict(self.get_topic_names_and_types())
+        for topic in self.cfg.topics:
+            if topic not in self._subs and topic in types and topic not in self._warned \
+                    and self.count_publishers(topic) > 0:
+                yield topic
 
     def _discover(self) -> None:
         types = dict(self.get_topic_names_and_types())
@@ -56,7 +87,9 @@ class RecorderNode(Node):
                              else DurabilityPolicy.VOLATILE)
             try:
                 cls = import_msg_type(msgtype)
-                self.bag.add_topic(topic, msgtype)
+                # the graph does not carry the history depth: 1 for latched, else 10
+                self.bag.add_topic(topic, msgtype, OfferedQos(reliable=reliable, latched=latched,
+                                                              depth=1 if latched else 10))
             except (BagError, ImportError, AttributeError, ValueError) as exc:
                 if topic not in self._warned:
                     self._warned.add(topic)

@@ -102,7 +102,8 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from tracevla_ros.tools.demo_monitor import DemoMonitor
+    from tracevla_ros.bag.config import PARAMS_KEY
+    from tracevla_ros.tools.demo_monitor import DemoMonitor, wait_until_matched
 
     out: Path = args.out
     ctx = rclpy.Context()
@@ -111,12 +112,14 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
                      "-r", "image:=/camera/image_raw", "-r", "action:=/policy/action"],
                context=ctx)
     nodes: list[Any] = []
+    tracker: Any = None
     executor = MultiThreadedExecutor(num_threads=4, context=ctx)
     # MuJoCo's EGL context belongs to the thread that made it: sim_node is built,
     # spun (its own single-threaded executor) and closed on one dedicated thread.
     sim_box: dict[str, Any] = {}
     sim_ready = threading.Event()
     sim_stop = threading.Event()
+    sim_box["go"] = threading.Event()  # the sim publishes only once the recorder is matched
     sim_thread = threading.Thread(target=_sim_thread, args=(ctx, sim_box, sim_ready, sim_stop),
                                   name="sim_node", daemon=True)
     spin = threading.Thread(target=executor.spin, name="executor", daemon=True)
@@ -139,8 +142,10 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         monitor = DemoMonitor(context=ctx, command_topic=_command_topic(params, args.robot))
         nodes.append(monitor)
         recorder = RecorderNode(output=str(out / "bag"), context=ctx)
+        recorder.bag.set_custom_data(PARAMS_KEY, params_file.read_text())  # for tracevla-replay
         nodes.append(recorder)
-        nodes.append(TrackerNode(context=ctx))
+        tracker = TrackerNode(context=ctx)
+        nodes.append(tracker)
         policy = PolicyNode(policy=ScriptedPolicy(expert), context=ctx)
         nodes.append(policy)
         nodes.append(controller_cls(context=ctx))
@@ -148,6 +153,10 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             executor.add_node(n)
         t0 = time.monotonic()
         spin.start()
+        unmatched = wait_until_matched([sim, *nodes], recorder, timeout_s=20.0)
+        if unmatched:
+            print(f"[demo] warning: not matched within 20 s: {unmatched}", file=sys.stderr)
+        sim_box["go"].set()  # the bag now gets every message from the first frame on
         timeout = args.timeout or (3.0 * args.steps / rate + 60.0)
         last_print = 0.0
         while monitor.actions < args.steps and time.monotonic() - t0 < timeout:
@@ -183,6 +192,9 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "outputs": {"overlay": "overlay.mp4", "bag": "bag", "params": "params.yaml"},
         }
     finally:
+        if tracker is not None:  # traces stop first: the monitor and the bag get the same ones
+            executor.remove_node(tracker)
+            time.sleep(0.3)
         executor.shutdown(timeout_sec=2.0)
         if spin.is_alive():
             spin.join(timeout=5.0)
@@ -195,6 +207,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         if sim_thread.is_alive():
             sim_thread.join(timeout=10.0)
         rclpy.try_shutdown(context=ctx)
+    summary["trace_valid_ratio"] = monitor.trace_valid_ratio()  # all traces, as in the bag
     n_frames = monitor.write_video(out / "overlay.mp4", fps=rate)
     summary["outputs"]["overlay_frames"] = n_frames
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -221,6 +234,8 @@ def _sim_thread(ctx: Any, box: dict[str, Any], ready: threading.Event,
         return
     box["node"] = node
     ready.set()
+    while not box["go"].wait(0.05) and not stop.is_set():
+        pass
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,28 @@ from tracevla_ros.msg import PolicyAction, VisualTrace
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
 from tracevla_ros.ros_image import image_to_rgb
 from tracevla_ros.tools.demo_stats import StageClock
+
+_INTERNAL_TOPICS = ("/rosout", "/parameter_events")
+
+
+def wait_until_matched(nodes: list[Node], recorder: Any, timeout_s: float) -> list[str]:
+    """Block until every publisher of ``nodes`` is matched with every subscriber the graph
+    shows for its topic and ``recorder`` subscribes to every topic of its list that has a
+    publisher (the executor must be spinning). Returns what is still unmatched at the
+    timeout ([] = all matched), so the first frame reaches the bag and every node.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = list(recorder.pending_topics())
+        for node in nodes:
+            for pub in node.publishers:
+                topic = pub.topic_name
+                if topic not in _INTERNAL_TOPICS and \
+                        pub.get_subscription_count() < node.count_subscribers(topic):
+                    missing.append(topic)
+        if not missing or time.monotonic() > deadline:
+            return sorted(set(missing))
+        time.sleep(0.05)
 
 
 class DemoMonitor(Node):

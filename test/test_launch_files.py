@@ -1,0 +1,379 @@
+"""Static checks of launch/*.launch.py and config/rviz/*.rviz (launch_ros is not installed
+here; where it is, the launch descriptions are also built for real).
+
+Launch files, read with ``ast``:
+* every executable is an installed entry point (scripts/nodes.txt) or one of the few
+  external ROS executables (tf2_ros, robot_state_publisher, rviz2);
+* every file they name (config/urdf/rviz) exists;
+* every node name is the node's own name (so its config/<robot>.yaml section applies),
+  every parameter in that section and every launch override is declared by the node's
+  config class;
+* every remapped topic is one the node creates (from the node's source: literal names,
+  or config fields resolved with the YAML).
+rviz configs: every topic a display subscribes to is published by a node the launch files
+start, and every frame is a URDF link or the configured camera/base frame.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import fnmatch
+import importlib
+import importlib.util
+import inspect
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tracevla_ros.config import field_specs, load_params_file
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
+EXTERNAL = {"tf2_ros": {"static_transform_publisher"},
+            "robot_state_publisher": {"robot_state_publisher"}, "rviz2": {"rviz2"}}
+EXTERNAL_PUBLISHES = {"static_transform_publisher": {"/tf_static"},
+                      "robot_state_publisher": {"/tf", "/tf_static", "/robot_description",
+                                                }}
+ROS_BUILTIN_PARAMS = {"use_sim_time"}
+# launch file -> (parameter files it passes by default, rviz configs it starts)
+LAUNCH_CONFIGS = {"widowx.launch.py": (["widowx.yaml"], ["widowx.rviz"]),
+                  "franka.launch.py": (["fr3.yaml"], ["franka.rviz"]),
+                  "replay.launch.py": (["widowx.yaml", "fr3.yaml"], ["widowx.rviz", "franka.rviz"])}
+UNKNOWN = "*"
+
+
+def _entry_points() -> dict[str, str]:
+    out = {}
+    for ln in (REPO / "scripts" / "nodes.txt").read_text().splitlines():
+        if ln.strip() and not ln.startswith("#"):
+            exe, target = ln.strip().split("=", 1)
+            out[exe] = target.split(":")[0]
+    return out
+
+
+# ----------------------------------------------------------------- launch file parsing
+@dataclass
+class LaunchedNode:
+    package: str
+    executable: str
+    name: str
+    overrides: set[str] = field(default_factory=set)  # keys of dict parameters
+    uses_config: bool = False  # LaunchConfiguration("config") among its parameters
+    remaps: list[tuple[str, str]] = field(default_factory=list)
+    robot: str = ""  # condition=LaunchConfigurationEquals("robot", robot); "" = always
+    line: int = 0
+
+    def runs_with(self, cfg_name: str) -> bool:
+        return not self.robot or f"{self.robot}.yaml" == cfg_name
+
+
+class _Module:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tree = ast.parse(path.read_text(), filename=str(path))
+        self.assigns: dict[str, ast.expr] = {}
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                    isinstance(node.targets[0], ast.Name):
+                self.assigns[node.targets[0].id] = node.value
+
+    def resolve(self, expr: ast.expr, depth: int = 0) -> ast.expr:
+        if isinstance(expr, ast.Name) and expr.id in self.assigns and depth < 5:
+            return self.resolve(self.assigns[expr.id], depth + 1)
+        return expr
+
+    def parts(self, expr: ast.expr) -> list[ast.expr]:
+        """Flatten list literals, ``a + b`` and names bound to them."""
+        expr = self.resolve(expr)
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+            return self.parts(expr.left) + self.parts(expr.right)
+        if isinstance(expr, ast.List):
+            return [p for e in expr.elts for p in self.parts(e)]
+        return [expr]
+
+
+def _call_name(call: ast.Call) -> str:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def _const(expr: ast.expr | None) -> str:
+    return expr.value if isinstance(expr, ast.Constant) and isinstance(expr.value, str) else ""
+
+
+def _is_launch_config(expr: ast.expr, name: str) -> bool:
+    return isinstance(expr, ast.Call) and _call_name(expr) == "LaunchConfiguration" and \
+        _const(expr.args[0] if expr.args else None) == name
+
+
+def parse_launch(path: Path) -> tuple[_Module, list[LaunchedNode]]:
+    mod = _Module(path)
+    nodes = []
+    for call in ast.walk(mod.tree):
+        if not (isinstance(call, ast.Call) and _call_name(call) == "Node"):
+            continue
+        kw = {k.arg: k.value for k in call.keywords if k.arg}
+        n = LaunchedNode(_const(kw.get("package")), _const(kw.get("executable")),
+                         _const(kw.get("name")), line=call.lineno)
+        for part in mod.parts(kw["parameters"]) if "parameters" in kw else []:
+            part = mod.resolve(part)
+            if isinstance(part, ast.Dict):
+                n.overrides |= {_const(k) for k in part.keys if k is not None}
+            elif _is_launch_config(part, "config"):
+                n.uses_config = True
+        cond = kw.get("condition")
+        if isinstance(cond, ast.Call) and _call_name(cond) == "LaunchConfigurationEquals":
+            n.robot = _const(cond.args[1])
+        if "remappings" in kw:
+            for pair in mod.parts(kw["remappings"]):
+                if isinstance(pair, ast.Tuple) and len(pair.elts) == 2:
+                    n.remaps.append((_const(pair.elts[0]), _const(pair.elts[1])))
+        nodes.append(n)
+    return mod, nodes
+
+
+# ------------------------------------------------------------------ node introspection
+@dataclass
+class NodeInfo:
+    own_name: str
+    config_cls: type
+    topic_exprs: list[tuple[str, ast.expr]]  # (create_subscription|create_publisher, topic)
+
+
+def _is_config_class(obj: Any) -> bool:
+    return dataclasses.is_dataclass(obj) and isinstance(obj, type) and all(
+        "description" in f.metadata for f in dataclasses.fields(obj))
+
+
+def node_info(module_name: str) -> NodeInfo:
+    module = importlib.import_module(module_name)
+    leaf = next(c for _, c in inspect.getmembers(module, inspect.isclass)
+                if c.__module__ == module_name and c.__name__.endswith("Node"))
+    sources = [c for c in inspect.getmro(leaf) if c.__module__.startswith("tracevla_ros.")]
+    own_name, config_cls = "", None
+    topics: list[tuple[str, ast.expr]] = []
+    for cls in sources:
+        cls_mod = importlib.import_module(cls.__module__)
+        tree = ast.parse(inspect.getsource(cls))
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call):
+                continue
+            name = _call_name(call)
+            if name in ("create_subscription", "create_publisher") and len(call.args) >= 2:
+                topics.append((name, call.args[1]))
+            is_super = name == "__init__" and isinstance(call.func, ast.Attribute) and \
+                isinstance(call.func.value, ast.Call) and _call_name(call.func.value) == "super"
+            if is_super and call.args and not own_name:
+                own_name = _const(call.args[0])
+            if is_super or name == "declare_config":
+                for a in call.args:
+                    obj = getattr(cls_mod, a.id, None) if isinstance(a, ast.Name) else None
+                    if _is_config_class(obj) and config_cls is None:
+                        config_cls = obj
+    assert own_name and config_cls is not None, f"{module_name}: node name / config class not found"
+    return NodeInfo(own_name, config_cls, topics)
+
+
+def _field_value(expr: ast.expr, cfg_cls: type, section: dict[str, Any]) -> str | None:
+    """``cfg.X`` / ``self.cfg.X`` -> the value of config field X (YAML, else default)."""
+    if isinstance(expr, ast.Attribute):
+        specs = {s.name: s for s in field_specs(cfg_cls)}
+        if expr.attr in specs:
+            value = section.get(expr.attr, specs[expr.attr].default)
+            return str(value)
+    return None
+
+
+def node_topics(info: NodeInfo, section: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, topic or fnmatch pattern; '*' = not resolvable statically)."""
+    out = []
+    for kind, expr in info.topic_exprs:
+        if (c := _const(expr)):
+            out.append((kind, c))
+        elif (v := _field_value(expr, info.config_cls, section)) is not None:
+            out.append((kind, v))
+        elif isinstance(expr, ast.JoinedStr):
+            pat = "".join(_const(p) if isinstance(p, ast.Constant) else
+                          (_field_value(p.value, info.config_cls, section) or "*")
+                          for p in expr.values if isinstance(p, (ast.Constant, ast.FormattedValue)))
+            out.append((kind, pat))
+        else:
+            out.append((kind, UNKNOWN))
+    return out
+
+
+def _resolve(topic: str, remaps: list[tuple[str, str]]) -> str:
+    for src, dst in remaps:
+        if topic == src:
+            return dst
+    return topic if topic.startswith(("/", "~")) else "/" + topic
+
+
+# ------------------------------------------------------------------------------ tests
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_executables_are_installed(path: Path) -> None:
+    entry = _entry_points()
+    _, nodes = parse_launch(path)
+    assert nodes
+    for n in nodes:
+        if n.package == "tracevla_ros":
+            assert n.executable in entry, f"{path.name}:{n.line}: '{n.executable}' is not in scripts/nodes.txt"
+        else:
+            assert n.executable in EXTERNAL.get(n.package, set()), (
+                f"{path.name}:{n.line}: {n.package}/{n.executable} is not a known external executable")
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_named_files_exist(path: Path) -> None:
+    mod, _ = parse_launch(path)
+    named = {n.value for n in ast.walk(mod.tree) if isinstance(n, ast.Constant)
+             and isinstance(n.value, str) and n.value.endswith((".yaml", ".rviz", ".urdf"))
+             and "/" not in n.value and not n.value.startswith(".")}
+    for name in named:
+        hits = [p for p in (REPO / "config" / name, REPO / "config" / "rviz" / name, REPO / "urdf" / name)
+                if p.is_file()]
+        assert hits, f"{path.name} names {name}, which is not in config/, config/rviz/ or urdf/"
+    # PathJoinSubstitution([FindPackageShare(...), "a", "b"]) with constant parts
+    for call in ast.walk(mod.tree):
+        if isinstance(call, ast.Call) and _call_name(call) == "PathJoinSubstitution":
+            parts = call.args[0].elts[1:] if isinstance(call.args[0], ast.List) else []
+            if parts and all(_const(p) for p in parts):
+                rel = Path(*[_const(p) for p in parts])
+                assert (REPO / rel).exists(), f"{path.name}: {rel} does not exist"
+    configs, rvizs = LAUNCH_CONFIGS[path.name]
+    for c in configs:
+        assert (REPO / "config" / c).is_file()
+    assert set(rvizs) <= named, f"{path.name} should start rviz with {rvizs}"
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_parameters_are_declared_by_their_nodes(path: Path) -> None:
+    entry = _entry_points()
+    _, nodes = parse_launch(path)
+    for cfg_name in LAUNCH_CONFIGS[path.name][0]:
+        sections = load_params_file(REPO / "config" / cfg_name)
+        for n in (n for n in nodes if n.package == "tracevla_ros" and n.runs_with(cfg_name)):
+            info = node_info(entry[n.executable])
+            assert n.name == info.own_name, f"{path.name}:{n.line}: name '{n.name}' != node's own " \
+                f"'{info.own_name}' (its YAML section would not apply)"
+            declared = {s.name for s in field_specs(info.config_cls)}
+            unknown = n.overrides - declared - ROS_BUILTIN_PARAMS
+            assert not unknown, f"{path.name}:{n.line}: {n.name} does not declare {sorted(unknown)}"
+            if n.uses_config:
+                assert n.name in sections, f"{cfg_name} has no section for {n.name}"
+                extra = set(sections[n.name]) - declared
+                assert not extra, f"{cfg_name} [{n.name}]: {sorted(extra)} not declared by the node"
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_remapped_topics_are_used_by_the_node(path: Path) -> None:
+    entry = _entry_points()
+    _, nodes = parse_launch(path)
+    for cfg_name in LAUNCH_CONFIGS[path.name][0]:
+        sections = load_params_file(REPO / "config" / cfg_name)
+        for n in (n for n in nodes if n.package == "tracevla_ros" and n.remaps
+                  and n.runs_with(cfg_name)):
+            info = node_info(entry[n.executable])
+            topics = [t for _, t in node_topics(info, sections.get(n.name, {})) if t != UNKNOWN]
+            for src, dst in n.remaps:
+                assert src and dst, f"{path.name}:{n.line}: remap must be two constant names"
+                assert any(src == t or fnmatch.fnmatchcase(src, t) for t in topics), (
+                    f"{path.name}:{n.line}: {n.name} remaps '{src}', but it uses {sorted(set(topics))}")
+
+
+def _published(path: Path, cfg_name: str) -> set[str]:
+    entry = _entry_points()
+    _, nodes = parse_launch(path)
+    sections = load_params_file(REPO / "config" / cfg_name)
+    out: set[str] = set()
+    for n in (n for n in nodes if n.runs_with(cfg_name)):
+        if n.executable == "bag_player_node":  # its topics come from lists in its config
+            from tracevla_ros.bag.config import BagPlayerConfig
+            from tracevla_ros.config import config_from_params
+
+            out |= set(config_from_params(BagPlayerConfig, sections[n.name]).played_topics())
+        if n.package == "tracevla_ros":
+            info = node_info(entry[n.executable])
+            for kind, t in node_topics(info, sections.get(n.name, {})):
+                if kind == "create_publisher" and t != UNKNOWN:
+                    out.add(_resolve(t, n.remaps))
+        else:
+            out |= EXTERNAL_PUBLISHES.get(n.executable, set())
+    return out
+
+
+def _rviz_topics_and_frames(rviz: Path) -> tuple[set[str], set[str]]:
+    data = yaml.safe_load(rviz.read_text())
+    topics: set[str] = set()
+    frames: set[str] = set()
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k.endswith("Topic") and isinstance(v, dict) and "Value" in v:
+                    topics.add(v["Value"])
+                elif k in ("Fixed Frame", "Reference Frame", "Target Frame") and \
+                        isinstance(v, str) and v != "<Fixed Frame>":
+                    frames.add(v)
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(data)
+    return topics, frames
+
+
+def _frames_of(cfg_name: str) -> set[str]:
+    viz = load_params_file(REPO / "config" / cfg_name)["trace_viz_node"]
+    urdf = "fr3.urdf" if cfg_name == "fr3.yaml" else "wx250s.urdf"
+    links = {el.get("name") for el in ET.parse(REPO / "urdf" / urdf).getroot().iter("link")}
+    return links | {viz["base_frame"], viz["camera_frame"]}
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_rviz_topics_and_frames_are_published(path: Path) -> None:
+    configs, rvizs = LAUNCH_CONFIGS[path.name]
+    for cfg_name, rviz_name in zip(configs, rvizs):
+        rviz = REPO / "config" / "rviz" / rviz_name
+        topics, frames = _rviz_topics_and_frames(rviz)
+        assert {"/camera/image_raw", "/image_trace", "/robot_description", "/trace_markers"} <= topics
+        published = _published(path, cfg_name)
+        assert topics <= published, f"{rviz_name} shows {sorted(topics - published)}, which " \
+            f"{path.name} does not publish"
+        known = _frames_of(cfg_name)
+        assert frames and frames <= known, f"{rviz_name}: frames {sorted(frames - known)} unknown"
+
+
+def test_franka_rviz_shows_tracegen_markers() -> None:
+    topics, _ = _rviz_topics_and_frames(REPO / "config" / "rviz" / "franka.rviz")
+    assert "/trace3d_markers" in topics
+
+
+def test_static_transform_args_match_the_config() -> None:
+    from tracevla_ros.viz.frames import static_transform_args
+
+    args = static_transform_args(REPO / "config" / "fr3.yaml")
+    assert args[args.index("--frame-id") + 1] == "fr3_link0"
+    assert args[args.index("--child-frame-id") + 1] == "camera_color_optical_frame"
+    assert float(args[args.index("--x") + 1]) == 1.2
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_descriptions_build(path: Path) -> None:
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed here (ROS machine only)")
+    from launch import LaunchDescription
+
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ld = module.generate_launch_description()
+    assert isinstance(ld, LaunchDescription) and ld.entities
+    args = [a.name for a in ld.get_launch_arguments()]
+    assert "config" in args and len(args) == len(set(args))

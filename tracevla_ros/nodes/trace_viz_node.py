@@ -1,0 +1,182 @@
+"""trace_viz_node: traces as rviz MarkerArrays (one LINE_STRIP per traced point).
+
+Subscribes:
+    trace         tracevla_ros/VisualTrace (2D, from tracker_node)
+    trace3d       tracevla_ros/Trace3D (3D, from TraceGen)
+    depth         sensor_msgs/Image 32FC1 m / 16UC1 mm, aligned to the colour image (optional)
+    camera_info   sensor_msgs/CameraInfo of the colour image (needed for 2D and pixel+depth 3D)
+Publishes (stamp and frame_id of the trace's camera frame):
+    trace_markers     visualization_msgs/MarkerArray: the 2D trace lifted to 3D
+    trace3d_markers   visualization_msgs/MarkerArray: the 3D trace
+Each array starts with DELETEALL, then per point its LINE_STRIP runs (ns 'trace', a
+missing step breaks the line) and a SPHERE at its newest position (ns 'head'), in
+the overlay's colours. 2D points take the depth of their frame (``depth`` with the
+same stamp); without one they are drawn where their ray meets the table plane
+(``no_depth: plane``, using the camera extrinsic) or not at all (``skip``). The
+algorithms are in ``tracevla_ros.viz``; callbacks keep the newest message, a timer
+draws.
+
+    ros2 run tracevla_ros trace_viz_node --ros-args --params-file config/widowx.yaml \\
+        -r camera_info:=/camera/camera_info
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Point
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import Marker, MarkerArray
+
+from tracevla_ros.camera.base import CameraIntrinsics
+from tracevla_ros.msg import Trace3D, VisualTrace
+from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, stamp_to_sec
+from tracevla_ros.ros_image import ImageConversionError, image_to_numpy, intrinsics_from_camera_info
+from tracevla_ros.stamped import StampedBuffer
+from tracevla_ros.viz.config import TraceVizConfig
+from tracevla_ros.viz.lift import CameraExtrinsic, lift_trace, trace3d_to_xyz
+from tracevla_ros.viz.markers import trace_strokes
+
+
+class TraceVizNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("trace_viz_node", **kwargs)
+        self.cfg = declare_config(self, TraceVizConfig)
+        self._extrinsic = CameraExtrinsic.from_xyz_quat(self.cfg.camera_xyz, self.cfg.camera_quat_xyzw)
+        self._trace: VisualTrace | None = None
+        self._trace3d: Trace3D | None = None
+        self._info: CameraInfo | None = None
+        self._depth: StampedBuffer[Image] = StampedBuffer(keep=8)
+        self.published = {"trace": 0, "trace3d": 0}
+        self.last_method = ""  # how the last 2D trace was lifted: depth | plane | none
+        self.create_subscription(VisualTrace, "trace", self._on_trace, RELIABLE_QOS)
+        self.create_subscription(Trace3D, "trace3d", self._on_trace3d, RELIABLE_QOS)
+        self.create_subscription(Image, "depth", self._on_depth, SENSOR_QOS)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        self._pub2d = self.create_publisher(MarkerArray, "trace_markers", RELIABLE_QOS)
+        self._pub3d = self.create_publisher(MarkerArray, "trace3d_markers", RELIABLE_QOS)
+        self.create_timer(1.0 / self.cfg.publish_rate_hz, self._on_timer)
+
+    # --- callbacks: O(1), keep the newest ---------------------------------------------
+    def _on_trace(self, msg: VisualTrace) -> None:
+        self._trace = msg
+
+    def _on_trace3d(self, msg: Trace3D) -> None:
+        self._trace3d = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        self._depth.add(stamp_to_sec(msg.header.stamp), msg)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._info = msg
+
+    # --- timer ------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            self._publish_2d(trace)
+        trace3d, self._trace3d = self._trace3d, None
+        if trace3d is not None:
+            self._publish_3d(trace3d)
+
+    def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
+        intr = intrinsics_from_camera_info(self._info) if self._info is not None else None
+        if intr is None:
+            self.get_logger().warning("no calibrated camera_info yet: traces not drawn",
+                                      throttle_duration_sec=5.0)
+            return None
+        if (intr.width, intr.height) != (width, height) and width > 0 and height > 0:
+            intr = intr.scaled(width, height)
+        return intr
+
+    def _depth_for(self, stamp: float) -> np.ndarray | None:
+        msg = self._depth.at(stamp + self.cfg.depth_tolerance_s)
+        if msg is None or abs(stamp_to_sec(msg.header.stamp) - stamp) > self.cfg.depth_tolerance_s:
+            return None
+        try:
+            depth = image_to_numpy(msg)
+        except ImageConversionError as exc:
+            self.get_logger().error(f"depth image unusable: {exc}", throttle_duration_sec=5.0)
+            return None
+        if depth.ndim != 2:
+            self.get_logger().error(f"depth encoding '{msg.encoding}' is not 32FC1/16UC1",
+                                    throttle_duration_sec=5.0)
+            return None
+        return depth.astype(np.float32) * (1e-3 if msg.encoding == "16UC1" else 1.0)
+
+    def _publish_2d(self, msg: VisualTrace) -> None:
+        if not msg.valid or msg.num_points * msg.length == 0:
+            self._pub2d.publish(MarkerArray(markers=[self._delete_all(msg.header)]))
+            return
+        intr = self._intrinsics(int(msg.image_width), int(msg.image_height))
+        if intr is None:
+            return
+        m, n = int(msg.num_points), int(msg.length)
+        pts = np.asarray(msg.points, np.float32).reshape(m, n, 2)
+        vis = np.asarray(msg.visible, bool).reshape(m, n)
+        depth = self._depth_for(stamp_to_sec(msg.header.stamp))
+        ext = self._extrinsic if self.cfg.no_depth == "plane" else None
+        xyz, ok, self.last_method = lift_trace(pts, vis, intr, depth, ext, self.cfg.table_height,
+                                               self.cfg.depth_window_px)
+        self._pub2d.publish(self._markers(msg.header, xyz, ok))
+        self.published["trace"] += 1
+
+    def _publish_3d(self, msg: Trace3D) -> None:
+        k, length = int(msg.num_keypoints), int(msg.length)
+        if k * length == 0 or len(msg.points) != k * length * 3 or len(msg.valid) != k * length:
+            self.get_logger().error(f"Trace3D with K={k} L={length} has {len(msg.points)} values "
+                                    f"and {len(msg.valid)} flags: not drawn", throttle_duration_sec=5.0)
+            return
+        intr = None
+        if msg.coordinates == Trace3D.COORDS_PIXEL_DEPTH:
+            intr = self._intrinsics(int(msg.image_width), int(msg.image_height))
+            if intr is None:
+                return
+        try:
+            xyz, ok = trace3d_to_xyz(np.asarray(msg.points, np.float32).reshape(k, length, 3),
+                                     np.asarray(msg.valid, bool).reshape(k, length),
+                                     int(msg.coordinates), intr)
+        except ValueError as exc:
+            self.get_logger().error(f"Trace3D not drawn: {exc}", throttle_duration_sec=5.0)
+            return
+        s = self.cfg.trace3d_stride
+        self._pub3d.publish(self._markers(msg.header, xyz[::s], ok[::s]))
+        self.published["trace3d"] += 1
+
+    # --- messages ---------------------------------------------------------------------
+    def _delete_all(self, header: Any) -> Marker:
+        mk = Marker(action=Marker.DELETEALL)
+        mk.header.stamp = header.stamp
+        mk.header.frame_id = header.frame_id or self.cfg.camera_frame
+        return mk
+
+    def _markers(self, header: Any, xyz: np.ndarray, ok: np.ndarray) -> MarkerArray:
+        out = [self._delete_all(header)]
+        frame = header.frame_id or self.cfg.camera_frame
+        lines, heads = trace_strokes(xyz, ok)
+        for i, stroke in enumerate(lines + heads):
+            head = i >= len(lines)
+            mk = Marker(ns="head" if head else "trace", id=i,
+                        type=Marker.SPHERE if head else Marker.LINE_STRIP, action=Marker.ADD)
+            mk.header.stamp, mk.header.frame_id = header.stamp, frame
+            mk.pose.orientation.w = 1.0
+            mk.color.r, mk.color.g, mk.color.b, mk.color.a = stroke.rgba
+            if head:
+                p = stroke.points[0]
+                mk.pose.position.x, mk.pose.position.y, mk.pose.position.z = (float(v) for v in p)
+                mk.scale.x = mk.scale.y = mk.scale.z = self.cfg.head_diameter
+            else:
+                mk.scale.x = self.cfg.line_width
+                mk.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in stroke.points]
+            out.append(mk)
+        return MarkerArray(markers=out)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(lambda: TraceVizNode(), args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
