@@ -48,7 +48,7 @@ __all__ = [
     "FORMAT", "GRID", "TRACE_LEN", "DataError", "Sample", "list_samples", "load_sample",
     "load_info", "list_episodes", "load_instructions", "write_info", "write_frame",
     "write_sample", "write_instructions", "sample_path", "image_path", "depth_path",
-    "read_depth_mm", "depth_to_mm",
+    "read_depth_mm", "depth_to_mm", "grid_keypoints",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,21 @@ class Sample:
     frame_index: int  # reference frame index within the episode
     ee_uvz: np.ndarray | None = None  # (L, 3) float32 end-effector screen-aligned trace, or None
     path: Path = field(default_factory=Path)  # the sample .npz
+
+
+def grid_keypoints(height: int, width: int, grid: int = GRID) -> np.ndarray:
+    """(grid*grid, 2) float32 pixels (u, v) of the keypoint grid on an H x W reference frame.
+
+    Cell centres of a ``grid`` x ``grid`` partition of the image, row-major (v outer, u
+    inner): ``u_j = (j + 0.5) * W / grid - 0.5``, likewise v. TraceForge places this grid
+    on every reference frame; the model predicts one trace per grid point in this order.
+    """
+    if height < 1 or width < 1 or grid < 1:
+        raise DataError(f"grid_keypoints needs H, W, grid >= 1, got {height}, {width}, {grid}")
+    u = (np.arange(grid) + 0.5) * (width / grid) - 0.5
+    v = (np.arange(grid) + 0.5) * (height / grid) - 0.5
+    uu, vv = np.meshgrid(u, v)
+    return np.stack([uu.ravel(), vv.ravel()], axis=1).astype(np.float32)
 
 
 # -- paths ---------------------------------------------------------------------------------
