@@ -96,7 +96,7 @@ def forge_episode(ep: RGBDEpisode, ep_dir: Path, opt: ForgeOptions = ForgeOption
                           opt.tracks.max_depth_jump_m)
         traj, valid = retarget(xyz, ep.K, opt.length, opt.tracks.min_path_m)
         arrays: dict[str, np.ndarray] = dict(
-            keypoints=keypoints, traj=traj, valid_steps=valid, frame_index=np.int64(ref),
+            keypoints=keypoints, traj=traj, valid_steps=valid, frame_index=np.array(ref, np.int64),
             intrinsics=ep.K.astype(np.float32), image_size=np.array([w, h], np.int64))
         if ep.T_base_cam is not None:
             arrays["T_base_cam"] = ep.T_base_cam.astype(np.float64)
