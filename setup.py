@@ -21,6 +21,7 @@ TOOLS = [
     "tracevla-bench=tracevla_ros.tools.bench:main",
     "tracevla-demo=tracevla_ros.tools.demo:main",
     "tracevla-collect=tracevla_ros.tools.collect:main",
+    "traceforge=tracegen_ros.traceforge.cli:main",
 ]
 
 setup(
