@@ -15,8 +15,9 @@ TraceGen predicts how the scene moves; the robot executes the motion of its own 
    the path's height profile in the base frame: where the path comes down from above to a
    low point (below ``grasp_height_m``) the gripper is opened before and closed there; if
    the path then rises by ``lift_m`` (a pick) it opens again at the first low point after
-   the highest point (the place). A path that stays low after the grasp is a push: the
-   gripper stays closed, as the scripted pushing expert does.
+   the highest point (the place) when that point is ``place_above_m`` above the grasp. A
+   path that stays low after the grasp, or comes back down to the table (a pusher moving
+   round the object), is a push: the gripper stays closed, as the scripted pushing expert's.
 
 The waypoints then go through the controller's IK and safety layer
 (``ArmController.plan_waypoints`` / ``franka_controller_node``'s ``ee_waypoints``).
@@ -71,6 +72,8 @@ class ExecutionConfig:
     grasp_height_m: float = 0.06  # m (base z): a low point below this is a grasp / push contact
     approach_drop_m: float = 0.03  # m: the path must come down this much to that low point
     lift_m: float = 0.03  # m: rise after the grasp that makes it a pick (else a push)
+    place_above_m: float = 0.02  # m: a place (release) point is this much above the grasp point;
+    # lower, the path went back to the table: a pusher re-approaching, the gripper stays closed
     z_min_m: float = 0.022  # m: waypoints are kept at least this high (the controllers' box z >= 0.02)
 
     def __post_init__(self) -> None:
@@ -183,12 +186,16 @@ def gripper_events(z: np.ndarray, gripper_open: bool, cfg: ExecutionConfig = Exe
     peak = start + int(np.argmax(after))
     if z[peak] - z[start] < cfg.lift_m:
         return before, grasp, None  # stays low: a push with the closed gripper
-    release = n - 1
+    release = None
     for i in range(peak + 1, n):
         settled = i == n - 1 or z[i + 1] >= z[i] - 0.002
         if settled and z[i] < z[peak] - 0.02:
             release = i
             break
+    if release is None:
+        release = n - 1  # still carrying at the end of the trace: put it down there
+    elif z[release] < z[start] + cfg.place_above_m:
+        return before, grasp, None  # came back down to the table: a new push, not a place
     return before, grasp, release
 
 
