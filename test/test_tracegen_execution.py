@@ -130,10 +130,14 @@ def test_executor_sequences_segments_and_gripper() -> None:
     assert isinstance(cmds[0], SendWaypoints)
     first = cmds[0].positions
     assert ex.tick(1.2, EE0) == []  # not there yet
-    cmds = ex.tick(1.3, first[-1] + 0.005)  # reached (within 2 cm)
+    end = 1.1 + ExecutorConfig().expected_s(EE0, first)
+    assert ex.tick(end - 0.5, first[-1] + 0.005) == []  # there, but early: still moving
+    assert ex.tick(end - 0.4, first[-1] + 0.05) == []  # overshoot: 5 cm off again
+    assert ex.tick(end + 0.1, first[-1] + 0.005) == []  # back, settling
+    cmds = ex.tick(end + 0.45, first[-1] + 0.005)  # reached (within 1 cm) and settled
     assert isinstance(cmds[0], SendGripper) and not cmds[0].open
     seen = [cmds[0]]
-    t = 2.5
+    t = end + 1.5
     while ex.busy and t < 200:
         seen += ex.tick(t, None)  # no ee feedback: segments end by timeout
         t += 0.5

@@ -43,7 +43,9 @@ Command = Union[SendWaypoints, SendGripper]
 class ExecutorConfig:
     speed: float = 0.1  # m/s, the controller's waypoint_speed (to expect a segment's duration)
     min_segment_s: float = 0.1  # s per waypoint at least (ArmController.plan_waypoints)
-    reach_tol_m: float = 0.02  # m: the segment is done when the ee is this close to its end
+    reach_tol_m: float = 0.01  # m: the segment is done when the ee is this close to its end ...
+    settle_s: float = 0.3  # s ... and has been for this long, after the expected duration (a
+    # gripper command holds the *measured* pose: sent early, it would cut the motion short)
     timeout_margin_s: float = 3.0  # s beyond the expected duration before moving on anyway
     gripper_wait_s: float = 1.0  # s for the hand to open/close
 
@@ -62,6 +64,8 @@ class TraceExecutor:
         self._waiting: Command | None = None
         self._deadline = 0.0
         self._target: np.ndarray | None = None
+        self._expected_end = 0.0
+        self._reached_at: float | None = None
         self.timeouts = 0
 
     @property
@@ -87,13 +91,22 @@ class TraceExecutor:
         """Commands to publish now; ``ee_pos`` (3,) m = the measured end effector (or None)."""
         if self._waiting is not None:
             if isinstance(self._waiting, SendWaypoints):
-                reached = ee_pos is not None and self._target is not None and \
+                near = ee_pos is not None and self._target is not None and \
                     float(np.linalg.norm(np.asarray(ee_pos) - self._target)) <= self.cfg.reach_tol_m
+                if not near:
+                    self._reached_at = None
+                elif self._reached_at is None:
+                    self._reached_at = now
+                reached = self._reached_at is not None and now >= self._expected_end and \
+                    now - self._reached_at >= self.cfg.settle_s
                 if not reached and now < self._deadline:
                     return []
                 if not reached:
                     self.timeouts += 1
-                    log.warning("segment not reached within its expected time: continuing")
+                    miss = "unknown" if ee_pos is None or self._target is None else \
+                        f"{float(np.linalg.norm(np.asarray(ee_pos) - self._target)) * 100:.1f} cm"
+                    log.warning("segment end not reached within its expected time (ee %s away): "
+                                "continuing", miss)
             elif now < self._deadline:
                 return []
             self._waiting = None
@@ -104,7 +117,9 @@ class TraceExecutor:
         if isinstance(cmd, SendWaypoints):
             self._target = cmd.positions[-1]
             start = cmd.positions[0] if ee_pos is None else ee_pos
-            self._deadline = now + self.cfg.expected_s(start, cmd.positions) + self.cfg.timeout_margin_s
+            self._expected_end = now + self.cfg.expected_s(start, cmd.positions)
+            self._deadline = self._expected_end + self.cfg.timeout_margin_s
+            self._reached_at = None
         else:
             self._deadline = now + self.cfg.gripper_wait_s
         return [cmd]

@@ -46,8 +46,9 @@ class TraceGenNodeConfig:
     z_min_m: float = param(0.022, "waypoints are kept at least this high (base z)", unit="m")
     waypoint_speed: float = param(0.1, "franka_controller_node's waypoint_speed (expected segment "
                                   "durations)", unit="m/s")
-    reach_tol_m: float = param(0.02, "a segment is done when the end effector is this close to "
-                               "its last waypoint", unit="m")
+    reach_tol_m: float = param(0.01, "a segment is done when the end effector is this close to "
+                               "its last waypoint (and its expected time has passed)", unit="m")
+    settle_s: float = param(0.3, "... and has stayed there this long", unit="s")
     timeout_margin_s: float = param(3.0, "move on this long after a segment's expected end",
                                     unit="s")
     gripper_wait_s: float = param(1.0, "wait after a gripper command", unit="s")
@@ -86,5 +87,6 @@ class TraceGenNodeConfig:
 
     def executor(self) -> ExecutorConfig:
         return ExecutorConfig(speed=self.waypoint_speed, reach_tol_m=self.reach_tol_m,
+                              settle_s=self.settle_s,
                               timeout_margin_s=self.timeout_margin_s,
                               gripper_wait_s=self.gripper_wait_s)

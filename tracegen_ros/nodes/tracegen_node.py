@@ -18,6 +18,7 @@ is logged and nothing moves.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,9 @@ class TraceGenNode(Node):
         self._finger, self._open_q = spec.gripper_joints[0], spec.gripper_open
         self._executor = TraceExecutor(cfg.executor())
         self._lock = threading.Lock()  # latest inputs, shared with the worker
-        self._rgb: Image | None = None
-        self._depth: Image | None = None
+        # the last few frames of each stream, to pair RGB and depth by stamp
+        self._rgbs: deque[Image] = deque(maxlen=8)
+        self._depths: deque[Image] = deque(maxlen=8)
         self._info: CameraInfo | None = None
         self._q: np.ndarray | None = None
         self._gripper_open = True
@@ -79,6 +81,7 @@ class TraceGenNode(Node):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.predictions = 0
+        self._predicting = False
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
         self.create_subscription(Image, "depth", self._on_depth, SENSOR_QOS)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
@@ -99,10 +102,10 @@ class TraceGenNode(Node):
 
     # --- callbacks: O(1), keep the latest ------------------------------------------------
     def _on_image(self, msg: Image) -> None:
-        self._rgb = msg
+        self._rgbs.append(msg)
 
     def _on_depth(self, msg: Image) -> None:
-        self._depth = msg
+        self._depths.append(msg)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._info = msg
@@ -125,6 +128,11 @@ class TraceGenNode(Node):
     def _on_rate_timer(self) -> None:
         if not self._executor.busy:
             self._wake.set()
+
+    @property
+    def busy(self) -> bool:
+        """A trace is being predicted or executed."""
+        return self._wake.is_set() or self._predicting or self._executor.busy
 
     # --- execution: sequence the current plan ---------------------------------------------
     def _ee(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -151,19 +159,28 @@ class TraceGenNode(Node):
         while not self._stop.is_set():
             if not self._wake.wait(timeout=0.2):
                 continue
+            self._predicting = True
             self._wake.clear()
             try:
                 self._predict_once()
             except (GeometryError, ExecutionError, ImageConversionError, ValueError) as exc:
                 self.get_logger().error(f"no trace executed: {exc}", throttle_duration_sec=2.0)
+            finally:
+                self._predicting = False
 
     def _inputs(self) -> tuple[Image, np.ndarray, np.ndarray, np.ndarray]:
-        rgb_msg, depth_msg, info = self._rgb, self._depth, self._info
-        if rgb_msg is None or depth_msg is None or info is None:
+        rgbs, depths, info = list(self._rgbs), list(self._depths), self._info
+        if not rgbs or not depths or info is None:
             raise GeometryError("waiting for image, depth and camera_info (is depth published?)")
-        t_rgb, t_depth = stamp_to_sec(rgb_msg.header.stamp), stamp_to_sec(depth_msg.header.stamp)
-        if abs(t_rgb - t_depth) > self.cfg.pairing_tolerance_s:
-            raise GeometryError(f"RGB and depth stamps differ by {abs(t_rgb - t_depth):.3f} s")
+        pairs = [(r, d) for r in reversed(rgbs) for d in reversed(depths)
+                 if abs(stamp_to_sec(r.header.stamp) - stamp_to_sec(d.header.stamp))
+                 <= self.cfg.pairing_tolerance_s]
+        if not pairs:
+            gap = abs(stamp_to_sec(rgbs[-1].header.stamp) - stamp_to_sec(depths[-1].header.stamp))
+            raise GeometryError(f"no depth frame within {self.cfg.pairing_tolerance_s} s of an RGB "
+                                f"frame (newest differ by {gap:.3f} s)")
+        rgb_msg, depth_msg = pairs[0]
+        t_rgb = stamp_to_sec(rgb_msg.header.stamp)
         if self._now() - t_rgb > self.cfg.max_input_age_s:
             raise GeometryError(f"newest frame is {self._now() - t_rgb:.1f} s old: not acting on it")
         rgb = image_to_rgb(rgb_msg)
