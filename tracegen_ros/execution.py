@@ -5,7 +5,8 @@ TraceGen predicts how the scene moves; the robot executes the motion of its own 
 1. :func:`select_gripper_keypoints`: the keypoints on the gripper are those nearest to the
    end effector's projection in the reference frame (within ``gripper_radius_px``), whose
    depth at step 0 is within ``gripper_depth_tol_m`` of the end effector's (so the table
-   seen between the fingers is not taken), preferring ones whose trace moves.
+   seen between the fingers is not taken), preferring ones whose trace moves and is known to
+   its end (TraceForge marks a lost track's tail invalid), then the nearest.
 2. :func:`gripper_path`: their traces, unprojected to metres in the camera frame, give the
    gripper's displacement from the reference frame at each step (mean over the keypoints);
    rotated into the robot base frame with the configured extrinsic ``T_base_cam`` and added
@@ -68,6 +69,8 @@ class ExecutionConfig:
     gripper_depth_tol_m: float = 0.10  # m: step-0 depth within this of the ee's = on the gripper
     gripper_points: int = 3  # keypoints averaged
     min_motion_m: float = 0.02  # m: a keypoint whose trace moves less is preferred last
+    min_known_fraction: float = 0.8  # traces known for fewer steps than this x the longest come
+    # after the others (a tracker lost them: their path stops early); 0 = nearest only
     min_waypoint_step_m: float = 0.005  # m: closer waypoints are merged
     grasp_height_m: float = 0.06  # m (base z): a low point below this is a grasp / push contact
     approach_drop_m: float = 0.03  # m: the path must come down this much to that low point
@@ -131,7 +134,10 @@ def select_gripper_keypoints(traj: np.ndarray, ee_uvz: np.ndarray, K: np.ndarray
     xyz = uvz_to_xyz(np.where(np.isfinite(t[cand]), t[cand], np.nan), K)
     motion = np.nanmax(np.linalg.norm(xyz - xyz[:, :1], axis=2), axis=1)
     moving = np.nan_to_num(motion, nan=0.0) >= cfg.min_motion_m
-    order = np.lexsort((d_px[cand], ~moving))  # moving first, then nearest
+    known = _valid(t[cand]).sum(axis=1)
+    # moving first; then traces known (nearly) to the end, then the nearest
+    short = known < cfg.min_known_fraction * known.max()
+    order = np.lexsort((d_px[cand], short, ~moving))
     return cand[order][: cfg.gripper_points]
 
 
