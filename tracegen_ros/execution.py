@@ -2,6 +2,9 @@
 
 TraceGen predicts how the scene moves; the robot executes the motion of its own gripper:
 
+0. :func:`anchor_to_sensor`: each trace's depth is scaled so its step 0 has the sensor's
+   depth at its keypoint (exact where the model's smoothed depth rescaling is not: at the
+   gripper's silhouette).
 1. :func:`select_gripper_keypoints`: the keypoints on the gripper are those nearest to the
    end effector's projection in the reference frame (within ``gripper_radius_px``), whose
    depth at step 0 is within ``gripper_depth_tol_m`` of the end effector's (so the table
@@ -37,7 +40,7 @@ import numpy as np
 
 from tracegen_ros.traceforge.geometry import invert_pose, transform_points, uvz_to_xyz, xyz_to_uvz
 
-__all__ = ["TracePredictor", "ExecutionConfig", "ExecutionError", "Segment", "ExecutionPlan",
+__all__ = ["anchor_to_sensor", "TracePredictor", "ExecutionConfig", "ExecutionError", "Segment", "ExecutionPlan",
            "select_gripper_keypoints", "gripper_path", "gripper_events", "plan_execution",
            "ee_pixel", "NoMotionPredictor", "FixedTracePredictor"]
 
@@ -113,12 +116,30 @@ def _valid(traj: np.ndarray) -> np.ndarray:
     return np.all(np.isfinite(traj), axis=-1)
 
 
+def anchor_to_sensor(traj: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+    """Scale each trace's z so that step 0 has the sensor's depth at its keypoint.
+
+    A predicted trace's depth is rescaled to the sensor with a *smoothed* ratio map; at the
+    gripper's silhouette the smoothing mixes the hand's and the background's depths. The
+    keypoint's own sensor depth is exact, so each trace (N, L, 3) is scaled by
+    sensor(k) / z_k(0) where the sensor has a depth (unchanged elsewhere).
+    """
+    from tracegen_ros.traceforge.geometry import sample_depth
+
+    t = np.array(traj, np.float64)
+    z_s = sample_depth(depth_m, t[:, 0, :2])
+    ok = np.isfinite(z_s) & np.isfinite(t[:, 0, 2]) & (t[:, 0, 2] > 1e-3)
+    t[ok, :, 2] *= (z_s[ok] / t[ok, 0, 2])[:, None]
+    return t
+
+
 def select_gripper_keypoints(traj: np.ndarray, ee_uvz: np.ndarray, K: np.ndarray,
                              cfg: ExecutionConfig = ExecutionConfig()) -> np.ndarray:
     """Indices (n,) of the keypoints on the gripper (see the module doc), nearest first.
 
-    traj: (N, L, 3) screen-aligned traces of the reference frame; ee_uvz: (3,) the end
-    effector's (u, v, z) there. Raises ExecutionError when none qualifies.
+    traj: (N, L, 3) screen-aligned traces of the reference frame (step-0 depth anchored to
+    the sensor, :func:`anchor_to_sensor`); ee_uvz: (3,) the end effector's (u, v, z) there.
+    Raises ExecutionError when none qualifies.
     """
     t = np.asarray(traj, np.float64)
     ok0 = _valid(t[:, 0])
@@ -206,11 +227,18 @@ def gripper_events(z: np.ndarray, gripper_open: bool, cfg: ExecutionConfig = Exe
 
 
 def plan_execution(traj: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray, ee_pos_base: np.ndarray,
-                   gripper_open: bool, cfg: ExecutionConfig = ExecutionConfig()) -> ExecutionPlan:
-    """The whole execution path for one predicted trace (N, L, 3) of the current frame."""
+                   gripper_open: bool, cfg: ExecutionConfig = ExecutionConfig(),
+                   depth_m: np.ndarray | None = None) -> ExecutionPlan:
+    """The whole execution path for one predicted trace (N, L, 3) of the current frame.
+
+    ``depth_m``: (H, W) sensor depth of that frame; when given, traces are anchored to it
+    (:func:`anchor_to_sensor`) before the gripper keypoints are chosen.
+    """
     t = np.asarray(traj, np.float64)
     if t.ndim != 3 or t.shape[2] != 3:
         raise ExecutionError(f"trace must be (N, L, 3) screen-aligned (u, v, z), got {t.shape}")
+    if depth_m is not None:
+        t = anchor_to_sensor(t, depth_m)
     ee = ee_pixel(ee_pos_base, T_base_cam, K)
     kp = select_gripper_keypoints(t, ee, K, cfg)
     path = gripper_path(t, kp, K, T_base_cam, ee_pos_base, cfg)

@@ -121,7 +121,7 @@ class SimTraceRunner:
                 traj = predictor.predict(rgb, depth, self.K, env.instruction, seed=predict_seed + r)
                 res.rounds += 1
                 plan = plan_execution(traj, self.K, self.T_base_cam, env.ee_pose()[0],
-                                      env.gripper_command > 0.5, self.ecfg)
+                                      env.gripper_command > 0.5, self.ecfg, depth_m=depth)
             except (ExecutionError, GeometryError) as exc:
                 res.error = f"{type(exc).__name__}: {exc}"
                 break

@@ -210,7 +210,7 @@ class TraceGenNode(Node):
                 self.get_logger().warning("no joint_states: trace published, not executed")
             return
         plan = plan_execution(traj, K, self.cfg.transform(), ee[0], self._gripper_open,
-                              self.cfg.execution())
+                              self.cfg.execution(), depth_m=depth)
         self.get_logger().info(f"trace {self.predictions}: {len(plan.path)} waypoints, gripper "
                                f"keypoints {plan.keypoints.tolist()}, grasp at {plan.grasp_index}, "
                                f"release at {plan.release_index}")
