@@ -63,6 +63,9 @@ def tracegen_params(data: dict[str, Any], policy: str, checkpoint: str) -> None:
     section("sim_node")["stamp_source"] = "sim"
     for node in ("franka_controller_node", "tracegen_node"):
         section(node)["use_sim_time"] = True
+    rec = section("recorder_node")
+    rec["topics"] = list(dict.fromkeys(list(rec.get("topics", [])) + [
+        "/trace3d", "/ee_waypoints", "/fr3_arm_controller/joint_trajectory", "/clock"]))
 
 
 def _draw(rgb: np.ndarray, trace: np.ndarray | None) -> np.ndarray:
