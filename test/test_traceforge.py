@@ -294,3 +294,17 @@ def test_anchor_to_sensor() -> None:
     out = anchor_to_sensor(traj, depth)
     np.testing.assert_allclose(out[0, :, 2], traj[0, :, 2])  # no sensor depth there: unchanged
     np.testing.assert_allclose(out[1, :, 2], [2.0, 2.0, 2.2, 2.4])
+
+
+def test_collect_episode_without_depth_is_reported(collect_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(collect_dir, src)
+    data = src / "episode_000001" / "data.npz"
+    with np.load(data) as z:
+        arrays = {k: z[k] for k in z.files if k != "observation.depth.scene"}
+    np.savez_compressed(data, **arrays)  # as `tracevla-collect --no-depth` writes it
+    out = tmp_path / "out"
+    assert traceforge_main(["--episodes", str(src), "--out", str(out), "--no-progress"]) == 0
+    rep = json.loads((out / "traceforge_report.json").read_text())
+    assert rep["done"] == ["push_block_to_region_episode_000000"]
+    assert "depth is missing" in rep["failed"]["push_block_to_region_episode_000001"]
