@@ -47,6 +47,7 @@ class EpisodeResult:
     interventions: int  # safety-layer changes
     error: str = ""  # why execution stopped early (no gripper keypoint, bad input, ...)
     grasps: list[int] = field(default_factory=list)
+    first_path: np.ndarray | None = None  # (P, 3) waypoints planned from the first frame, m
 
 
 class SimTraceRunner:
@@ -125,6 +126,8 @@ class SimTraceRunner:
             except (ExecutionError, GeometryError) as exc:
                 res.error = f"{type(exc).__name__}: {exc}"
                 break
+            if res.first_path is None:
+                res.first_path = plan.path
             self.execute(plan, res)
             if env.success():
                 break

@@ -47,6 +47,19 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4))
 
 
+def path_error(path: Any, ref: Any) -> tuple[float, float]:
+    """(symmetric mean closest-point distance between the polylines ``path`` and ``ref``,
+    end-point distance), metres."""
+    import numpy as np
+
+    from tracegen_ros.traceforge.resample import resample_by_arc_length
+
+    a = resample_by_arc_length(np.asarray(path, float), 200)
+    b = resample_by_arc_length(np.asarray(ref, float), 200)
+    d = np.linalg.norm(a[:, None] - b[None], axis=2)
+    return float(0.5 * (d.min(axis=1).mean() + d.min(axis=0).mean())), float(np.linalg.norm(a[-1] - b[-1]))
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tracevla-bench tracegen-sim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,7 +134,11 @@ def main(argv: list[str]) -> dict[str, Any]:
                 per["model"].append(runner.run_episode(model, seed, args.rounds, predict_seed=seed))
         env.close()
         task_out: dict[str, Any] = {}
+        oracle_paths = {r.seed: r.first_path for r in per.get("oracle", []) if r.first_path is not None}
         for m, results in per.items():
+            errs = [path_error(r.first_path, oracle_paths[r.seed]) for r in results
+                    if m != "oracle" and r.first_path is not None and len(r.first_path) > 0
+                    and r.seed in oracle_paths and len(oracle_paths[r.seed]) > 1]
             k = sum(r.success for r in results)
             task_out[m] = {
                 "success_rate": round(k / max(1, len(results)), 4), "successes": k,
@@ -133,6 +150,9 @@ def main(argv: list[str]) -> dict[str, Any]:
                 "ik_incomplete_plans": sum(r.ik_incomplete for r in results),
                 "mean_sim_time_s": round(sum(r.sim_time_s for r in results) / max(1, len(results)), 2),
             }
+            if errs:  # first planned path against the oracle's (same seed, same start)
+                task_out[m]["path_vs_oracle_mean_m"] = round(sum(e[0] for e in errs) / len(errs), 4)
+                task_out[m]["path_vs_oracle_end_m"] = round(sum(e[1] for e in errs) / len(errs), 4)
         if "oracle" in methods:
             task_out["expert_success_rate"] = round(expert_ok / args.episodes, 4)
         out[task] = task_out
