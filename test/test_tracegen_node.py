@@ -70,6 +70,12 @@ def _run(depth_shape: tuple[int, int], seconds: float = 6.0) -> dict[str, list[A
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     ex.add_node(io)
+    # depth consistent with the trace's step 0 (the execution anchors traces to the sensor)
+    depth = np.full((256, 256), 2.5, np.float32)
+    ui, vi = np.round(traj[:, 0, 0]).astype(int), np.round(traj[:, 0, 1]).astype(int)
+    depth[vi, ui] = traj[:, 0, 2]
+    if depth_shape != depth.shape:
+        depth = np.full(depth_shape, 1.2, np.float32)
     f = 128 / np.tan(np.radians(25))
     info = CameraInfo(width=256, height=256, k=[f, 0.0, 127.5, 0.0, f, 127.5, 0.0, 0.0, 1.0])
     js = JointState(name=list(spec.ros_joint_names) + [spec.gripper_joints[0]],
@@ -82,7 +88,7 @@ def _run(depth_shape: tuple[int, int], seconds: float = 6.0) -> dict[str, list[A
                 last = time.monotonic()
                 stamp = io.get_clock().now().to_msg()
                 img = numpy_to_image(np.full((256, 256, 3), 90, np.uint8), "rgb8")
-                dep = numpy_to_image(np.full(depth_shape, 1.2, np.float32), "32FC1")
+                dep = numpy_to_image(depth, "32FC1")
                 for m in (img, dep, info):
                     m.header.stamp = stamp
                     m.header.frame_id = "camera_color_optical_frame"
