@@ -23,6 +23,7 @@ TOOLS = [
     "tracevla-collect=tracevla_ros.tools.collect:main",
     "tracevla-serve=tracevla_ros.tools.serve:main",
     "tracevla-replay=tracevla_ros.tools.replay:main",
+    "traceforge=tracegen_ros.traceforge.cli:main",
 ]
 
 setup(

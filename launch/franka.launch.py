@@ -1,21 +1,23 @@
-"""Franka FR3: RealSense RGB-D -> tracker -> policy -> FR3 controller, with rviz.
+"""Franka FR3: RealSense RGB-D camera -> tracegen_node (TraceGen) -> FR3 controller, with rviz.
 
-    ros2 launch tracevla_ros franka.launch.py instruction:="push the block to the region"
+    ros2 launch tracevla_ros franka.launch.py instruction:="push the block into the purple region"
     ros2 launch tracevla_ros franka.launch.py use_sim:=true dry_run:=true rviz:=true
+    ros2 service call /tracegen_node/predict std_srvs/srv/Trigger   # predict + execute one trace
 
-What runs today: the 2D trace path (tracker_node + policy_node, actions in
-ee_delta_7d on /policy/action) and the FR3 controller, which also takes
-TraceGen-style waypoint sequences on ee_waypoints. The TraceGen node (RGB-D +
-instruction -> Trace3D on /trace3d -> waypoints) is not in this release: this
-file says so at start; trace_viz_node already draws /trace3d when something
-publishes it. Parameters: config/fr3.yaml (or config:=...) with the launch
-arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf).
+tracegen_node predicts a 3D trace from the aligned RGB-D frame and the instruction,
+publishes it (``/trace3d``, drawn by trace_viz_node on ``/trace3d_markers``) and sends
+its gripper's motion to franka_controller_node as ``/ee_waypoints`` plus gripper
+actions. Calibrate ``tracegen_node.T_base_cam`` (camera pose in fr3_link0) in
+config/fr3.yaml first. In simulation without franka_msgs, give the controller
+``gripper_namespace: ''`` and ``gripper_command_topic: /sim_node/gripper_command`` (as
+``tracevla-demo --robot fr3`` does). Parameters: config/fr3.yaml (or config:=...) with
+the launch arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf).
 """
 
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -24,8 +26,7 @@ from launch_ros.substitutions import FindPackageShare
 ARGS = [
     ("camera_serial", "", "RealSense serial number (empty = the first device)"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
-    ("policy", "scripted", "policy backend: a registered name (e.g. local) or module:function"),
-    ("checkpoint", "", "checkpoint path for learned policy backends"),
+    ("checkpoint", "tracegen_ros/checkpoints/fr3_small", "TraceGen checkpoint directory"),
     ("use_sim", "false", "run the MuJoCo sim_node instead of the camera + hardware"),
     ("dry_run", "false", "controller publishes the commands it would send, sends none"),
     ("rviz", "false", "start rviz2 with config/rviz/franka.rviz"),
@@ -68,17 +69,17 @@ def generate_launch_description() -> LaunchDescription:
              condition=UnlessCondition(use_sim)),
         Node(package="tracevla_ros", executable="sim_node", name="sim_node",
              parameters=params, condition=IfCondition(use_sim)),
+        # 2D trace overlay (/image_trace) and markers for rviz; TraceGen does not use it
         Node(package="tracevla_ros", executable="tracker_node", name="tracker_node",
              parameters=params, remappings=[("image", "/camera/image_raw")]),
-        Node(package="tracevla_ros", executable="policy_node", name="policy_node",
-             parameters=params + [{"backend": LaunchConfiguration("policy"),
-                                   "checkpoint": LaunchConfiguration("checkpoint"),
-                                   "instruction": LaunchConfiguration("instruction")}],
-             remappings=[("image", "/camera/image_raw"), ("action", "/policy/action")]),
         Node(package="tracevla_ros", executable="franka_controller_node",
              name="franka_controller_node",
-             parameters=params + [{"dry_run": LaunchConfiguration("dry_run")}],
-             remappings=[("action", "/policy/action")]),
+             parameters=params + [{"dry_run": LaunchConfiguration("dry_run")}]),
+        Node(package="tracevla_ros", executable="tracegen_node", name="tracegen_node",
+             parameters=params + [{"instruction": LaunchConfiguration("instruction"),
+                                   "checkpoint": LaunchConfiguration("checkpoint")}],
+             remappings=[("image", "/camera/image_raw"), ("depth", "/camera/depth/image_raw"),
+                         ("camera_info", "/camera/camera_info")]),
         Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
              parameters=params,
              remappings=[("camera_info", "/camera/camera_info"),
@@ -91,7 +92,4 @@ def generate_launch_description() -> LaunchDescription:
         Node(package="rviz2", executable="rviz2", name="rviz2",
              arguments=["-d", PathJoinSubstitution([share, "config", "rviz", "franka.rviz"])],
              condition=IfCondition(LaunchConfiguration("rviz"))),
-        LogInfo(msg="tracevla_ros franka: the TraceGen node (RGB-D + instruction -> Trace3D -> "
-                    "waypoints) is not in this release; running the 2D trace policy path, and the "
-                    "controller also accepts waypoint sequences on ee_waypoints."),
     ])

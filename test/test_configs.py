@@ -22,6 +22,12 @@ def _sim_config() -> type:
     return SimNodeConfig
 
 
+def _tracegen_config() -> type:
+    from tracegen_ros.node_config import TraceGenNodeConfig
+
+    return TraceGenNodeConfig
+
+
 CLASSES = {
     "camera_node": lambda: CameraConfig,
     "tracker_node": lambda: TrackerConfig,
@@ -32,12 +38,13 @@ CLASSES = {
     "franka_controller_node": lambda: FrankaControllerConfig,
     "trace_viz_node": lambda: TraceVizConfig,
     "bag_player_node": lambda: BagPlayerConfig,
+    "tracegen_node": _tracegen_config,
 }
 ROBOT_NODES = {
     "widowx.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
                     "widowx_controller_node", "trace_viz_node", "bag_player_node"},
     "fr3.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                 "franka_controller_node", "trace_viz_node", "bag_player_node"},
+                 "franka_controller_node", "trace_viz_node", "bag_player_node", "tracegen_node"},
 }
 
 

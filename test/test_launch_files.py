@@ -154,7 +154,7 @@ def node_info(module_name: str) -> NodeInfo:
     module = importlib.import_module(module_name)
     leaf = next(c for _, c in inspect.getmembers(module, inspect.isclass)
                 if c.__module__ == module_name and c.__name__.endswith("Node"))
-    sources = [c for c in inspect.getmro(leaf) if c.__module__.startswith("tracevla_ros.")]
+    sources = [c for c in inspect.getmro(leaf) if c.__module__.startswith(("tracevla_ros.", "tracegen_ros."))]
     own_name, config_cls = "", None
     topics: list[tuple[str, ast.expr]] = []
     for cls in sources:

@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, str] = {
     "tracker": "tracker",
     "remote": "remote",
     "replay": "replay",
+    "tracegen-sim": "tracegen_sim",
 }

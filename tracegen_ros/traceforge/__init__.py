@@ -1,0 +1,1 @@
+"""TraceForge: RGB-D videos -> TraceGen training triplets (reference frame, instructions, 3D traces)."""
