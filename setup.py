@@ -21,6 +21,8 @@ TOOLS = [
     "tracevla-bench=tracevla_ros.tools.bench:main",
     "tracevla-demo=tracevla_ros.tools.demo:main",
     "tracevla-collect=tracevla_ros.tools.collect:main",
+    "tracevla-annotate=tracevla_ros.tools.annotate:main",
+    "tracevla-train=tracevla_ros.tools.train:main",
 ]
 
 setup(
@@ -29,6 +31,8 @@ setup(
     name="tracevla-stack",
     version="0.1.0",
     packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*"]),
+    # The shipped local-policy checkpoints (config.json + model.safetensors).
+    package_data={"tracevla_ros.policy": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"]},
     python_requires=">=3.10,<3.14",
     entry_points={"console_scripts": _node_scripts() + TOOLS},
 )

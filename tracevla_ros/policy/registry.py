@@ -16,6 +16,7 @@ from tracevla_ros.policy.config import PolicyNodeConfig
 
 # name -> "module:factory"; the learned backends register here.
 BACKENDS: dict[str, str] = {
+    "local": "tracevla_ros.policy.local.backend:make",
 }
 
 IN_PROCESS_ONLY = {
