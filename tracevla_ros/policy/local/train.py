@@ -290,7 +290,8 @@ def plot_curve(out: Path, history: list[dict[str, Any]], steps: list[tuple[int, 
     ax.set_ylabel("loss (soft CE, summed over 7 dims)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if steps or val:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / CURVE_FILE)
     plt.close(fig)
