@@ -17,13 +17,14 @@ TRACKER = TrackerConfig(preset="paper", grid_size=20)  # N = 6: traces from step
 INSTRUCTIONS = ("pick up the red cube", "push the block to the right")
 
 
-def make_dataset(root: Path, episodes: int = 2, steps: int = 14, annotate: bool = True) -> Path:
+def make_dataset(root: Path, episodes: int = 2, steps: int = 14, annotate: bool = True,
+                 size: int = SIZE) -> Path:
     """A dataset in the tracevla-collect layout: synthetic moving textures as frames,
     a smooth action sequence, alternating instructions; traces via annotate_frames."""
     write_info(root, {"robot": "widowx250s", "task": "synthetic", "fps": 5.0,
-                      "action_space": "ee_delta_7d", "camera": {"width": SIZE, "height": SIZE}})
+                      "action_space": "ee_delta_7d", "camera": {"width": size, "height": size}})
     for e in range(episodes):
-        scene = SyntheticScene.default(SIZE, SIZE, seed=e)
+        scene = SyntheticScene.default(size, size, seed=e)
         frames, times = scene.sequence(fps=5.0, n_frames=steps)
         w = EpisodeWriter(with_depth=False)
         for t in range(steps):
@@ -45,11 +46,12 @@ def make_dataset(root: Path, episodes: int = 2, steps: int = 14, annotate: bool 
     return root
 
 
-def make_tiny_checkpoint(root: Path, no_trace: bool = False) -> Path:
-    """Train a tiny network for one step on a generated dataset; returns the checkpoint dir."""
+def make_tiny_checkpoint(root: Path, no_trace: bool = False, size: int = SIZE) -> Path:
+    """Train a tiny network for one step on a generated dataset of ``size`` px frames;
+    returns the checkpoint dir."""
     from tracevla_ros.policy.local.train import TrainConfig, train
 
-    data = make_dataset(root / "data", episodes=2, steps=8)
+    data = make_dataset(root / "data", episodes=2, steps=8, size=size)
     out = root / ("ckpt_notrace" if no_trace else "ckpt")
     train(TrainConfig(data=(str(data),), out=str(out), no_trace=no_trace, epochs=1, batch_size=8,
                       image_size=32, max_steps=1, device="cpu", model=dict(TINY_MODEL)),
