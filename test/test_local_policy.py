@@ -264,7 +264,7 @@ def test_trainer_loss_falls_and_data_is_shared_with_serving(tmp_path: Path) -> N
     cfg = TrainConfig(data=(str(data),), out=str(tmp_path / "ck"), epochs=8, batch_size=28,
                       image_size=32, lr=3e-3, val_fraction=0.0, device="cpu", shift_px=0,
                       trace_dropout=0.0, model={"width": 32, "depth": 1, "heads": 2,
-                                                 "channels": (8, 8, 16)})
+                                                 "channels": (8, 16)})
     info = train(cfg, progress=False)
     losses = [h["train_loss"] for h in info["history"]]
     assert len(losses) == 8 and losses[-1] < 0.9 * losses[0], losses
@@ -279,7 +279,7 @@ def test_trainer_is_deterministic_and_resumes(tmp_path: Path, monkeypatch: pytes
 
     data = make_dataset(tmp_path / "data", episodes=4, steps=10)
     common = dict(data=(str(data),), epochs=2, batch_size=8, image_size=32, device="cpu",
-                  model={"width": 32, "depth": 1, "heads": 2, "channels": (8, 8, 16)})
+                  model={"width": 32, "depth": 1, "heads": 2, "channels": (8, 16)})
     a = tr.train(tr.TrainConfig(out=str(tmp_path / "a"), **common), progress=False)  # type: ignore[arg-type]
     b = tr.train(tr.TrainConfig(out=str(tmp_path / "b"), **common), progress=False)  # type: ignore[arg-type]
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]

@@ -12,7 +12,7 @@ from tracevla_ros.tracking.offline import annotate_frames, save_traces
 from tracevla_ros.tracking.synthetic import SyntheticScene
 
 SIZE = 64  # px, frames of the generated dataset
-TINY_MODEL = {"width": 32, "depth": 1, "heads": 2, "channels": (8, 8, 16)}
+TINY_MODEL = {"width": 32, "depth": 1, "heads": 2, "channels": (8, 16)}
 TRACKER = TrackerConfig(preset="paper", grid_size=20)  # N = 6: traces from step 6 on (t = 5)
 INSTRUCTIONS = ("pick up the red cube", "push the block to the right")
 

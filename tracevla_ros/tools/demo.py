@@ -12,9 +12,12 @@ real DDS (loopback only). Writes:
 - ``OUT/bag/``: a rosbag2 bag (metadata.yaml + MCAP) of every topic;
 - ``OUT/params.yaml``: the exact parameters the nodes ran with.
 
-Until a learned policy lands, ``--policy scripted`` (the default) drives the
-loop with the task's scripted expert, which reads the simulator's state; the
-summary says so.
+Policy: ``--policy local`` (the WidowX default) runs the shipped small trace-prompted
+network (``tracevla_ros/policy/checkpoints/widowx_trace``, or ``--checkpoint``)
+inside the real policy_node, built from the YAML like any backend;
+``--policy scripted`` drives the loop with the task's scripted expert instead,
+which reads the simulator's state (the summary says so; the FR3 default, as
+no FR3 checkpoint ships).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ import yaml
 from tracevla_ros.config import ConfigError, config_dir, load_params_file
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
-POLICIES = ("scripted",)
+POLICIES = ("local", "scripted")
+DEFAULT_POLICY = {"widowx": "local", "fr3": "scripted"}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -44,7 +48,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--robot", choices=sorted(ROBOTS), default="widowx")
     ap.add_argument("--task", default="", help="task name (default: the robot's default task)")
     ap.add_argument("--steps", type=int, default=200, help="policy steps to run")
-    ap.add_argument("--policy", choices=POLICIES, default="scripted")
+    ap.add_argument("--policy", choices=POLICIES, default=None,
+                    help="default: local for widowx (the shipped checkpoint), scripted for fr3 "
+                         "(no FR3 checkpoint ships)")
+    ap.add_argument("--checkpoint", default="",
+                    help="local policy checkpoint dir or shipped name (default: widowx_trace)")
     ap.add_argument("--tracker", default="lk", help="tracker backend (lk, cotracker3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, type=Path, help="output directory")
@@ -58,7 +66,8 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def build_params(robot: str, task: str, seed: int, tracker: str, policy: str) -> dict[str, Any]:
+def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
+                 checkpoint: str = "") -> dict[str, Any]:
     """config/<robot>.yaml with the demo's overrides (validated by the nodes)."""
     src = config_dir() / ROBOTS[robot]
     load_params_file(src)  # raises ConfigError naming file/key on a malformed file
@@ -71,11 +80,15 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str) ->
     sim["seed"] = seed
     section("tracker_node")["backend"] = tracker
     section("policy_node")["backend"] = policy
+    if checkpoint:
+        section("policy_node")["checkpoint"] = checkpoint
     return data
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.policy is None:
+        args.policy = DEFAULT_POLICY[args.robot]
     if args.steps < 1:
         return _fail("--steps must be >= 1")
     # DDS stays on this machine; one domain per run.
@@ -87,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{out / 'bag'} already exists; remove it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        params = build_params(args.robot, args.task, args.seed, args.tracker, args.policy)
+        params = build_params(args.robot, args.task, args.seed, args.tracker, args.policy,
+                              args.checkpoint)
     except ConfigError as exc:
         return _fail(str(exc))
     params_file = out / "params.yaml"
@@ -133,7 +147,6 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         if "error" in sim_box:
             raise sim_box["error"]
         sim = sim_box["node"]
-        expert = make_expert(sim.env)
         rate = float(params.get("policy_node", {}).get("ros__parameters", {})
                      .get("control_rate_hz", 5.0))
         monitor = DemoMonitor(context=ctx, command_topic=_command_topic(params, args.robot))
@@ -141,7 +154,8 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         recorder = RecorderNode(output=str(out / "bag"), context=ctx)
         nodes.append(recorder)
         nodes.append(TrackerNode(context=ctx))
-        policy = PolicyNode(policy=ScriptedPolicy(expert), context=ctx)
+        scripted = ScriptedPolicy(make_expert(sim.env)) if args.policy == "scripted" else None
+        policy = PolicyNode(policy=scripted, context=ctx)  # None: the YAML's backend
         nodes.append(policy)
         nodes.append(controller_cls(context=ctx))
         for n in nodes:
@@ -167,7 +181,8 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "instruction": sim.env.instruction,
             "policy": args.policy,
             "policy_note": ("scripted expert: reads privileged simulator state; not a learned "
-                            "policy" if args.policy == "scripted" else ""),
+                            "policy" if args.policy == "scripted" else
+                            f"learned (local backend): {_checkpoint_path(args.checkpoint)}"),
             "tracker_backend": args.tracker,
             "steps_requested": args.steps,
             "steps": monitor.actions,
@@ -230,6 +245,12 @@ def _sim_thread(ctx: Any, box: dict[str, Any], ready: threading.Event,
         ex.shutdown(timeout_sec=1.0)
         node.close()
         node.destroy_node()
+
+
+def _checkpoint_path(checkpoint: str) -> str:
+    from tracevla_ros.policy.local.checkpoint import resolve_checkpoint
+
+    return str(resolve_checkpoint(checkpoint))
 
 
 def _controller_class(robot: str) -> Any:

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="checkpoint directory to write")
     ap.add_argument("--no-trace", action="store_true",
                     help="baseline: the same network with the no-trace form always")
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)

@@ -4,8 +4,9 @@ Token sequence (width ``D``)::
 
     [image tokens (G*G)] [SEP] [overlay tokens (G*G)] [word tokens (L)] [proprio] [ACT]
 
-* one small conv encoder shared by both images (4 stride-2 convs, GroupNorm,
-  ReLU) -> a G x G grid of D-dim tokens per image (G = S / 16), plus a learned
+* one small conv encoder shared by both images (a 4x4 stride-4 patch conv, then
+  two 3x3 stride-2 convs, each with GroupNorm and ReLU) -> a G x G grid of D-dim
+  tokens per image (G = S / 16), plus a learned
   position embedding (shared) and a learned embedding per image slot;
 * a learned separator token between the two images' tokens (as TraceVLA
   inserts one between the original and the overlaid image);
@@ -35,11 +36,11 @@ class ModelConfig:
     """Network hyper-parameters; saved as ``config.json["model"]``."""
 
     image_size: int = 96  # S: input images are S x S (multiple of 16)
-    width: int = 128  # D: token width
+    width: int = 96  # D: token width
     depth: int = 2  # transformer layers
     heads: int = 4  # attention heads
     mlp_ratio: int = 2  # transformer feed-forward width = mlp_ratio * D
-    channels: tuple[int, int, int] = (16, 32, 64)  # conv widths before the last (D) conv
+    channels: tuple[int, int] = (32, 64)  # widths of the patch conv and the next conv
     vocab_size: int = 16
     max_words: int = 12
     proprio_dim: int = 8
@@ -69,9 +70,9 @@ class ModelConfig:
         return cls(**kw)
 
 
-def _conv(cin: int, cout: int, k: int) -> nn.Sequential:
+def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
     groups = 8 if cout % 8 == 0 else 1
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=2, padding=k // 2),
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=(k - 1) // 2),
                          nn.GroupNorm(groups, cout), nn.ReLU(inplace=True))
 
 
@@ -82,9 +83,8 @@ class TracePolicyNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.width
-        c1, c2, c3 = cfg.channels
-        self.encoder = nn.Sequential(_conv(3, c1, 5), _conv(c1, c2, 3), _conv(c2, c3, 3),
-                                     _conv(c3, d, 3))
+        c1, c2 = cfg.channels
+        self.encoder = nn.Sequential(_conv(3, c1, 4, 4), _conv(c1, c2, 3, 2), _conv(c2, d, 3, 2))
         g2 = cfg.grid * cfg.grid
         self.pos_image = nn.Parameter(torch.randn(1, g2, d) * 0.02)
         self.slot = nn.Parameter(torch.randn(2, 1, d) * 0.02)  # original / overlay slot

@@ -70,7 +70,7 @@ class TrainConfig:
     data: tuple[str, ...]
     out: str
     no_trace: bool = False
-    epochs: int = 15
+    epochs: int = 12
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
