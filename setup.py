@@ -24,6 +24,8 @@ TOOLS = [
     "tracevla-serve=tracevla_ros.tools.serve:main",
     "tracevla-replay=tracevla_ros.tools.replay:main",
     "traceforge=tracegen_ros.traceforge.cli:main",
+    "tracevla-annotate=tracevla_ros.tools.annotate:main",
+    "tracevla-train=tracevla_ros.tools.train:main",
 ]
 
 setup(
@@ -32,6 +34,8 @@ setup(
     name="tracevla-stack",
     version="0.1.0",
     packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*"]),
+    # The shipped local-policy checkpoints (config.json + model.safetensors).
+    package_data={"tracevla_ros.policy": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"]},
     python_requires=">=3.10,<3.14",
     entry_points={"console_scripts": _node_scripts() + TOOLS},
 )

@@ -25,7 +25,7 @@ ARGS = [
     ("bag", "", "rosbag2 directory (or .mcap/.db3 file) to play (required)"),
     ("robot", "widowx", "robot of the recording: widowx or fr3 (picks config/<robot>.yaml)"),
     ("rate", "1.0", "playback speed factor"),
-    ("policy", "scripted", "policy backend: a registered name (e.g. local) or module:function"),
+    ("policy", "local", "policy backend: a registered name (e.g. local) or module:function"),
     ("checkpoint", "", "checkpoint path for learned policy backends"),
     ("rviz", "false", "start rviz2 with the robot's rviz config"),
     ("record", "false", "record the replayed stack's topics with recorder_node"),

@@ -24,7 +24,7 @@ ARGS = [
     ("robot_name", "wx250s", "Interbotix robot name (topic namespace of the xs_sdk driver)"),
     ("camera_device", "/dev/video0", "V4L2 device of the third-person camera"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
-    ("policy", "scripted", "policy backend: a registered name (e.g. local) or module:function"),
+    ("policy", "local", "policy backend: a registered name (e.g. local) or module:function"),
     ("checkpoint", "", "checkpoint path for learned policy backends"),
     ("use_sim", "false", "run the MuJoCo sim_node instead of camera + hardware"),
     ("dry_run", "false", "controller publishes the commands it would send, sends none"),

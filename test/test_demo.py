@@ -30,10 +30,22 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_default_policy_per_robot() -> None:
+    from tracevla_ros.tools.demo import DEFAULT_POLICY, build_params
+
+    assert DEFAULT_POLICY == {"widowx": "local", "fr3": "scripted"}  # no FR3 checkpoint ships
+    p = build_params("widowx", "", 0, "lk", "local", "widowx_notrace")["policy_node"]
+    assert p["ros__parameters"]["backend"] == "local"
+    assert p["ros__parameters"]["checkpoint"] == "widowx_notrace"
+
+
 def test_summary_has_every_field(demo_out: Path) -> None:
     s = json.loads((demo_out / "summary.json").read_text())
-    assert s["robot"] == "widowx" and s["policy"] == "scripted" and "privileged" in s["policy_note"]
+    # The default policy is the shipped learned one, served by the real policy_node.
+    assert s["robot"] == "widowx" and s["policy"] == "local"
+    assert "learned" in s["policy_note"] and "widowx_trace" in s["policy_note"]
     assert s["tracker_backend"] == "lk" and s["steps"] == 25 and s["finished"]
+    # Success is reported, not required: a 25-step run of a small learned policy.
     assert isinstance(s["success"], bool) and isinstance(s["success_at_end"], bool)
     assert s["success"] == (s["success_at_step"] is not None)
     for topic in ("/camera/image_raw", "/trace", "/image_trace", "/policy/action", "/joint_states"):
@@ -86,6 +98,15 @@ def test_bag_is_rosbag2_mcap_with_consistent_stamps(demo_out: Path) -> None:
     action_stamps = [_stamp(m) for _, m in got["/policy/action"] if _stamp(m) >= first]
     assert action_stamps and set(action_stamps) <= trace_stamps
     assert action_stamps == sorted(action_stamps)
+    # Every action comes from the learned 'local' policy: one finite ee_delta_7d step with
+    # the gripper in [0, 1], and it says whether a trace was in its input.
+    import numpy as np
+
+    for _, a in got["/policy/action"]:
+        v = np.asarray(a.values, np.float64)  # type: ignore[attr-defined]
+        assert a.policy_name == "local" and a.action_space == "ee_delta_7d"  # type: ignore[attr-defined]
+        assert (a.chunk_length, a.action_dim) == (1, 7) and np.all(np.isfinite(v))  # type: ignore[attr-defined]
+        assert 0.0 <= v[6] <= 1.0 and a.inference_latency_s > 0  # type: ignore[attr-defined]
     # ... and nothing arrives before the frame it belongs to was taken.
     for topic in ("/trace", "/policy/action"):
         assert all(t_rx >= _stamp(m) for t_rx, m in got[topic]), topic

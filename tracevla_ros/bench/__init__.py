@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, str] = {
     "remote": "remote",
     "replay": "replay",
     "tracegen-sim": "tracegen_sim",
+    "policy": "policy",
 }

@@ -11,7 +11,8 @@ from tracevla_ros.config import check, param
 class PolicyNodeConfig:
     backend: str = param("scripted", "policy backend: scripted (in-process simulator only; "
                          "learned backends register in tracevla_ros.policy.registry)")
-    checkpoint: str = param("", "checkpoint path for learned backends (local path, never downloaded)")
+    checkpoint: str = param("", "checkpoint path for learned backends (local path, never "
+                            "downloaded); backend local: '' = the shipped widowx_trace")
     device: str = param("auto", "torch device for learned backends: auto (cuda when available, "
                         "else cpu), cpu, cuda, cuda:N")
     control_rate_hz: float = param(5.0, "policy steps per second; shared with the tracker "

@@ -20,6 +20,7 @@ BACKENDS: dict[str, str] = {
     "tracevla-phi3": "tracevla_ros.policy.vla.hf:make_tracevla_phi3",
     "openvla": "tracevla_ros.policy.vla.hf:make_openvla",
     "remote": "tracevla_ros.policy.remote.client:make_remote",
+    "local": "tracevla_ros.policy.local.backend:make",
 }
 
 IN_PROCESS_ONLY = {

@@ -4,6 +4,15 @@ Example::
 
     MUJOCO_GL=egl tracevla-collect --robot widowx --task put_carrot_on_plate --episodes 20 --out data/carrot
     MUJOCO_GL=egl tracevla-collect --robot fr3 --task put_ball_in_box --episodes 5 --out data/ball --video
+    MUJOCO_GL=egl tracevla-collect --robot widowx --task lift_cube --episodes 150 --out data/lift \
+        --noise-pos 0.005 --noise-rot 0.02 --only-success
+
+``--noise-pos/--noise-rot`` (DART-style noise injection for behaviour cloning):
+the simulator executes the expert's action plus Gaussian noise on the
+translation (m) and rotation (rad) components, while ``action`` records the
+expert's clean action for the state it saw (the label to imitate) and
+``action.executed`` what was executed. The closed-loop expert then corrects
+the deviation, so the data shows recoveries a learned policy needs.
 
 Writes the layout of ``tracevla_ros/sim/DATASET.md`` (read it back with
 ``tracevla_ros.sim.dataset.load_episode``). Episode ``i`` uses seed ``--seed + i``.
@@ -43,13 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-depth", action="store_true", help="skip depth even where the camera has it")
     ap.add_argument("--video", action="store_true", help="also write a lossy rgb.mp4 preview")
     ap.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    ap.add_argument("--noise-pos", type=float, default=0.0,
+                    help="std of Gaussian noise added to the executed dx, dy, dz (m); 0 = none")
+    ap.add_argument("--noise-rot", type=float, default=0.0,
+                    help="std of Gaussian noise added to the executed droll, dpitch, dyaw (rad)")
     return ap
 
 
-def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: int) -> bool:
-    """Run the expert from ``seed``, recording every step into ``writer``; returns success."""
+def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: int,
+                    noise_pos: float = 0.0, noise_rot: float = 0.0) -> bool:
+    """Run the expert from ``seed``, recording every step into ``writer``; returns success.
+
+    With noise, the executed action is the expert's plus N(0, noise_pos) on dx, dy, dz [m]
+    and N(0, noise_rot) on droll, dpitch, dyaw [rad] (seeded by ``seed``); ``action`` is
+    the expert's clean action, ``action.executed`` the executed one.
+    """
     env.reset(seed)
     expert = make_expert(env)
+    noisy = noise_pos > 0.0 or noise_rot > 0.0
+    rng = np.random.default_rng([seed, 0x5EED])
     after = -1
     for _ in range(env.task.max_steps):
         action = expert.act().astype(np.float32)
@@ -71,7 +92,12 @@ def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: 
             if after >= extra_steps:
                 break
             after += 1
-        q = env.step_ee_delta(action)
+        executed = action
+        if noisy:
+            sigma = np.array([noise_pos] * 3 + [noise_rot] * 3 + [0.0])
+            executed = (action + rng.normal(0.0, 1.0, 7) * sigma).astype(np.float32)
+            obs["action__executed"] = executed
+        q = env.step_ee_delta(executed)
         writer.add(action=action, action__joint_targets=q.astype(np.float32), **obs)
     return env.success()
 
@@ -86,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.episodes < 1:
         print("tracevla-collect: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    if args.noise_pos < 0 or args.noise_rot < 0:
+        print("tracevla-collect: --noise-pos/--noise-rot must be >= 0", file=sys.stderr)
         return 2
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         print(f"tracevla-collect: {args.out} is not empty; pass --overwrite or another --out",
@@ -107,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                       "base axes applied to the measured ee orientation, gripper openness 1=open",
         "joint_names": list(env.joint_state().names), "arm_joints": list(env.robot.spec.arm_joints),
         "ee_site": env.robot.spec.ee_site, "base_frame": env.robot.spec.base_frame,
+        "noise": {"pos_m": args.noise_pos, "rot_rad": args.noise_rot},
         "camera": {"width": intr.width, "height": intr.height, "K": intr.K.tolist(),
                    "frame_id": intr.frame_id, "position_in_base": cam_pos.tolist(),
                    "rotation_base_optical": cam_rot.tolist(), "depth": with_depth},
@@ -116,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in bar:
         seed = args.seed + i
         writer = EpisodeWriter(with_depth)
-        ok = collect_episode(env, seed, writer, args.extra_steps)
+        ok = collect_episode(env, seed, writer, args.extra_steps, args.noise_pos, args.noise_rot)
         wins += ok
         if ok or not args.only_success:
             writer.save(args.out / f"episode_{kept:06d}",

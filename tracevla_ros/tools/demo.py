@@ -17,9 +17,11 @@ real DDS (loopback only). Writes:
 - ``OUT/bag/``: a rosbag2 bag (metadata.yaml + MCAP) of every topic;
 - ``OUT/params.yaml``: the exact parameters the nodes ran with.
 
-Until a learned policy lands, ``--policy scripted`` (the default) drives the
-loop with the task's scripted expert, which reads the simulator's state; the
-summary says so.
+Policy: ``--policy local`` (the WidowX default) runs the shipped small trace-prompted
+network (``tracevla_ros/policy/checkpoints/widowx_trace``, or ``--checkpoint``)
+inside the real policy_node, built from the YAML like any backend;
+``--policy scripted`` drives the loop with the task's scripted expert instead,
+which reads the simulator's state (the summary says so).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import yaml
 from tracevla_ros.config import ConfigError, config_dir, load_params_file
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
-POLICIES = ("scripted", "tracegen", "tracegen_oracle", "no_motion")
+POLICIES = ("local", "scripted", "tracegen", "tracegen_oracle", "no_motion")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,10 +52,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--task", default="", help="task name (default: the robot's default task)")
     ap.add_argument("--steps", type=int, default=200, help="policy steps to run")
     ap.add_argument("--policy", choices=POLICIES, default="",
-                    help="widowx: scripted (default); fr3: tracegen (default), tracegen_oracle, "
-                         "no_motion")
-    ap.add_argument("--checkpoint", default="", help="fr3 --policy tracegen: checkpoint directory "
-                    "(default: config/fr3.yaml's)")
+                    help="widowx: local (default: the shipped learned checkpoint) or scripted; "
+                         "fr3: tracegen (default), tracegen_oracle, no_motion")
+    ap.add_argument("--checkpoint", default="",
+                    help="widowx --policy local: checkpoint dir or shipped name (default: "
+                         "widowx_trace); fr3 --policy tracegen: checkpoint directory (default: "
+                         "config/fr3.yaml's)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="fr3: traces predicted and executed at most (stops at success)")
     ap.add_argument("--tracker", default="lk", help="tracker backend (lk, cotracker3)")
@@ -69,7 +73,8 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def build_params(robot: str, task: str, seed: int, tracker: str, policy: str) -> dict[str, Any]:
+def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
+                 checkpoint: str = "") -> dict[str, Any]:
     """config/<robot>.yaml with the demo's overrides (validated by the nodes)."""
     src = config_dir() / ROBOTS[robot]
     load_params_file(src)  # raises ConfigError naming file/key on a malformed file
@@ -83,6 +88,8 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str) ->
     section("tracker_node")["backend"] = tracker
     if robot == "widowx":
         section("policy_node")["backend"] = policy
+        if checkpoint:
+            section("policy_node")["checkpoint"] = checkpoint
     return data
 
 
@@ -92,12 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--steps and --rounds must be >= 1")
     from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES, tracegen_params
 
-    args.policy = args.policy or ("tracegen" if args.robot == "fr3" else "scripted")
+    args.policy = args.policy or ("tracegen" if args.robot == "fr3" else "local")
     if args.robot == "fr3" and args.policy not in TRACEGEN_POLICIES:
         return _fail(f"--robot fr3 runs the TraceGen loop: --policy one of {TRACEGEN_POLICIES}")
-    if args.robot == "widowx" and args.policy != "scripted":
-        return _fail("--robot widowx: only --policy scripted (learned TraceVLA policies are not "
-                     "part of the demo yet)")
+    if args.robot == "widowx" and args.policy not in ("local", "scripted"):
+        return _fail("--robot widowx: --policy local (the learned policy) or scripted")
     # DDS stays on this machine; one domain per run.
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
@@ -107,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{out / 'bag'} already exists; remove it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        params = build_params(args.robot, args.task, args.seed, args.tracker, args.policy)
+        params = build_params(args.robot, args.task, args.seed, args.tracker, args.policy,
+                              args.checkpoint if args.robot == "widowx" else "")
         if args.robot == "fr3":
             tracegen_params(params, args.policy, args.checkpoint)
     except ConfigError as exc:
@@ -162,7 +169,6 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         if "error" in sim_box:
             raise sim_box["error"]
         sim = sim_box["node"]
-        expert = make_expert(sim.env)
         rate = float(params.get("policy_node", {}).get("ros__parameters", {})
                      .get("control_rate_hz", 5.0))
         monitor = DemoMonitor(context=ctx, command_topic=_command_topic(params, args.robot))
@@ -172,7 +178,8 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         nodes.append(recorder)
         tracker = TrackerNode(context=ctx)
         nodes.append(tracker)
-        policy = PolicyNode(policy=ScriptedPolicy(expert), context=ctx)
+        scripted = ScriptedPolicy(make_expert(sim.env)) if args.policy == "scripted" else None
+        policy = PolicyNode(policy=scripted, context=ctx)  # None: the YAML's backend
         nodes.append(policy)
         nodes.append(controller_cls(context=ctx))
         for n in nodes:
@@ -202,7 +209,8 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "instruction": sim.env.instruction,
             "policy": args.policy,
             "policy_note": ("scripted expert: reads privileged simulator state; not a learned "
-                            "policy" if args.policy == "scripted" else ""),
+                            "policy" if args.policy == "scripted" else
+                            f"learned (local backend): {_checkpoint_path(args.checkpoint)}"),
             "tracker_backend": args.tracker,
             "steps_requested": args.steps,
             "steps": monitor.actions,
@@ -271,6 +279,12 @@ def _sim_thread(ctx: Any, box: dict[str, Any], ready: threading.Event,
         ex.shutdown(timeout_sec=1.0)
         node.close()
         node.destroy_node()
+
+
+def _checkpoint_path(checkpoint: str) -> str:
+    from tracevla_ros.policy.local.checkpoint import resolve_checkpoint
+
+    return str(resolve_checkpoint(checkpoint))
 
 
 def _controller_class(robot: str) -> Any:
