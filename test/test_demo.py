@@ -33,7 +33,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_default_policy_per_robot() -> None:
     from tracevla_ros.tools.demo import DEFAULT_POLICY, build_params
 
-    assert DEFAULT_POLICY == {"widowx": "local", "fr3": "scripted"}  # no FR3 checkpoint ships
+    assert DEFAULT_POLICY == {"widowx": "local", "fr3": "tracegen"}
     p = build_params("widowx", "", 0, "lk", "local", "widowx_notrace")["policy_node"]
     assert p["ros__parameters"]["backend"] == "local"
     assert p["ros__parameters"]["checkpoint"] == "widowx_notrace"

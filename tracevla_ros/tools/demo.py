@@ -43,6 +43,7 @@ from tracevla_ros.config import ConfigError, config_dir, load_params_file
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
 POLICIES = ("local", "scripted", "tracegen", "tracegen_oracle", "no_motion")
+DEFAULT_POLICY = {"widowx": "local", "fr3": "tracegen"}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--steps and --rounds must be >= 1")
     from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES, tracegen_params
 
-    args.policy = args.policy or ("tracegen" if args.robot == "fr3" else "local")
+    args.policy = args.policy or DEFAULT_POLICY[args.robot]
     if args.robot == "fr3" and args.policy not in TRACEGEN_POLICIES:
         return _fail(f"--robot fr3 runs the TraceGen loop: --policy one of {TRACEGEN_POLICIES}")
     if args.robot == "widowx" and args.policy not in ("local", "scripted"):
