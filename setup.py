@@ -21,6 +21,8 @@ TOOLS = [
     "tracevla-bench=tracevla_ros.tools.bench:main",
     "tracevla-demo=tracevla_ros.tools.demo:main",
     "tracevla-collect=tracevla_ros.tools.collect:main",
+    "tracegen-train=tracegen_ros.train:main",
+    "tracegen-predict=tracegen_ros.predict:main",
 ]
 
 setup(
