@@ -127,3 +127,41 @@ def test_pickle_and_missing_checkpoints_are_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         load_checkpoint(tmp_path / "empty")
+
+
+def test_evaluation_scores_an_oracle_at_zero(trained: tuple[Path, Path, dict]) -> None:
+    from tracegen_ros.data import list_samples, load_sample
+    from tracegen_ros.evaluate import evaluate_samples, no_motion_trace
+
+    data, _, _ = trained
+    paths = list_samples(data, split="val")
+
+    class Oracle:
+        def __init__(self, still: bool) -> None:
+            self.still = still
+
+        def predict(self, rgb, depth_m, K, instruction, steps=100, guidance=None, seed=0):  # type: ignore[no-untyped-def]
+            s = next(load_sample(p) for p in paths if np.array_equal(load_sample(p).rgb, rgb))
+            return no_motion_trace(s.traj) if self.still else s.traj
+
+    exact = evaluate_samples(Oracle(False), paths, steps=1)
+    assert exact["samples"] == 6 and exact["model"]["all"]["epe_px"] == 0.0  # type: ignore[index]
+    assert exact["model"]["moving"]["epe_m"] == 0.0  # type: ignore[index]
+    # the synthetic block moves 12 px; the no-motion baseline misses it by exactly that
+    assert exact["no_motion"]["moving"]["epe_px"] == pytest.approx(12.0, abs=1e-3)  # type: ignore[index]
+    still = evaluate_samples(Oracle(True), paths, steps=1)
+    assert still["model"] == still["no_motion"]
+
+
+def test_bench_reports_timing_size_and_accuracy(trained: tuple[Path, Path, dict]) -> None:
+    from tracevla_ros.bench import BENCHMARKS
+    from tracevla_ros.bench.tracegen import main as bench
+
+    assert BENCHMARKS["tracegen"] == "tracegen"
+    data, out, _ = trained
+    res = bench(["--checkpoint", str(out), "--data", str(data), "--steps", "2,3", "--repeats", "1",
+                 "--eval-steps", "2", "--max-samples", "3", "--threads", "1"])
+    assert set(res["prediction_time"]) == {"2", "3"}
+    assert res["parameters"]["total"] > 0 and res["published_decoder_parameters"] > 20e6
+    assert res["accuracy"]["samples"] == 3
+    assert np.isfinite(res["accuracy"]["model"]["all"]["epe_px"])

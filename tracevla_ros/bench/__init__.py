@@ -10,4 +10,5 @@ BENCHMARKS: dict[str, str] = {
     "experts": "experts",
     "sim": "sim",
     "tracker": "tracker",
+    "tracegen": "tracegen",
 }
