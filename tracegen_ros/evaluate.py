@@ -10,10 +10,19 @@ The no-motion baseline predicts that nothing moves: every step equals the
 true step 0 (the keypoint at its sensor depth). "moving" restricts the means
 to keypoints whose true endpoint moved at least ``moving_px`` pixels -- most
 of a scene is static, and the mean over all keypoints is dominated by it.
+
+"gripper" (sim samples with ``ee_uvz``): what the execution path uses. The
+keypoints whose predicted step 0 lies within ``gripper_radius_px`` of the end
+effector's pixel and ``gripper_depth_tol_m`` of its depth stand for the
+gripper; the mean of their 3-D displacements from step 0 is compared with the
+end effector's true displacement, at the last step (``end_m``) and averaged
+over the steps (``mean_m``), in metres in the camera frame. The no-motion
+baseline's error is the end effector's true displacement.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -62,6 +71,26 @@ def trace_errors(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray,
     }
 
 
+def gripper_errors(pred: np.ndarray, ee_uvz: np.ndarray, K: np.ndarray,
+                   radius_px: float = 24.0, depth_tol_m: float = 0.08) -> tuple[float, float]:
+    """(end_m, mean_m) error of the gripper keypoints' mean displacement vs the end
+    effector's; NaN when no keypoint qualifies. pred (K, L, 3); ee_uvz (L, 3)."""
+    p = np.where(np.isfinite(pred), pred, np.nan)
+    ee = np.asarray(ee_uvz, np.float64)
+    with np.errstate(invalid="ignore"):
+        near = ((np.linalg.norm(p[:, 0, :2] - ee[0, :2], axis=1) <= radius_px)
+                & (np.abs(p[:, 0, 2] - ee[0, 2]) <= depth_tol_m))
+    if not near.any() or not np.isfinite(ee).all():
+        return float("nan"), float("nan")
+    xyz = unproject(p[near], K)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        disp = np.nanmean(xyz - xyz[:, :1], axis=0)  # (L, 3)
+    e_xyz = unproject(ee, K)
+    err = np.linalg.norm(disp - (e_xyz - e_xyz[:1]), axis=-1)
+    return float(err[-1]), float(np.nanmean(err[1:]))
+
+
 def _summary(errs: list[dict[str, np.ndarray]], moving_px: float) -> dict[str, dict[str, float]]:
     cat = {k: np.concatenate([e[k] for e in errs]) for k in errs[0]}
     moving = cat["gt_motion_px"] >= moving_px
@@ -79,16 +108,28 @@ def evaluate_samples(predictor: TracePredictor, paths: Sequence[Path], steps: in
     """Model vs no-motion baseline on the samples at ``paths`` (first instruction each)."""
     model_errs: list[dict[str, np.ndarray]] = []
     base_errs: list[dict[str, np.ndarray]] = []
+    grip_model: list[tuple[float, float]] = []
+    grip_base: list[tuple[float, float]] = []
     episodes: set[str] = set()
     for i, p in enumerate(tqdm(paths, desc="evaluating", disable=not progress, unit="sample")):
         s: Sample = load_sample(p)
         pred = predictor.predict(s.rgb, s.depth_m, s.intrinsics, s.instructions[0], steps,
                                  guidance, seed + i)
         model_errs.append(trace_errors(pred, s.traj, s.valid_steps, s.intrinsics))
-        base_errs.append(trace_errors(no_motion_trace(s.traj), s.traj, s.valid_steps, s.intrinsics))
+        still = no_motion_trace(s.traj)
+        base_errs.append(trace_errors(still, s.traj, s.valid_steps, s.intrinsics))
+        if s.ee_uvz is not None:
+            grip_model.append(gripper_errors(pred, s.ee_uvz, s.intrinsics))
+            grip_base.append(gripper_errors(still, s.ee_uvz, s.intrinsics))
         episodes.add(s.episode)
     if not paths:
         return {"samples": 0}
+    model_sum, base_sum = _summary(model_errs, moving_px), _summary(base_errs, moving_px)
+    for target, vals in ((model_sum, grip_model), (base_sum, grip_base)):
+        arr = np.array(vals, np.float64).reshape(-1, 2)
+        ok = np.isfinite(arr[:, 0])
+        target["gripper"] = {"end_m": float(arr[ok, 0].mean()) if ok.any() else float("nan"),
+                             "mean_m": float(arr[ok, 1].mean()) if ok.any() else float("nan"),
+                             "samples": int(ok.sum())}
     return {"samples": len(paths), "episodes": len(episodes), "ode_steps": steps,
-            "moving_threshold_px": moving_px,
-            "model": _summary(model_errs, moving_px), "no_motion": _summary(base_errs, moving_px)}
+            "moving_threshold_px": moving_px, "model": model_sum, "no_motion": base_sum}
