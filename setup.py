@@ -31,6 +31,8 @@ setup(
     name="tracevla-stack",
     version="0.1.0",
     packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*"]),
+    # the shipped TraceGen checkpoint(s): model.safetensors + config.json
+    package_data={"tracegen_ros": ["checkpoints/*/*.safetensors", "checkpoints/*/*.json"]},
     python_requires=">=3.10,<3.14",
     entry_points={"console_scripts": _node_scripts() + TOOLS},
 )

@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tracegen_ros.flow import (  # noqa: E402
+    data_to_velocity,
     flow_matching_loss,
     guided,
     integrate,
@@ -120,3 +121,18 @@ def test_classifier_free_guidance_combination() -> None:
     assert guided(vc, vu, 1.0).item() == 2.0
     assert guided(vc, vu, 0.0).item() == 1.0
     assert guided(vc, vu, 2.0).item() == 3.0
+
+
+def test_data_parametrisation_target_is_the_velocity() -> None:
+    """(x1 - x_tau) / (1 - tau) == x1 - x0; with t_eps the clamp only acts above 1 - t_eps."""
+    g = torch.Generator().manual_seed(6)
+    x0, x1 = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    tau = torch.tensor([0.0, 0.5, 0.94, 0.99])
+    xt = interpolant(x0, x1, tau)
+    v = data_to_velocity(x1, xt, tau, t_eps=0.05)
+    assert torch.allclose(v[:3], (x1 - x0)[:3], atol=1e-5)
+    assert torch.allclose(v[3], (x1[3] - xt[3]) / 0.05)
+    # an exact data estimate makes Euler land on it from any start
+    mu = torch.tensor([[0.3, -0.7, 1.1, 0.0, 2.0]])
+    out = integrate(lambda x, t: data_to_velocity(mu.expand_as(x), x, t), torch.randn(8, 5), 100)
+    assert torch.allclose(out, mu.expand(8, 5), atol=1e-5)

@@ -9,6 +9,15 @@ Training regresses the velocity with a (masked) MSE; sampling integrates
 dX/dtau = v(X, tau) from tau = 0 to 1 on a uniform grid (Euler or Heun),
 optionally with classifier-free guidance ``v = v_u + s (v_c - v_u)``.
 
+Data prediction: a network may output an estimate of X1 instead of the
+velocity (useful when a token carries more numbers than the network's width,
+which cannot then pass the noise X0 through); the velocity it implies at
+(X_tau, tau) is ``(X1_hat - X_tau) / (1 - tau)`` (``data_to_velocity``), and
+the regression target at the same point is the same map of the true X1,
+which equals X1 - X0 exactly. Training clamps ``1 - tau`` at ``t_eps`` on both
+sides (the same map, so the target stays consistent); sampling never reaches
+tau = 1 (its last evaluation is at 1 - 1/steps).
+
 For a point-mass data distribution X1 = mu the exact velocity is
 ``(mu - x) / (1 - tau)`` and one Euler pass over any uniform grid lands on mu
 exactly (the last step has tau = 1 - dtau), which the unit test checks.
@@ -21,6 +30,8 @@ from typing import Callable
 import torch
 
 __all__ = [
+    "data_to_velocity",
+    "masked_mse",
     "interpolant",
     "velocity_target",
     "sample_tau",
@@ -62,7 +73,19 @@ def flow_matching_loss(pred_v: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor,
                        mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error between ``pred_v`` and ``x1 - x0`` over the entries where
     ``mask`` (broadcastable to x1, bool) is True; all entries without a mask."""
-    err = (pred_v - velocity_target(x0, x1)) ** 2
+    return masked_mse(pred_v, velocity_target(x0, x1), mask)
+
+
+def data_to_velocity(x1_hat: torch.Tensor, x_tau: torch.Tensor, tau: torch.Tensor,
+                     t_eps: float = 0.0) -> torch.Tensor:
+    """(x1_hat - x_tau) / max(1 - tau, t_eps, 1e-6): the velocity implied by a data estimate."""
+    denom = (1.0 - _bcast(tau, x_tau)).clamp(min=max(t_eps, 1e-6))
+    return (x1_hat - x_tau) / denom
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of (pred - target)^2 over the entries where ``mask`` (broadcastable, bool) is True."""
+    err = (pred - target) ** 2
     if mask is None:
         return err.mean()
     m = mask.to(err.dtype).expand_as(err)

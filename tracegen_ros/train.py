@@ -45,7 +45,7 @@ from tracevla_ros.config import ConfigError
 
 from tracegen_ros.checkpoint import CheckpointError, read_config, save_checkpoint
 from tracegen_ros.data import DataError, list_episodes, list_samples, load_info, load_sample
-from tracegen_ros.flow import flow_matching_loss, interpolant, sample_tau
+from tracegen_ros.flow import data_to_velocity, flow_matching_loss, interpolant, masked_mse, sample_tau
 from tracegen_ros.model.config import TraceGenConfig
 from tracegen_ros.model.encoders import build_vocab
 from tracegen_ros.model.tracegen import TraceGenModel
@@ -224,8 +224,12 @@ def _loss(model: TraceGenModel, batch: tuple[torch.Tensor, torch.Tensor, torch.T
     x1 = model.normalise(inc)
     x0 = torch.randn(x1.shape, generator=gen, device="cpu").to(dev)
     tau = sample_tau(b, gen, cfg.tau_sampling).to(dev)
-    v = model.velocity(interpolant(x0, x1, tau), tau, cond)
-    return flow_matching_loss(v, x0, x1, mask[..., None])
+    xt = interpolant(x0, x1, tau)
+    if cfg.prediction == "data":
+        # the same clamped map on both sides: the target equals x1 - x0 for tau <= 1 - t_eps
+        v = model.velocity(xt, tau, cond, cfg.t_eps)
+        return masked_mse(v, data_to_velocity(x1, xt, tau, cfg.t_eps), mask[..., None])
+    return flow_matching_loss(model.velocity(xt, tau, cond), x0, x1, mask[..., None])
 
 
 @torch.no_grad()

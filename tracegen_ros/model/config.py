@@ -50,6 +50,7 @@ IMAGE_ENCODER_KINDS = ("conv", "dinov3", "siglip")
 TEXT_ENCODER_KINDS = ("words", "t5")
 ATTENTION_KINDS = ("factorised", "joint")
 TAU_SAMPLING = ("uniform", "logit_normal")
+PREDICTIONS = ("velocity", "data")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,11 @@ class TraceGenConfig:
     attention: str = param("factorised", f"decoder attention layout {ATTENTION_KINDS}")
     qk_norm: bool = param(True, "LayerNorm on queries and keys in the decoder attention")
     # --- flow matching -----------------------------------------------------
+    prediction: str = param("data", f"what the decoder outputs {PREDICTIONS}: the velocity "
+                            "X1 - X0 directly, or an estimate of X1 turned into the velocity "
+                            "(X1_hat - X_tau) / (1 - tau); the loss is the velocity MSE either way")
+    t_eps: float = param(0.05, "training clamps 1 - tau at this value in the 'data' "
+                         "parametrisation (prediction and target alike)")
     cond_dropout: float = param(0.1, "probability of replacing the instruction by the null "
                                 "text during training (classifier-free guidance)")
     tau_sampling: str = param("uniform", f"training distribution of tau {TAU_SAMPLING}")
@@ -153,6 +159,8 @@ class TraceGenConfig:
         check(self.attention in ATTENTION_KINDS, "attention",
               f"must be one of {ATTENTION_KINDS}, got '{self.attention}'")
         check(0.0 <= self.cond_dropout < 1.0, "cond_dropout", "must be in [0, 1)")
+        check(self.prediction in PREDICTIONS, "prediction", f"must be one of {PREDICTIONS}")
+        check(0.0 < self.t_eps < 1.0, "t_eps", "must be in (0, 1)")
         check(self.tau_sampling in TAU_SAMPLING, "tau_sampling", f"must be one of {TAU_SAMPLING}")
         check(self.default_steps >= 1, "default_steps", "must be >= 1")
         check(self.default_guidance >= 0, "default_guidance", "must be >= 0")
@@ -220,6 +228,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patch_size": 2,
         "patch_t": 2,
         "attention": "joint",
+        "prediction": "velocity",  # the released model regresses the velocity directly
         "default_guidance": 1.0,
     },
 }

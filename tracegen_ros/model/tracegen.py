@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from tracegen_ros.flow import guided, integrate
+from tracegen_ros.flow import data_to_velocity, guided, integrate
 from tracegen_ros.model.config import TraceGenConfig
 from tracegen_ros.model.decoder import TraceDecoder, sincos_2d
 from tracegen_ros.model.encoders import (
@@ -176,10 +176,17 @@ class TraceGenModel(nn.Module):
         return Condition(img, text, mask, self.null_text)
 
     # --- velocity and sampling -------------------------------------------------------
-    def velocity(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition) -> torch.Tensor:
-        """x (B, K, L, 3) standardised increments at time tau (B,) -> velocity."""
+    def velocity(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition,
+                 t_eps: float = 0.0) -> torch.Tensor:
+        """x (B, K, L, 3) standardised increments at time tau (B,) -> velocity.
+
+        With ``prediction == "data"`` the decoder's output is an estimate of X1 and
+        the velocity is ``(out - x) / max(1 - tau, t_eps)``.
+        """
         tokens, mask = cond.tokens()
         out: torch.Tensor = self.decoder(x, tau, tokens, mask)
+        if self.cfg.prediction == "data":
+            return data_to_velocity(out, x, tau, t_eps)
         return out
 
     def guided_velocity(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition,
