@@ -113,6 +113,12 @@ def test_config_that_does_not_match_the_weights_is_refused(trained: tuple[Path, 
         load_checkpoint(_edit_config(out, tmp_path / "b", num_layers=2))
     with pytest.raises(CheckpointError, match="unknown parameter"):
         load_checkpoint(_edit_config(out, tmp_path / "c", new_field=1))
+    dst = _edit_config(out, tmp_path / "e")
+    body = json.loads((dst / "config.json").read_text())
+    del body["config"]["prediction"]
+    (dst / "config.json").write_text(json.dumps(body))
+    with pytest.raises(CheckpointError, match=r"lacks \['prediction'\]"):
+        load_checkpoint(dst)
     with pytest.raises(CheckpointError, match="format"):
         load_checkpoint(_edit_config(out, tmp_path / "d", format="other/v9"))
 

@@ -16,6 +16,7 @@ wrong shape) and raises ``CheckpointError`` naming the differences.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -74,8 +75,15 @@ def read_config(path: str | Path) -> tuple[TraceGenConfig, dict[str, Any]]:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{d / CONFIG_FILE}: format '{got}' is not '{FORMAT}'; "
                               "this checkpoint was not written by this version of tracegen_ros")
+    body = data.get("config")
+    if not isinstance(body, dict):
+        raise CheckpointError(f"{d / CONFIG_FILE}: no 'config' mapping")
+    missing = sorted({f.name for f in dataclasses.fields(TraceGenConfig)} - set(body))
+    if missing:
+        raise CheckpointError(f"checkpoint config does not match the code: {d / CONFIG_FILE} lacks "
+                              f"{missing} (written by older code; retrain or add them explicitly)")
     try:
-        cfg = TraceGenConfig.from_dict(data.get("config", {}), where=str(d / CONFIG_FILE))
+        cfg = TraceGenConfig.from_dict(body, where=str(d / CONFIG_FILE))
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint config does not match the code: {exc}") from None
     meta = data.get("meta", {})
