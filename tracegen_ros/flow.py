@@ -60,12 +60,12 @@ def velocity_target(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 
 
 def sample_tau(batch: int, generator: torch.Generator | None = None, kind: str = "uniform",
-               device: torch.device | str = "cpu") -> torch.Tensor:
-    """Training times in [0, 1): 'uniform' or 'logit_normal' (sigmoid of N(0, 1))."""
+               device: torch.device | str = "cpu", mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """Training times in [0, 1): 'uniform' or 'logit_normal' (sigmoid of N(mean, std^2))."""
     if kind == "uniform":
         return torch.rand(batch, generator=generator, device=device)
     if kind == "logit_normal":
-        return torch.sigmoid(torch.randn(batch, generator=generator, device=device))
+        return torch.sigmoid(mean + std * torch.randn(batch, generator=generator, device=device))
     raise ValueError(f"unknown tau sampling '{kind}' (uniform, logit_normal)")
 
 

@@ -223,7 +223,7 @@ def _loss(model: TraceGenModel, batch: tuple[torch.Tensor, torch.Tensor, torch.T
         cond = cond.without_text(drop)
     x1 = model.normalise(inc)
     x0 = torch.randn(x1.shape, generator=gen, device="cpu").to(dev)
-    tau = sample_tau(b, gen, cfg.tau_sampling).to(dev)
+    tau = sample_tau(b, gen, cfg.tau_sampling, mean=cfg.tau_mean, std=cfg.tau_std).to(dev)
     xt = interpolant(x0, x1, tau)
     if cfg.prediction == "data":
         # the same clamped map on both sides: the target equals x1 - x0 for tau <= 1 - t_eps

@@ -111,7 +111,11 @@ class TraceGenConfig:
                          "parametrisation (prediction and target alike)")
     cond_dropout: float = param(0.1, "probability of replacing the instruction by the null "
                                 "text during training (classifier-free guidance)")
-    tau_sampling: str = param("uniform", f"training distribution of tau {TAU_SAMPLING}")
+    tau_sampling: str = param("logit_normal", f"training distribution of tau {TAU_SAMPLING}")
+    tau_mean: float = param(-0.8, "logit_normal: tau = sigmoid(N(tau_mean, tau_std^2)); < 0 "
+                            "favours the noisy end, where the 'data' parametrisation's velocity "
+                            "loss is not inflated by 1 / (1 - tau)^2")
+    tau_std: float = param(0.8, "logit_normal: standard deviation of the logit")
     default_steps: int = param(100, "ODE steps when the caller gives none", unit="steps")
     default_guidance: float = param(1.0, "classifier-free guidance scale when the caller gives "
                                     "none (1 = no guidance)")
@@ -162,6 +166,7 @@ class TraceGenConfig:
         check(self.prediction in PREDICTIONS, "prediction", f"must be one of {PREDICTIONS}")
         check(0.0 < self.t_eps < 1.0, "t_eps", "must be in (0, 1)")
         check(self.tau_sampling in TAU_SAMPLING, "tau_sampling", f"must be one of {TAU_SAMPLING}")
+        check(self.tau_std > 0, "tau_std", "must be > 0")
         check(self.default_steps >= 1, "default_steps", "must be >= 1")
         check(self.default_guidance >= 0, "default_guidance", "must be >= 0")
         check(self.depth_ratio_sigma_px >= 0, "depth_ratio_sigma_px", "must be >= 0")
@@ -229,6 +234,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patch_t": 2,
         "attention": "joint",
         "prediction": "velocity",  # the released model regresses the velocity directly
+        "tau_sampling": "uniform",
         "default_guidance": 1.0,
     },
 }
