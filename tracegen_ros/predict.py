@@ -145,7 +145,8 @@ class TraceGenPredictor:
         x = self.model.sample(cond, int(steps), g, gen)
         inc = self.model.denormalise(x)[0].cpu().numpy()
         traj = increments_to_trace(inc, self.grid_keypoints(h, w), w, h)
-        return depth_ratio_rescale(traj, depth, self.cfg.depth_ratio_sigma_px, self.cfg.grid_size)
+        return depth_ratio_rescale(traj, depth, self.cfg.depth_ratio_sigma_px,
+                                   self.cfg.depth_ratio_sigma_m)
 
 
 # --- outputs -------------------------------------------------------------------------------

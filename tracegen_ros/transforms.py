@@ -39,6 +39,7 @@ __all__ = [
     "resize_rgb",
     "resize_depth",
     "depth_ratio_rescale",
+    "sensor_depth_at",
     "unproject",
 ]
 
@@ -146,37 +147,58 @@ def resize_depth(depth_m: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(depth_m.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
 
 
-def depth_ratio_rescale(traj: np.ndarray, depth_m: np.ndarray, sigma_px: float,
-                        grid_size: int) -> np.ndarray:
-    """Rescale predicted depth to the sensor depth with a smoothed pixel-wise ratio map.
-
-    traj: (K, L, 3) predicted trace (u px, v px, z m) on a row-major grid;
-    depth_m: (H, W) sensor depth in metres (0 / non-finite = missing). The
-    predicted step-0 depths (G x G) are upsampled bilinearly to (H, W); the
-    ratio sensor / predicted is formed where the sensor has depth, blurred
-    with a Gaussian of ``sigma_px`` as a normalised convolution (holes filled
-    from their neighbours), and every step's z of keypoint k is multiplied by
-    the ratio at k's reference pixel. Without any usable pixel, ``traj`` is
-    returned unchanged.
-    """
+def sensor_depth_at(depth_m: np.ndarray, uv: np.ndarray, radius: int = 1) -> np.ndarray:
+    """(K,) median of the valid sensor depths in a (2r+1)^2 window at each pixel (0 = none)."""
     h, w = depth_m.shape
-    z0 = traj[:, 0, 2].reshape(grid_size, grid_size).astype(np.float32)
-    pred = cv2.resize(z0, (w, h), interpolation=cv2.INTER_LINEAR)
-    sensor = np.where(np.isfinite(depth_m), depth_m, 0.0).astype(np.float32)
-    ok = (sensor > 0) & (pred > 1e-3)
+    d = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, np.nan).astype(np.float32)
+    u = np.clip(np.rint(uv[:, 0]), 0, w - 1).astype(int)
+    v = np.clip(np.rint(uv[:, 1]), 0, h - 1).astype(int)
+    offs = np.arange(-radius, radius + 1)
+    uu = np.clip(u[:, None, None] + offs[None, None, :], 0, w - 1)
+    vv = np.clip(v[:, None, None] + offs[None, :, None], 0, h - 1)
+    win = d[vv, uu].reshape(len(uv), -1)
+    out = np.zeros(len(uv), np.float32)
+    has = np.isfinite(win).any(axis=1)
+    if has.any():
+        out[has] = np.nanmedian(win[has], axis=1)
+    return out
+
+
+def depth_ratio_rescale(traj: np.ndarray, depth_m: np.ndarray, sigma_px: float,
+                        sigma_m: float = 0.05) -> np.ndarray:
+    """Rescale predicted depth to the sensor depth with a smoothed ratio map.
+
+    traj: (K, L, 3) predicted trace (u px, v px, z m); depth_m: (H, W) sensor
+    depth in metres (0 / non-finite = missing). At each keypoint's reference
+    pixel the ratio r_k = sensor / predicted step-0 depth is formed (sensor =
+    median of the valid pixels in a 3x3 window); the ratio map is smoothed with
+    a Gaussian of ``sigma_px`` over the image plane whose weights are also
+    Gaussian in the sensor-depth difference (``sigma_m``), so ratios do not
+    bleed across depth edges (a gripper in front of the table), and keypoints
+    without sensor depth take their neighbours' ratio (or the median ratio).
+    Every step's z of keypoint k is multiplied by its smoothed ratio. Without
+    any usable keypoint ``traj`` is returned unchanged.
+    """
+    uv0 = traj[:, 0, :2].astype(np.float64)
+    z0 = traj[:, 0, 2].astype(np.float64)
+    sensor = sensor_depth_at(depth_m, uv0).astype(np.float64)
+    ok = (sensor > 0) & np.isfinite(z0) & (z0 > 1e-3)
     if not ok.any():
         return traj
-    ratio: np.ndarray = np.where(ok, sensor / np.where(ok, pred, 1.0), 0.0).astype(np.float32)
-    weight: np.ndarray = ok.astype(np.float32)
+    ratio = np.where(ok, sensor / np.where(ok, z0, 1.0), 0.0)
     if sigma_px > 0:
-        ratio = cv2.GaussianBlur(ratio, (0, 0), sigma_px)
-        weight = cv2.GaussianBlur(weight, (0, 0), sigma_px)
-    fallback = float(np.median(sensor[ok] / pred[ok]))
-    rmap = np.where(weight > 1e-3, ratio / np.maximum(weight, 1e-6), fallback)
-    u = np.clip(np.rint(traj[:, 0, 0]), 0, w - 1).astype(int)
-    v = np.clip(np.rint(traj[:, 0, 1]), 0, h - 1).astype(int)
+        d2 = ((uv0[:, None, :] - uv0[None, ok, :]) ** 2).sum(-1)
+        w = np.exp(-0.5 * d2 / sigma_px ** 2)
+        ref = np.where(sensor > 0, sensor, np.nan)
+        dz = ref[:, None] - sensor[None, ok]
+        w *= np.where(np.isfinite(dz), np.exp(-0.5 * (np.nan_to_num(dz) / sigma_m) ** 2), 1.0)
+        wsum = w.sum(axis=1)
+        smooth = np.where(wsum > 1e-6, (w * ratio[None, ok]).sum(axis=1) / np.maximum(wsum, 1e-12),
+                          np.median(ratio[ok]))
+    else:
+        smooth = np.where(ok, ratio, np.median(ratio[ok]))
     out = traj.copy()
-    out[..., 2] *= rmap[v, u][:, None]
+    out[..., 2] *= smooth[:, None].astype(np.float32)
     return out
 
 

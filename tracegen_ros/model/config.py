@@ -119,8 +119,12 @@ class TraceGenConfig:
     default_steps: int = param(100, "ODE steps when the caller gives none", unit="steps")
     default_guidance: float = param(1.0, "classifier-free guidance scale when the caller gives "
                                     "none (1 = no guidance)")
-    depth_ratio_sigma_px: float = param(6.0, "Gaussian sigma of the depth ratio map that rescales "
-                                        "predicted depth to the sensor depth", unit="px")
+    depth_ratio_sigma_px: float = param(8.0, "Gaussian sigma (image plane) of the depth ratio map "
+                                        "that rescales predicted depth to the sensor depth",
+                                        unit="px")
+    depth_ratio_sigma_m: float = param(0.05, "Gaussian sigma in sensor depth of the same "
+                                       "smoothing (keeps ratios from bleeding across depth edges)",
+                                       unit="m")
 
     def __post_init__(self) -> None:
         check(self.grid_size >= 2, "grid_size", "must be >= 2")
@@ -170,6 +174,7 @@ class TraceGenConfig:
         check(self.default_steps >= 1, "default_steps", "must be >= 1")
         check(self.default_guidance >= 0, "default_guidance", "must be >= 0")
         check(self.depth_ratio_sigma_px >= 0, "depth_ratio_sigma_px", "must be >= 0")
+        check(self.depth_ratio_sigma_m > 0, "depth_ratio_sigma_m", "must be > 0")
 
     # --- derived sizes -------------------------------------------------------
     @property
