@@ -390,7 +390,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
         csv_path = out / "loss.csv"
         with csv_path.open("w", newline="") as f:
-            csv.writer(f).writerow(["step", "loss", "lr", "elapsed_s", "val_loss"])
+            csv.writer(f, lineterminator="\n").writerow(["step", "loss", "lr", "elapsed_s", "val_loss"])
     ema = Ema(model, opts.ema)
     if resume and (out / "model.safetensors").is_file():
         saved = load_file(str(out / "model.safetensors"))
@@ -441,7 +441,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             if is_save:
                 save(done)
             with (out / "loss.csv").open("a", newline="") as f:
-                csv.writer(f).writerow([done, f"{np.mean(window):.6f}", f"{lr:.3g}",
+                csv.writer(f, lineterminator="\n").writerow([done, f"{np.mean(window):.6f}", f"{lr:.3g}",
                                         f"{elapsed0 + time.perf_counter() - t0:.1f}",
                                         f"{last_val:.6f}" if is_save else ""])
             bar.set_postfix(loss=f"{np.mean(window):.4f}", val=f"{last_val:.4f}")

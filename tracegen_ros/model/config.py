@@ -12,7 +12,10 @@ Two presets share one decoder and one conditioner code path (``PRESETS``):
   x 8 token-steps = 200 tokens): measured on this 2-core machine, one training
   step at batch 16 takes ~1.1 s, against ~3.8 s with 2x2 x 4-step patches
   (100 x 8 tokens); joint attention over 10x10x32 tokens would be ~16x more
-  tokens again.
+  tokens again. Each trace token also receives the conditioning features at its
+  own keypoints (``local_features``: the fused image features resampled to the
+  20x20 grid and the sensor depth there), which a 200-token model needs to tell
+  the keypoints on the arm from the background within a 4x4 patch.
 * ``"published"`` -- the released TraceGen sizes: DINOv3 ViT-L/16 and SigLIP
   base-patch16-384 on RGB, SigLIP on depth (1x1-conv stem to 3 channels),
   all frozen, at 384 px; T5-base text encoder, first 64 tokens; a 4-layer
@@ -93,6 +96,9 @@ class TraceGenConfig:
     # --- conditioning tokens ----------------------------------------------
     cond_dim: int = param(128, "width of the projected conditioning tokens (image + text)",
                           unit="channels")
+    local_features: bool = param(True, "add to every trace token the conditioning features "
+                                 "at its own keypoints: the fused image features resampled to the "
+                                 "keypoint grid plus the sensor depth there")
     # --- decoder -----------------------------------------------------------
     d_model: int = param(128, "decoder token width", unit="channels")
     num_heads: int = param(4, "attention heads of the decoder")
@@ -112,10 +118,10 @@ class TraceGenConfig:
     cond_dropout: float = param(0.1, "probability of replacing the instruction by the null "
                                 "text during training (classifier-free guidance)")
     tau_sampling: str = param("logit_normal", f"training distribution of tau {TAU_SAMPLING}")
-    tau_mean: float = param(-0.8, "logit_normal: tau = sigmoid(N(tau_mean, tau_std^2)); < 0 "
+    tau_mean: float = param(0.0, "logit_normal: tau = sigmoid(N(tau_mean, tau_std^2)); < 0 "
                             "favours the noisy end, where the 'data' parametrisation's velocity "
                             "loss is not inflated by 1 / (1 - tau)^2")
-    tau_std: float = param(0.8, "logit_normal: standard deviation of the logit")
+    tau_std: float = param(1.0, "logit_normal: standard deviation of the logit")
     default_steps: int = param(100, "ODE steps when the caller gives none", unit="steps")
     default_guidance: float = param(1.0, "classifier-free guidance scale when the caller gives "
                                     "none (1 = no guidance)")
@@ -238,6 +244,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patch_size": 2,
         "patch_t": 2,
         "attention": "joint",
+        "local_features": False,  # conditioning only through joint attention
         "prediction": "velocity",  # the released model regresses the velocity directly
         "tau_sampling": "uniform",
         "default_guidance": 1.0,

@@ -196,6 +196,10 @@ class TraceDecoder(nn.Module):
         d = cfg.d_model
         self.patch_dim = cfg.patch_size * cfg.patch_size * cfg.patch_t * 3
         self.in_proj = nn.Linear(self.patch_dim, d)
+        self.local_dim = cfg.cond_dim + 1  # image features + sensor depth per keypoint
+        self.local_proj: nn.Module | None = (
+            nn.Linear(cfg.patch_size * cfg.patch_size * self.local_dim, d)
+            if cfg.local_features else None)
         self.cond_proj = nn.Linear(cfg.cond_dim, d)
         gp = cfg.grid_size // cfg.patch_size
         self.register_buffer("pos_s", sincos_2d(gp, gp, d), persistent=False)
@@ -218,11 +222,17 @@ class TraceDecoder(nn.Module):
         return torch.cat([torch.cos(ang), torch.sin(ang)], dim=-1)
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor, cond: torch.Tensor,
-                cond_mask: torch.Tensor) -> torch.Tensor:
-        """x (B, K, L, 3), tau (B,), cond (B, N, cond_dim), cond_mask (B, N) -> (B, K, L, 3)."""
+                cond_mask: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, K, L, 3), tau (B,), cond (B, N, cond_dim), cond_mask (B, N),
+        local (B, K, cond_dim + 1) per-keypoint features (``local_features``) -> (B, K, L, 3)."""
         cfg = self.cfg
         tokens = self.in_proj(patchify(x, cfg.grid_size, cfg.patch_size, cfg.patch_t))
         tokens = tokens + self.pos_t[None, :, None] + self.pos_s[None, None]
+        if self.local_proj is not None:
+            if local is None:
+                raise ValueError("this decoder needs per-keypoint local features (local_features)")
+            loc = patchify(local[:, :, None, :], cfg.grid_size, cfg.patch_size, 1)  # (B, 1, S, .)
+            tokens = tokens + self.local_proj(loc)
         cond_t = self.cond_proj(cond)
         w = cond_mask.to(cond_t.dtype)[..., None]
         pooled = (cond_t * w).sum(1) / w.sum(1).clamp(min=1.0)

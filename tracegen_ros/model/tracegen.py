@@ -48,6 +48,7 @@ class Condition:
     text: torch.Tensor  # (B, Nt, cond_dim)
     text_mask: torch.Tensor  # (B, Nt) bool
     null_text: torch.Tensor  # (cond_dim,) the learned null token
+    local: torch.Tensor | None = None  # (B, K, cond_dim + 1) per-keypoint features, or None
 
     def tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Ni + Nt, cond_dim) tokens and their (B, Ni + Nt) mask."""
@@ -67,11 +68,14 @@ class Condition:
         null_mask[:, 0] = True
         d = drop.view(b, 1, 1)
         return Condition(self.image, torch.where(d, null, self.text),
-                         torch.where(drop.view(b, 1), null_mask, self.text_mask), self.null_text)
+                         torch.where(drop.view(b, 1), null_mask, self.text_mask), self.null_text,
+                         self.local)
 
-    def repeat(self, n: int) -> "Condition":
-        return Condition(self.image.repeat(n, 1, 1), self.text.repeat(n, 1, 1),
-                         self.text_mask.repeat(n, 1), self.null_text)
+    def concat(self, other: "Condition") -> "Condition":
+        """The batch of ``self`` followed by ``other``'s."""
+        local = None if self.local is None or other.local is None else torch.cat([self.local, other.local])
+        return Condition(torch.cat([self.image, other.image]), torch.cat([self.text, other.text]),
+                         torch.cat([self.text_mask, other.text_mask]), self.null_text, local)
 
 
 class TraceGenModel(nn.Module):
@@ -168,12 +172,26 @@ class TraceGenModel(nn.Module):
         maps += [enc(d3) for enc in self.depth_encoders]
         h, w = maps[0].shape[-2:]
         feat = torch.cat([resample_to(m, (h, w)) for m in maps], dim=1)  # (B, C, h, w)
-        img = self.fusion(feat.flatten(2).transpose(1, 2))
-        img = img + sincos_2d(h, w, cfg.cond_dim).to(img) + self.image_type
+        fused = self.fusion(feat.flatten(2).transpose(1, 2))  # (B, h*w, cond_dim)
+        img = fused + sincos_2d(h, w, cfg.cond_dim).to(fused) + self.image_type
         ids = tokens.ids.to(rgb.device)
         mask = tokens.mask.to(rgb.device)
         text = self.text_proj(self.text_encoder(ids, mask)) + self.text_type
-        return Condition(img, text, mask, self.null_text)
+        local = self._local_features(fused, (h, w), d) if cfg.local_features else None
+        return Condition(img, text, mask, self.null_text, local)
+
+    def _local_features(self, fused: torch.Tensor, hw: tuple[int, int],
+                        depth01: torch.Tensor) -> torch.Tensor:
+        """(B, K, cond_dim + 1): fused image features bilinearly resampled at the keypoint
+        grid (cell centres) and the normalised sensor depth at each keypoint's pixel."""
+        g = self.cfg.grid_size
+        b = fused.shape[0]
+        fmap = fused.transpose(1, 2).reshape(b, -1, hw[0], hw[1])
+        at_grid = resample_to(fmap, (g, g)).flatten(2).transpose(1, 2)  # (B, K, cond_dim)
+        s = depth01.shape[-1]
+        idx = torch.round((torch.arange(g, device=depth01.device) + 0.5) * s / g - 0.5).long()
+        dep = depth01[:, 0][:, idx][:, :, idx].reshape(b, g * g, 1)
+        return torch.cat([at_grid, dep], dim=-1)
 
     # --- velocity and sampling -------------------------------------------------------
     def velocity(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition,
@@ -184,9 +202,13 @@ class TraceGenModel(nn.Module):
         the velocity is ``(out - x) / max(1 - tau, t_eps)``.
         """
         tokens, mask = cond.tokens()
-        out: torch.Tensor = self.decoder(x, tau, tokens, mask)
         if self.cfg.prediction == "data":
+            # the network never sees tau above 1 - t_eps (the training range); closer to
+            # the data it is asked to clean an input that is already almost clean
+            tau_in = tau.clamp(max=1.0 - self.cfg.t_eps)
+            out: torch.Tensor = self.decoder(x, tau_in, tokens, mask, cond.local)
             return data_to_velocity(out, x, tau, t_eps)
+        out = self.decoder(x, tau, tokens, mask, cond.local)
         return out
 
     def guided_velocity(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition,
@@ -194,10 +216,7 @@ class TraceGenModel(nn.Module):
         if guidance == 1.0:
             return self.velocity(x, tau, cond)
         b = x.shape[0]
-        both = Condition(torch.cat([cond.image, cond.image]),
-                         torch.cat([cond.text, cond.without_text().text]),
-                         torch.cat([cond.text_mask, cond.without_text().text_mask]),
-                         cond.null_text)
+        both = cond.concat(cond.without_text())
         v = self.velocity(torch.cat([x, x]), torch.cat([tau, tau]), both)
         return guided(v[:b], v[b:], guidance)
 
