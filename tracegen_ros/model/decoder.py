@@ -213,6 +213,11 @@ class TraceDecoder(nn.Module):
         self.norm_out = _norm(d)
         self.ada_out = nn.Sequential(nn.SiLU(), _zero_linear(d, 2 * d))
         self.out = _zero_linear(d, self.patch_dim)
+        self.skip: nn.Module | None = None
+        if cfg.input_skip:
+            skip = _zero_linear(d, self.patch_dim)
+            nn.init.constant_(skip.bias, -1.0)  # v = -x at init: X1_hat = 0, the mean
+            self.skip = nn.Sequential(nn.SiLU(), skip)
 
     def time_embedding(self, tau: torch.Tensor) -> torch.Tensor:
         """tau (B,) in [0, 1] -> (B, time_freq) sinusoidal features of 1000 * tau."""
@@ -226,7 +231,8 @@ class TraceDecoder(nn.Module):
         """x (B, K, L, 3), tau (B,), cond (B, N, cond_dim), cond_mask (B, N),
         local (B, K, cond_dim + 1) per-keypoint features (``local_features``) -> (B, K, L, 3)."""
         cfg = self.cfg
-        tokens = self.in_proj(patchify(x, cfg.grid_size, cfg.patch_size, cfg.patch_t))
+        xp = patchify(x, cfg.grid_size, cfg.patch_size, cfg.patch_t)
+        tokens = self.in_proj(xp)
         tokens = tokens + self.pos_t[None, :, None] + self.pos_s[None, None]
         if self.local_proj is not None:
             if local is None:
@@ -241,4 +247,6 @@ class TraceDecoder(nn.Module):
             tokens, cond_t = blk(tokens, c, cond_t, cond_mask)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))
+        if self.skip is not None:
+            out = out + self.skip(c)[:, None, None, :] * xp
         return unpatchify(out, cfg.grid_size, cfg.patch_size, cfg.patch_t, 3)
