@@ -67,6 +67,7 @@ def test_bad_inputs_raise_typed_errors(predictor: TraceGenPredictor) -> None:
         (dict(instruction="  "), "non-empty"),
         (dict(steps=0), "steps"),
         (dict(guidance=-1.0), "guidance"),
+        (dict(temperature=-0.5), "temperature"),
     ]
     for change, match in cases:
         kw = dict(rgb=rgb, depth_m=depth, K=K, instruction="push the block", steps=2)
@@ -107,3 +108,11 @@ def test_cli_writes_trace3d_npz_and_overlay(predictor: TraceGenPredictor, tmp_pa
     assert main(["--checkpoint", str(ck), "--rgb", str(tmp_path / "rgb.png"), "--depth",
                  str(tmp_path / "z.npz"), "--intrinsics", "60,60,31.5,23.5", "--instruction",
                  "push", "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_temperature_zero_is_deterministic(predictor: TraceGenPredictor) -> None:
+    rgb, depth = _inputs()
+    a = predictor.predict(rgb, depth, K, "push the block", steps=3, seed=1, temperature=0.0)
+    b = predictor.predict(rgb, depth, K, "push the block", steps=3, seed=2, temperature=0.0)
+    c = predictor.predict(rgb, depth, K, "push the block", steps=3, seed=2, temperature=1.0)
+    assert np.array_equal(a, b) and not np.array_equal(b, c)

@@ -65,7 +65,10 @@ def test_resume_continues_from_the_saved_step(trained: tuple[Path, Path, dict], 
     data, out, _ = trained
     out2 = tmp_path / "resumed"
     shutil.copytree(out, out2)
+    with (out2 / "loss.csv").open("a") as f:  # a row logged after the last save, then stopped
+        f.write(f"{STEPS + 5},9.9,0.001,1.0,\n")
     summary = train(_opts(data, out2, STEPS + 20))
+    assert [s for s, _ in _losses(out2)].count(STEPS + 5) == 0  # dropped on resume
     assert summary["start_step"] == STEPS
     assert [s for s, _ in _losses(out2)][-2:] == [STEPS + 10, STEPS + 20]
     assert json.loads((out2 / "train_state.json").read_text())["step"] == STEPS + 20

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -37,7 +37,8 @@ __all__ = ["TracePredictor", "trace_errors", "no_motion_trace", "evaluate_sample
 
 class TracePredictor(Protocol):
     def predict(self, rgb: np.ndarray, depth_m: np.ndarray, K: np.ndarray, instruction: str,
-                steps: int = 100, guidance: float | None = None, seed: int = 0) -> np.ndarray: ...
+                steps: int = 100, guidance: float | None = None, seed: int = 0,
+                temperature: float | None = None) -> np.ndarray: ...
 
 
 def no_motion_trace(traj: np.ndarray) -> np.ndarray:
@@ -104,8 +105,10 @@ def _summary(errs: list[dict[str, np.ndarray]], moving_px: float) -> dict[str, d
 
 def evaluate_samples(predictor: TracePredictor, paths: Sequence[Path], steps: int = 100,
                      guidance: float | None = None, seed: int = 0, moving_px: float = 3.0,
-                     progress: bool = False) -> dict[str, object]:
-    """Model vs no-motion baseline on the samples at ``paths`` (first instruction each)."""
+                     progress: bool = False, temperature: float | None = None) -> dict[str, object]:
+    """Model vs no-motion baseline on the samples at ``paths`` (first instruction each);
+    ``temperature`` is passed on to the predictor when given."""
+    kw: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
     model_errs: list[dict[str, np.ndarray]] = []
     base_errs: list[dict[str, np.ndarray]] = []
     grip_model: list[tuple[float, float]] = []
@@ -114,7 +117,7 @@ def evaluate_samples(predictor: TracePredictor, paths: Sequence[Path], steps: in
     for i, p in enumerate(tqdm(paths, desc="evaluating", disable=not progress, unit="sample")):
         s: Sample = load_sample(p)
         pred = predictor.predict(s.rgb, s.depth_m, s.intrinsics, s.instructions[0], steps,
-                                 guidance, seed + i)
+                                 guidance, seed + i, **kw)
         model_errs.append(trace_errors(pred, s.traj, s.valid_steps, s.intrinsics))
         still = no_motion_trace(s.traj)
         base_errs.append(trace_errors(still, s.traj, s.valid_steps, s.intrinsics))

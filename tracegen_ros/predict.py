@@ -123,14 +123,19 @@ class TraceGenPredictor:
     # --- inference ------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, rgb: np.ndarray, depth_m: np.ndarray, K: np.ndarray, instruction: str,
-                steps: int = 100, guidance: float | None = None, seed: int = 0) -> np.ndarray:
+                steps: int = 100, guidance: float | None = None, seed: int = 0,
+                temperature: float | None = None) -> np.ndarray:
         """(K=400, L=32, 3) float32 trace (u px, v px, z m) in this camera's frame.
 
         rgb: (H, W, 3) uint8; depth_m: (H, W) float32 metres aligned with rgb (0 =
         missing); K: (3, 3) intrinsics; guidance: CFG scale (None = the
-        checkpoint's default, 1 = none). Raises TraceGenInputError on bad input.
+        checkpoint's default, 1 = none); temperature: scale of the initial noise (None =
+        the checkpoint's default). Raises TraceGenInputError on bad input.
         """
         g = self.cfg.default_guidance if guidance is None else float(guidance)
+        temp = self.cfg.default_temperature if temperature is None else float(temperature)
+        if not np.isfinite(temp) or temp < 0:
+            raise TraceGenInputError(f"temperature must be >= 0, got {temperature}")
         depth, _ = self._check(rgb, depth_m, K, instruction, steps, g)
         h, w = rgb.shape[:2]
         tokens = self.model.tokenize([instruction])
@@ -142,7 +147,7 @@ class TraceGenPredictor:
         dep_t = torch.from_numpy(resize_depth(depth, s))[None, None]
         cond = self.model.encode(rgb_t.to(self.device), dep_t.to(self.device), tokens)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
-        x = self.model.sample(cond, int(steps), g, gen)
+        x = self.model.sample(cond, int(steps), g, gen, temperature=temp)
         inc = self.model.denormalise(x)[0].cpu().numpy()
         traj = increments_to_trace(inc, self.grid_keypoints(h, w), w, h)
         return depth_ratio_rescale(traj, depth, self.cfg.depth_ratio_sigma_px,

@@ -289,6 +289,17 @@ def _load_train_state(out: Path, model: TraceGenModel, opt: torch.optim.Optimize
     return body
 
 
+def _truncate_log(csv_path: Path, step: int) -> None:
+    """Drop rows logged after ``step`` (a run stopped between saves is resumed from ``step``)."""
+    if not csv_path.is_file():
+        return
+    with csv_path.open() as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    with csv_path.open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(keep)
+
+
 def plot_losses(csv_path: Path, png_path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -385,6 +396,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         body = _load_train_state(out, model, opt)
         start_step, elapsed0 = int(body["step"]), float(body.get("elapsed_s", 0.0))
         log.info("resuming %s at step %d", out, start_step)
+        _truncate_log(out / "loss.csv", start_step)
     else:
         mean, std = increment_stats(list(arrays.inc), list(arrays.mask))
         model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))

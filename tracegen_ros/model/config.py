@@ -128,6 +128,9 @@ class TraceGenConfig:
     default_steps: int = param(100, "ODE steps when the caller gives none", unit="steps")
     default_guidance: float = param(1.0, "classifier-free guidance scale when the caller gives "
                                     "none (1 = no guidance)")
+    default_temperature: float = param(1.0, "scale of the initial noise when the caller gives "
+                                       "none (1 = samples of the learned distribution, 0 = a "
+                                       "deterministic trace near its mean)")
     depth_ratio_sigma_px: float = param(8.0, "Gaussian sigma (image plane) of the depth ratio map "
                                         "that rescales predicted depth to the sensor depth",
                                         unit="px")
@@ -182,6 +185,7 @@ class TraceGenConfig:
         check(self.tau_std > 0, "tau_std", "must be > 0")
         check(self.default_steps >= 1, "default_steps", "must be >= 1")
         check(self.default_guidance >= 0, "default_guidance", "must be >= 0")
+        check(self.default_temperature >= 0, "default_temperature", "must be >= 0")
         check(self.depth_ratio_sigma_px >= 0, "depth_ratio_sigma_px", "must be >= 0")
         check(self.depth_ratio_sigma_m > 0, "depth_ratio_sigma_m", "must be > 0")
 

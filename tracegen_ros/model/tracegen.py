@@ -222,11 +222,15 @@ class TraceGenModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: Condition, steps: int, guidance: float = 1.0,
-               generator: torch.Generator | None = None, method: str = "euler") -> torch.Tensor:
-        """Standardised increments (B, K, L, 3) by integrating the ODE from noise."""
+               generator: torch.Generator | None = None, method: str = "euler",
+               temperature: float = 1.0) -> torch.Tensor:
+        """Standardised increments (B, K, L, 3) by integrating the ODE from noise.
+
+        ``temperature`` scales the initial noise X0 (1 = the trained prior; 0 = start
+        from its mean, a deterministic trace close to the conditional mean)."""
         cfg = self.cfg
         b = cond.image.shape[0]
-        x0 = torch.randn(b, cfg.num_keypoints, cfg.horizon, 3, generator=generator,
-                         device=cond.image.device)
+        x0 = temperature * torch.randn(b, cfg.num_keypoints, cfg.horizon, 3, generator=generator,
+                                       device=cond.image.device)
         return integrate(lambda x, tau: self.guided_velocity(x, tau, cond, guidance),
                          x0, steps, method)

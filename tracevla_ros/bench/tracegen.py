@@ -66,6 +66,8 @@ def main(argv: list[str]) -> dict:
     ap.add_argument("--eval-steps", type=int, default=100, help="ODE steps for the accuracy run")
     ap.add_argument("--max-samples", type=int, default=24, help="held-out samples (0 = all)")
     ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: checkpoint's)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="initial-noise scale (default: checkpoint's)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -111,10 +113,12 @@ def main(argv: list[str]) -> dict:
                               "cpu_ms_median": float(np.median(cpu))}
     result["prediction_time"] = timing
     result["guidance"] = cfg.default_guidance if args.guidance is None else args.guidance
+    result["temperature"] = cfg.default_temperature if args.temperature is None else args.temperature
     result["load_average"] = list(os.getloadavg())
     if paths:
         t0 = time.perf_counter()
-        acc = evaluate_samples(pred, paths, args.eval_steps, args.guidance, args.seed)
+        acc = evaluate_samples(pred, paths, args.eval_steps, args.guidance, args.seed,
+                               temperature=args.temperature)
         acc["eval_wall_s"] = time.perf_counter() - t0
         acc["data"] = str(args.data)
         result["accuracy"] = acc
