@@ -70,9 +70,13 @@ def test_small_model_forward_shapes(attention: str) -> None:
     tau = torch.tensor([0.2, 0.7])
     v = model.velocity(x, tau, cond).detach()
     assert v.shape == x.shape
-    # adaLN-Zero output head + input skip starting at -1: an untrained model's velocity is
-    # -x, i.e. it moves every sample to X1 = 0 (the mean increment)
-    assert torch.allclose(v, -x)
+    # adaLN-Zero output head: an untrained decoder outputs zeros, i.e. X1_hat = 0 (the mean
+    # increment) in the default 'data' parametrisation, whose velocity is then -x / (1 - tau)
+    assert torch.allclose(v, -x / (1 - tau).view(2, 1, 1, 1))
+    skip = TraceGenModel(TraceGenConfig.from_preset("small", attention=attention,
+                                                    prediction="velocity", input_skip=True, **TINY))
+    v2 = skip.velocity(x, tau, skip.encode(rgb, depth, skip.tokenize(["push", "push"]))).detach()
+    assert torch.allclose(v2, -x)  # the input skip starts at -1: velocity -x, X1_hat = 0
     out = model.sample(cond, steps=3, guidance=2.0, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 400, 32, 3) and torch.isfinite(out).all()
 

@@ -109,18 +109,18 @@ class TraceGenConfig:
     patch_t: int = param(4, "consecutive steps grouped into one token", unit="steps")
     attention: str = param("factorised", f"decoder attention layout {ATTENTION_KINDS}")
     qk_norm: bool = param(True, "LayerNorm on queries and keys in the decoder attention")
-    input_skip: bool = param(True, "add s(tau) * x to the decoder output, a per-channel scale of "
+    input_skip: bool = param(False, "add s(tau) * x to the decoder output, a per-channel scale of "
                              "the token's own input set from the adaLN vector (starts at -1): "
                              "the noise needs no path through the transformer")
     # --- flow matching -----------------------------------------------------
-    prediction: str = param("velocity", f"what the decoder outputs {PREDICTIONS}: the velocity "
+    prediction: str = param("data", f"what the decoder outputs {PREDICTIONS}: the velocity "
                             "X1 - X0 directly, or an estimate of X1 turned into the velocity "
                             "(X1_hat - X_tau) / (1 - tau); the loss is the velocity MSE either way")
     t_eps: float = param(0.05, "training clamps 1 - tau at this value in the 'data' "
                          "parametrisation (prediction and target alike)")
     cond_dropout: float = param(0.1, "probability of replacing the instruction by the null "
                                 "text during training (classifier-free guidance)")
-    tau_sampling: str = param("uniform", f"training distribution of tau {TAU_SAMPLING}")
+    tau_sampling: str = param("logit_normal", f"training distribution of tau {TAU_SAMPLING}")
     tau_mean: float = param(0.0, "logit_normal: tau = sigmoid(N(tau_mean, tau_std^2)); < 0 "
                             "favours the noisy end, where the 'data' parametrisation's velocity "
                             "loss is not inflated by 1 / (1 - tau)^2")
@@ -252,8 +252,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patch_t": 2,
         "attention": "joint",
         "local_features": False,  # conditioning only through joint attention
-        "input_skip": False,
         "prediction": "velocity",  # the released model regresses the velocity directly
+        "tau_sampling": "uniform",
         "default_guidance": 1.0,
     },
 }
