@@ -32,6 +32,7 @@ from tracegen_ros.model.config import TraceGenConfig
 from tracegen_ros.model.tracegen import TraceGenModel
 
 __all__ = ["CheckpointError", "FORMAT", "save_checkpoint", "load_checkpoint", "read_config",
+           "export_checkpoint",
            "resolve_checkpoint_dir", "MODEL_FILE", "CONFIG_FILE"]
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,28 @@ def save_checkpoint(model: TraceGenModel, out_dir: str | Path,
     tmpc.write_text(json.dumps(body, indent=1))
     tmpc.replace(out / CONFIG_FILE)
     return out
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True,
+                      config_updates: Mapping[str, Any] | None = None,
+                      meta_updates: Mapping[str, Any] | None = None) -> Path:
+    """Copy a checkpoint for shipping: weights as float16 (``half``; the increment
+    statistics stay float32), inference-time config fields updated (checked)."""
+    model, meta = load_checkpoint(src)
+    if config_updates:
+        cfg = TraceGenConfig.from_dict(dict(model.cfg.to_dict(), **config_updates))
+        changed = {k for k in config_updates if getattr(cfg, k) != getattr(model.cfg, k)}
+        fresh = TraceGenModel(cfg)
+        if {k: v.shape for k, v in fresh.own_state_dict().items()} != \
+                {k: v.shape for k, v in model.own_state_dict().items()}:
+            raise CheckpointError(f"config_updates {sorted(changed)} change the architecture")
+        fresh.load_state_dict(model.own_state_dict(), strict=False)
+        model = fresh
+    state = model.own_state_dict()
+    if half:
+        state = {k: (v.half() if v.is_floating_point() and not k.startswith("inc_") else v)
+                 for k, v in state.items()}
+    return save_checkpoint(model, dst, dict(meta, **(meta_updates or {})), state=state)
 
 
 def _apply_encoder_paths(cfg: TraceGenConfig, paths: Mapping[str, str]) -> TraceGenConfig:

@@ -128,10 +128,10 @@ class TraceGenConfig:
     default_steps: int = param(100, "ODE steps when the caller gives none", unit="steps")
     default_guidance: float = param(1.0, "classifier-free guidance scale when the caller gives "
                                     "none (1 = no guidance)")
-    default_temperature: float = param(1.0, "scale of the initial noise when the caller gives "
+    default_temperature: float = param(0.5, "scale of the initial noise when the caller gives "
                                        "none (1 = samples of the learned distribution, 0 = a "
                                        "deterministic trace near its mean)")
-    depth_ratio_sigma_px: float = param(8.0, "Gaussian sigma (image plane) of the depth ratio map "
+    depth_ratio_sigma_px: float = param(2.0, "Gaussian sigma (image plane) of the depth ratio map "
                                         "that rescales predicted depth to the sensor depth",
                                         unit="px")
     depth_ratio_sigma_m: float = param(0.05, "Gaussian sigma in sensor depth of the same "
@@ -254,6 +254,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "local_features": False,  # conditioning only through joint attention
         "prediction": "velocity",  # the released model regresses the velocity directly
         "tau_sampling": "uniform",
+        "default_temperature": 1.0,
         "default_guidance": 1.0,
     },
 }
