@@ -26,6 +26,8 @@ TOOLS = [
     "traceforge=tracegen_ros.traceforge.cli:main",
     "tracevla-annotate=tracevla_ros.tools.annotate:main",
     "tracevla-train=tracevla_ros.tools.train:main",
+    "tracegen-train=tracegen_ros.train:main",
+    "tracegen-predict=tracegen_ros.predict:main",
 ]
 
 setup(
@@ -34,8 +36,9 @@ setup(
     name="tracevla-stack",
     version="0.1.0",
     packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*"]),
-    # The shipped local-policy checkpoints (config.json + model.safetensors).
-    package_data={"tracevla_ros.policy": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"]},
+    # The shipped checkpoints (config.json + model.safetensors): local policy and TraceGen.
+    package_data={"tracevla_ros.policy": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"],
+                  "tracegen_ros": ["checkpoints/*/*.safetensors", "checkpoints/*/*.json"]},
     python_requires=">=3.10,<3.14",
     entry_points={"console_scripts": _node_scripts() + TOOLS},
 )

@@ -14,4 +14,5 @@ BENCHMARKS: dict[str, str] = {
     "replay": "replay",
     "tracegen-sim": "tracegen_sim",
     "policy": "policy",
+    "tracegen": "tracegen",
 }
