@@ -23,6 +23,7 @@ TOOLS = [
     "tracevla-collect=tracevla_ros.tools.collect:main",
     "tracegen-train=tracegen_ros.train:main",
     "tracegen-predict=tracegen_ros.predict:main",
+    "traceforge=tracegen_ros.traceforge.cli:main",
 ]
 
 setup(

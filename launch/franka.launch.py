@@ -1,14 +1,19 @@
-"""Franka FR3: RealSense RGB-D camera -> (TraceGen, not yet) -> FR3 controller.
+"""Franka FR3: RealSense RGB-D camera -> tracegen_node (TraceGen) -> FR3 controller.
 
     ros2 launch tracevla_ros franka.launch.py
     ros2 launch tracevla_ros franka.launch.py use_sim:=true dry_run:=true
+    ros2 service call /tracegen_node/predict std_srvs/srv/Trigger   # predict + execute one trace
 
-The TraceGen node (3D trace prediction) is not part of this release: this file
-starts the camera (or the simulator) and the controller, and says so at start.
+tracegen_node predicts a 3D trace from the aligned RGB-D frame and the instruction,
+publishes it (``/trace3d``) and sends its gripper's motion to franka_controller_node as
+``/ee_waypoints`` plus gripper actions. Calibrate ``tracegen_node.T_base_cam`` (camera
+pose in fr3_link0) in config/fr3.yaml first. In simulation without franka_msgs, give the
+controller ``gripper_namespace: ''`` and ``gripper_command_topic: /sim_node/gripper_command``
+(as ``tracevla-demo --robot fr3`` does).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo
+from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -41,7 +46,8 @@ def generate_launch_description() -> LaunchDescription:
         Node(package="tracevla_ros", executable="franka_controller_node",
              name="franka_controller_node",
              parameters=params + [{"dry_run": LaunchConfiguration("dry_run")}]),
-        LogInfo(msg="tracevla_ros franka: the TraceGen node (RGB-D + instruction -> Trace3D -> "
-                    "waypoints) is not in this release; the controller accepts waypoint "
-                    "sequences and single-step actions meanwhile."),
+        Node(package="tracevla_ros", executable="tracegen_node", name="tracegen_node",
+             parameters=params + [{"instruction": LaunchConfiguration("instruction")}],
+             remappings=[("image", "/camera/image_raw"), ("depth", "/camera/depth/image_raw"),
+                         ("camera_info", "/camera/camera_info")]),
     ])

@@ -21,6 +21,12 @@ def _sim_config() -> type:
     return SimNodeConfig
 
 
+def _tracegen_config() -> type:
+    from tracegen_ros.node_config import TraceGenNodeConfig
+
+    return TraceGenNodeConfig
+
+
 CLASSES = {
     "camera_node": lambda: CameraConfig,
     "tracker_node": lambda: TrackerConfig,
@@ -29,12 +35,13 @@ CLASSES = {
     "sim_node": _sim_config,
     "widowx_controller_node": lambda: WidowXControllerConfig,
     "franka_controller_node": lambda: FrankaControllerConfig,
+    "tracegen_node": _tracegen_config,
 }
 ROBOT_NODES = {
     "widowx.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
                     "widowx_controller_node"},
     "fr3.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                 "franka_controller_node"},
+                 "franka_controller_node", "tracegen_node"},
 }
 
 

@@ -41,7 +41,7 @@ from tracegen_ros.traceforge.tracks import (
 from tracevla_ros.sim.dataset import DatasetError
 from tracevla_ros.tracking.backend import make_backend
 
-__all__ = ["ForgeOptions", "ForgeReport", "forge_episode", "run", "EPISODE_ERRORS"]
+__all__ = ["ForgeOptions", "ForgeReport", "forge_episode", "trace_from_frames", "run", "EPISODE_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,19 @@ def _poses_to_ref(ep: RGBDEpisode, ref: int, end: int) -> np.ndarray | None:
     return np.stack([inv_ref @ ep.T_world_cam[t] for t in range(ref, end)])
 
 
+def trace_from_frames(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                      opt: ForgeOptions = ForgeOptions(),
+                      T_ref_cam: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sample traces of one clip whose frame 0 is the reference: (traj (N, L, 3), valid (N, L)).
+
+    rgb: (T, H, W, 3) uint8; depth: (T, H, W) metres; K: (3, 3); T_ref_cam: (T, 4, 4) or None.
+    """
+    keypoints = D.grid_keypoints(rgb.shape[1], rgb.shape[2], opt.grid)
+    tracks, visible = track_2d(make_frames(rgb), keypoints, None, opt.tracks)
+    xyz = lift_tracks(tracks, visible, depth, K, T_ref_cam, opt.tracks.max_depth_jump_m)
+    return retarget(xyz, K, opt.length, opt.tracks.min_path_m)
+
+
 def forge_episode(ep: RGBDEpisode, ep_dir: Path, opt: ForgeOptions = ForgeOptions()) -> int:
     """Write every sample of ``ep`` under ``ep_dir``; returns the number of samples."""
     ep.validate()
@@ -96,7 +109,7 @@ def forge_episode(ep: RGBDEpisode, ep_dir: Path, opt: ForgeOptions = ForgeOption
                           opt.tracks.max_depth_jump_m)
         traj, valid = retarget(xyz, ep.K, opt.length, opt.tracks.min_path_m)
         arrays: dict[str, np.ndarray] = dict(
-            keypoints=keypoints, traj=traj, valid_steps=valid, frame_index=np.int64(ref),
+            keypoints=keypoints, traj=traj, valid_steps=valid, frame_index=np.array(ref, np.int64),
             intrinsics=ep.K.astype(np.float32), image_size=np.array([w, h], np.int64))
         if ep.T_base_cam is not None:
             arrays["T_base_cam"] = ep.T_base_cam.astype(np.float64)

@@ -22,11 +22,12 @@ Each episode is loaded lazily, so one corrupt episode fails alone (and is report
 
 from __future__ import annotations
 
+import functools
 import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -92,12 +93,12 @@ def _collect_refs(root: Path, instruction: str) -> list[EpisodeRef]:
     refs = []
     for ep in sorted(p for p in root.glob("episode_*") if p.is_dir()):
         name = f"{task}_{ep.name}" if task else ep.name
-        refs.append(EpisodeRef(name, ep, lambda ep=ep, name=name: _load_collect(ep, name, info, cam,
-                                                                                instruction)))
+        refs.append(EpisodeRef(name, ep, functools.partial(_load_collect, ep, name, info, cam,
+                                                           instruction)))
     return refs
 
 
-def _load_collect(ep_dir: Path, name: str, info: dict, cam: dict, instruction: str) -> RGBDEpisode:
+def _load_collect(ep_dir: Path, name: str, info: dict[str, Any], cam: dict[str, Any], instruction: str) -> RGBDEpisode:
     try:
         ep = load_episode(ep_dir)
     except (DatasetError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
@@ -211,13 +212,13 @@ def discover(paths: list[Path], instruction: str = "") -> list[EpisodeRef]:
                 raise SourceError(f"{info}: format {fmt!r}; expected {COLLECT_FORMAT!r} or RGB-D folders")
             refs += _collect_refs(root, instruction)
         elif _rgb_dir(root) is not None:
-            refs.append(EpisodeRef(root.name, root, lambda r=root: _load_folder(r, instruction)))
+            refs.append(EpisodeRef(root.name, root, functools.partial(_load_folder, root, instruction)))
         else:
             subs = sorted(p for p in root.iterdir() if p.is_dir() and _rgb_dir(p) is not None)
             if not subs:
                 raise SourceError(f"{root}: neither a tracevla-collect dataset nor RGB-D episode "
                                   f"folders (<episode>/{{rgb,depth}}/, intrinsics.json)")
-            refs += [EpisodeRef(p.name, p, lambda p=p: _load_folder(p, instruction)) for p in subs]
+            refs += [EpisodeRef(p.name, p, functools.partial(_load_folder, p, instruction)) for p in subs]
     names = [r.name for r in refs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

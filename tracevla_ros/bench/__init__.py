@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "sim": "sim",
     "tracker": "tracker",
     "tracegen": "tracegen",
+    "tracegen-sim": "tracegen_sim",
 }

@@ -148,6 +148,11 @@ class FrankaControllerConfig(ArmSafetyParams):
                                 "(/<arm_controller>/joint_trajectory)")
     gripper_namespace: str = param("fr3_gripper", "franka_gripper action namespace "
                                    "(<ns>/move, <ns>/grasp); '' = no gripper")
+    gripper_command_topic: str = param("", "std_msgs/Float64 gripper openness topic (1 = open, "
+                                       "0 = closed), used instead of the franka_gripper actions "
+                                       "when gripper_namespace is '': sim_node's "
+                                       "/sim_node/gripper_command where franka_msgs is not "
+                                       "installed; '' = none")
     joint_states_topic: str = param("/joint_states", "joint state topic")
     action_topic: str = param("action", "PolicyAction input (action_space ee_delta_7d)")
     waypoints_topic: str = param("ee_waypoints", "geometry_msgs/PoseArray ee waypoint sequences "
@@ -161,6 +166,8 @@ class FrankaControllerConfig(ArmSafetyParams):
     def __post_init__(self) -> None:
         _check_robot(self.robot)
         check(bool(self.arm_controller), "arm_controller", "must not be empty")
+        check(not (self.gripper_namespace and self.gripper_command_topic), "gripper_command_topic",
+              "must be '' while gripper_namespace is set (one gripper interface at a time)")
         check(self.waypoint_speed > 0.0, "waypoint_speed", "must be > 0 m/s")
         check(0.0 < self.gripper_width_open <= 0.08, "gripper_width_open", "must be in (0, 0.08] m")
         check(self.gripper_speed > 0.0 and self.grasp_force > 0.0, "gripper_speed",

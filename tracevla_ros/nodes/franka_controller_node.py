@@ -4,7 +4,10 @@ Subscribes: ``action`` (tracevla_ros/PolicyAction, ``ee_delta_7d`` single steps 
 chunks), ``ee_waypoints`` (geometry_msgs/PoseArray, hand-TCP waypoints in ``fr3_link0``:
 one multi-point trajectory), joint states. Publishes trajectory_msgs/JointTrajectory on
 ``/<arm_controller>/joint_trajectory`` (the topic form of fr3_arm_controller); gripper via
-the franka_gripper actions ``<gripper_namespace>/move`` (open) and ``.../grasp`` (close).
+the franka_gripper actions ``<gripper_namespace>/move`` (open) and ``.../grasp`` (close), or,
+with ``gripper_namespace: ''`` and ``gripper_command_topic`` set, a std_msgs/Float64 openness
+(1 = open, 0 = closed) on that topic: sim_node's ``~/gripper_command``, for simulation
+where franka_msgs (franka_ros2) is not installed.
 ``dry_run``: commands go to ``~/would_send`` instead. Services ``~/estop``/``~/reset``,
 status on ``/diagnostics``. IK only: moveit_py (collision-aware planning) is not used;
 the start-up log says whether it is installed.
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import PoseArray
+from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
 from tracevla_ros.config import ConfigError
@@ -42,6 +46,10 @@ class FrankaControllerNode(ArmControllerNodeBase):
         self._arm = self.create_publisher(JointTrajectory, topic, RELIABLE_QOS)
         self._move: Any = None  # rclpy ActionClient when the gripper is enabled
         self._grasp: Any = None
+        self._gripper_topic: Any = None  # Float64 openness publisher (sim without franka_msgs)
+        if cfg.gripper_command_topic and not cfg.dry_run:
+            self._gripper_topic = self.create_publisher(Float64, cfg.gripper_command_topic,
+                                                        RELIABLE_QOS)
         if cfg.gripper_namespace and not cfg.dry_run:
             try:
                 from franka_msgs.action import Grasp, Move
@@ -61,7 +69,8 @@ class FrankaControllerNode(ArmControllerNodeBase):
         except ImportError:
             planner = "moveit_py not installed: IK only (no collision-aware planning)"
         self.get_logger().info(f"{self.spec.name}: {topic}{' (DRY RUN)' if cfg.dry_run else ''}, "
-                               f"gripper '{cfg.gripper_namespace or 'off'}'; {planner}")
+                               f"gripper '{cfg.gripper_namespace or cfg.gripper_command_topic or 'off'}'"
+                               f"; {planner}")
 
     # --- output -------------------------------------------------------------------
     def _emit(self, q: np.ndarray, gripper_open: bool | None) -> None:
@@ -71,6 +80,9 @@ class FrankaControllerNode(ArmControllerNodeBase):
             self._command_gripper(gripper_open)
 
     def _command_gripper(self, is_open: bool) -> None:
+        if self._gripper_topic is not None:
+            self._gripper_topic.publish(Float64(data=1.0 if is_open else 0.0))
+            return
         if self._move is None or self._grasp is None:
             return
         cfg = self.cfg

@@ -1,6 +1,11 @@
 """``tracevla-demo``: the whole loop in simulation, headless, as real rclpy nodes.
 
     tracevla-demo --robot widowx --steps 200 --out /tmp/demo
+    tracevla-demo --robot fr3 --task put_ball_in_box --out /tmp/demo_fr3
+
+``--robot fr3`` runs the TraceGen loop instead (RGB-D sim camera -> tracegen_node -> IK ->
+FR3 sim; ``tracevla_ros/tools/demo_tracegen.py``) with ``--policy tracegen`` (the
+checkpoint in config/fr3.yaml or ``--checkpoint``), ``tracegen_oracle`` or ``no_motion``.
 
 sim_node (MuJoCo camera + arm) -> tracker_node -> policy_node -> controller node
 -> sim_node, plus recorder_node, composed in one process on one executor, over
@@ -35,7 +40,7 @@ import yaml
 from tracevla_ros.config import ConfigError, config_dir, load_params_file
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
-POLICIES = ("scripted",)
+POLICIES = ("scripted", "tracegen", "tracegen_oracle", "no_motion")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -44,7 +49,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--robot", choices=sorted(ROBOTS), default="widowx")
     ap.add_argument("--task", default="", help="task name (default: the robot's default task)")
     ap.add_argument("--steps", type=int, default=200, help="policy steps to run")
-    ap.add_argument("--policy", choices=POLICIES, default="scripted")
+    ap.add_argument("--policy", choices=POLICIES, default="",
+                    help="widowx: scripted (default); fr3: tracegen (default), tracegen_oracle, "
+                         "no_motion")
+    ap.add_argument("--checkpoint", default="", help="fr3 --policy tracegen: checkpoint directory "
+                    "(default: config/fr3.yaml's)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="fr3: traces predicted and executed at most (stops at success)")
     ap.add_argument("--tracker", default="lk", help="tracker backend (lk, cotracker3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, type=Path, help="output directory")
@@ -70,14 +81,23 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str) ->
         sim["task"] = task
     sim["seed"] = seed
     section("tracker_node")["backend"] = tracker
-    section("policy_node")["backend"] = policy
+    if robot == "widowx":
+        section("policy_node")["backend"] = policy
     return data
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    if args.steps < 1:
-        return _fail("--steps must be >= 1")
+    if args.steps < 1 or args.rounds < 1:
+        return _fail("--steps and --rounds must be >= 1")
+    from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES, tracegen_params
+
+    args.policy = args.policy or ("tracegen" if args.robot == "fr3" else "scripted")
+    if args.robot == "fr3" and args.policy not in TRACEGEN_POLICIES:
+        return _fail(f"--robot fr3 runs the TraceGen loop: --policy one of {TRACEGEN_POLICIES}")
+    if args.robot == "widowx" and args.policy != "scripted":
+        return _fail("--robot widowx: only --policy scripted (learned TraceVLA policies are not "
+                     "part of the demo yet)")
     # DDS stays on this machine; one domain per run.
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
@@ -88,11 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         params = build_params(args.robot, args.task, args.seed, args.tracker, args.policy)
+        if args.robot == "fr3":
+            tracegen_params(params, args.policy, args.checkpoint)
     except ConfigError as exc:
         return _fail(str(exc))
     params_file = out / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
+        if args.robot == "fr3":
+            from tracevla_ros.tools.demo_tracegen import run_tracegen_demo
+
+            return run_tracegen_demo(args, params, params_file, _sim_thread, _topic_stats)
         return _run(args, params, params_file)
     except ConfigError as exc:
         return _fail(f"configuration: {exc}")

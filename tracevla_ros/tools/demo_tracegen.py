@@ -1,0 +1,263 @@
+"""The FR3 loop of ``tracevla-demo``: RGB-D sim camera -> tracegen_node -> IK -> FR3 sim.
+
+    tracevla-demo --robot fr3 --task put_ball_in_box --out /tmp/demo_fr3
+    tracevla-demo --robot fr3 --policy tracegen_oracle --out /tmp/demo_fr3_oracle
+
+sim_node (MuJoCo, RGB-D at 10 Hz) -> tracegen_node (TraceGen checkpoint, or the oracle /
+no-motion trace) -> ``ee_waypoints`` + gripper ``action`` -> franka_controller_node (IK +
+safety) -> ``/fr3_arm_controller/joint_trajectory`` -> sim_node, plus recorder_node and a
+monitor, as real rclpy nodes over DDS on loopback. tracegen_node predicts whenever the
+previous trace has been executed; the demo stops at success, after ``--rounds`` traces or at
+the timeout.
+
+Gripper: the real controller drives the Franka Hand through franka_gripper's Move/Grasp
+actions (franka_msgs, part of franka_ros2, not shipped here). In this demo
+franka_controller_node runs with ``gripper_namespace: ''`` and ``gripper_command_topic:
+/sim_node/gripper_command``: the same open/close decisions (its gripper hysteresis on the
+PolicyAction gripper value) reach sim_node's ``~/gripper_command`` (std_msgs/Float64
+openness) instead. Where franka_msgs is installed, sim_node also serves Move/Grasp and the
+controller's default configuration works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool
+from trajectory_msgs.msg import JointTrajectory
+
+from tracevla_ros.msg import Trace3D
+from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
+from tracevla_ros.ros_image import image_to_rgb
+from tracevla_ros.tools.demo_stats import percentiles_ms
+
+TRACEGEN_POLICIES = ("tracegen", "tracegen_oracle", "no_motion")
+GRIPPER_TOPIC = "/sim_node/gripper_command"
+
+
+def tracegen_params(data: dict[str, Any], policy: str, checkpoint: str) -> None:
+    """Demo overrides of config/fr3.yaml for the TraceGen loop (in place)."""
+    def section(node: str) -> dict[str, Any]:
+        return data.setdefault(node, {"ros__parameters": {}})["ros__parameters"]
+    ctrl = section("franka_controller_node")
+    ctrl["gripper_namespace"] = ""
+    ctrl["gripper_command_topic"] = GRIPPER_TOPIC
+    section("sim_node")["franka_gripper_namespace"] = ""
+    tg = section("tracegen_node")
+    tg["predictor"] = "model" if policy == "tracegen" else "no_motion"
+    if checkpoint:
+        tg["checkpoint"] = checkpoint
+    tg["rate_hz"] = 1.0  # predict again whenever the previous trace has been executed
+    # One time base: on a loaded machine the simulator runs slower than the wall clock, and a
+    # trajectory's time_from_start is sim time. sim_node publishes /clock; the nodes that time
+    # trajectories, watchdogs and segment ends follow it.
+    section("sim_node")["stamp_source"] = "sim"
+    for node in ("franka_controller_node", "tracegen_node"):
+        section(node)["use_sim_time"] = True
+    rec = section("recorder_node")
+    rec["topics"] = list(dict.fromkeys(list(rec.get("topics", [])) + [
+        "/trace3d", "/ee_waypoints", "/fr3_arm_controller/joint_trajectory", "/clock"]))
+
+
+def _draw(rgb: np.ndarray, trace: np.ndarray | None) -> np.ndarray:
+    out = rgb.copy()
+    if trace is None:
+        return out
+    for k in range(trace.shape[0]):
+        t = trace[k]
+        ok = np.all(np.isfinite(t), axis=1)
+        pts = t[ok, :2]
+        if len(pts) < 2 or np.linalg.norm(pts[-1] - pts[0]) < 3.0:
+            continue
+        level = np.array([[k * 255 // trace.shape[0]]], np.uint8)
+        col = tuple(int(c) for c in cv2.applyColorMap(level, cv2.COLORMAP_JET)[0, 0])
+        cv2.polylines(out, [np.round(pts).astype(np.int32)], False, col, 1, cv2.LINE_AA)
+    return out
+
+
+class TraceGenMonitor(Node):
+    """Counts traces and commands, measures latencies, records frames with the trace drawn."""
+
+    def __init__(self, command_topic: str, max_frames: int = 3000, **kwargs: Any) -> None:
+        super().__init__("demo_monitor", **kwargs)
+        self.traces = 0
+        self.commands = 0
+        self.success_at_trace: int | None = None
+        self._trace: np.ndarray | None = None
+        self._trace_rx: float | None = None
+        self.lat: dict[str, list[float]] = {"camera_to_trace": [], "trace_to_command": []}
+        self._frames: list[np.ndarray] = []
+        self._max = max_frames
+        self._lock = threading.Lock()
+        self.create_subscription(Trace3D, "/trace3d", self._on_trace3d, RELIABLE_QOS)
+        self.create_subscription(Image, "/camera/image_raw", self._on_image, SENSOR_QOS)
+        self.create_subscription(JointTrajectory, command_topic, self._on_command, RELIABLE_QOS)
+        self.create_subscription(Bool, "/success", self._on_success, RELIABLE_QOS)
+
+    def _now(self) -> float:
+        return float(self.get_clock().now().nanoseconds) * 1e-9
+
+    def _on_trace3d(self, msg: Trace3D) -> None:
+        from tracegen_ros.ros_convert import trace_from_msg
+
+        now = self._now()
+        with self._lock:
+            self.lat["camera_to_trace"].append(now - stamp_to_sec(msg.header.stamp))
+            self._trace, self._trace_rx = trace_from_msg(msg), now
+            self.traces += 1
+
+    def _on_command(self, msg: JointTrajectory) -> None:
+        with self._lock:
+            self.commands += 1
+            if self._trace_rx is not None:
+                self.lat["trace_to_command"].append(self._now() - self._trace_rx)
+                self._trace_rx = None
+
+    def _on_image(self, msg: Image) -> None:
+        with self._lock:
+            if len(self._frames) < self._max:
+                self._frames.append(_draw(image_to_rgb(msg), self._trace))
+
+    def _on_success(self, msg: Bool) -> None:
+        if msg.data and self.success_at_trace is None:
+            self.success_at_trace = self.traces
+
+    def latency(self) -> dict[str, dict[str, float | int]]:
+        with self._lock:
+            return {k: percentiles_ms(v) for k, v in self.lat.items()}
+
+    def write_video(self, path: Path, fps: float) -> int:
+        import imageio.v2 as imageio
+
+        with self._lock:
+            frames = list(self._frames)
+        if not frames:
+            return 0
+        with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8,
+                                macro_block_size=1) as w:
+            for f in frames:
+                w.append_data(f)  # type: ignore[attr-defined]
+        return len(frames)
+
+
+def _oracle_predictor(task: str, seed: int) -> Any:
+    """The scripted expert's own episode from ``seed``, through TraceForge (privileged)."""
+    from tracegen_ros.execution import FixedTracePredictor
+    from tracegen_ros.traceforge.pipeline import trace_from_frames
+    from tracegen_ros.traceforge.simgt import record_expert
+    from tracevla_ros.sim.env import SimEnv
+
+    with SimEnv("fr3", task or None, seed=seed) as env:
+        rec = record_expert(env, seed)
+    return FixedTracePredictor(trace_from_frames(rec.rgb, rec.depth, rec.K)[0])
+
+
+def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
+                      sim_thread_fn: Any, topic_stats: Any) -> int:
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    out: Path = args.out
+    ctx = rclpy.Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(params_file),
+                     "-r", "image:=/camera/image_raw", "-r", "depth:=/camera/depth/image_raw",
+                     "-r", "camera_info:=/camera/camera_info", "-r", "action:=/policy/action"],
+               context=ctx)
+    nodes: list[Any] = []
+    executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+    sim_box: dict[str, Any] = {}
+    sim_ready, sim_stop = threading.Event(), threading.Event()
+    sim_thread = threading.Thread(target=sim_thread_fn, args=(ctx, sim_box, sim_ready, sim_stop),
+                                  name="sim_node", daemon=True)
+    spin = threading.Thread(target=executor.spin, name="executor", daemon=True)
+    summary: dict[str, Any] = {}
+    monitor: TraceGenMonitor | None = None
+    try:
+        from tracegen_ros.nodes.tracegen_node import TraceGenNode
+        from tracevla_ros.nodes.franka_controller_node import FrankaControllerNode
+        from tracevla_ros.nodes.recorder_node import RecorderNode
+
+        sim_thread.start()
+        sim_ready.wait(timeout=120.0)
+        if "error" in sim_box:
+            raise sim_box["error"]
+        sim = sim_box["node"]
+        predictor = None
+        if args.policy == "tracegen_oracle":
+            predictor = _oracle_predictor(sim.env.task.name, args.seed)
+        from rclpy.parameter import Parameter
+
+        monitor = TraceGenMonitor(command_topic="/fr3_arm_controller/joint_trajectory", context=ctx,
+                                  parameter_overrides=[Parameter("use_sim_time", value=True)])
+        recorder = RecorderNode(output=str(out / "bag"), context=ctx)
+        tracegen = TraceGenNode(predictor=predictor, context=ctx)
+        nodes += [monitor, recorder, tracegen, FrankaControllerNode(context=ctx)]
+        for n in nodes:
+            executor.add_node(n)
+        t0 = time.monotonic()
+        spin.start()
+        timeout = args.timeout or 60.0 * args.rounds + 60.0
+        last_print = 0.0
+        while time.monotonic() - t0 < timeout:
+            time.sleep(0.1)
+            if not spin.is_alive() or not sim_thread.is_alive():
+                raise RuntimeError("a node crashed (see the traceback above); stopping the demo")
+            if monitor.success_at_trace is not None:
+                time.sleep(1.0)  # let the scene settle on camera
+                break
+            if tracegen.predictions >= args.rounds and not tracegen.busy:
+                time.sleep(1.0)
+                break
+            if time.monotonic() - last_print > 5.0:
+                last_print = time.monotonic()
+                print(f"[demo] {tracegen.predictions} traces, {monitor.commands} arm commands, "
+                      f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        wall = time.monotonic() - t0
+        summary = {
+            "robot": "fr3", "task": sim.env.task.name, "instruction": sim.env.instruction,
+            "policy": args.policy,
+            "policy_note": {
+                "tracegen": f"TraceGen checkpoint {params['tracegen_node']['ros__parameters']['checkpoint']}",
+                "tracegen_oracle": "oracle: the scripted expert's own episode (privileged simulator "
+                                   "state) through TraceForge; not a learned model",
+                "no_motion": "baseline: nothing moves"}[args.policy],
+            "seed": args.seed, "rounds_requested": args.rounds, "traces": tracegen.predictions,
+            "arm_commands": monitor.commands,
+            "success": monitor.success_at_trace is not None or bool(sim.env.success()),
+            "success_at_trace": monitor.success_at_trace, "success_at_end": bool(sim.env.success()),
+            "wall_time_s": round(wall, 2), "latency": monitor.latency(),
+            "gripper_interface": f"franka_controller_node -> {GRIPPER_TOPIC} (std_msgs/Float64)",
+            "topics": topic_stats(recorder),
+            "outputs": {"overlay": "overlay.mp4", "bag": "bag", "params": "params.yaml"},
+        }
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        if spin.is_alive():
+            spin.join(timeout=5.0)
+        sim_stop.set()
+        for n in reversed(nodes):
+            close = getattr(n, "close", None)
+            if callable(close):
+                close()
+            n.destroy_node()
+        if sim_thread.is_alive():
+            sim_thread.join(timeout=10.0)
+        rclpy.try_shutdown(context=ctx)
+    if monitor is not None:
+        summary["outputs"]["overlay_frames"] = monitor.write_video(out / "overlay.mp4", fps=10.0)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: summary[k] for k in ("robot", "task", "policy", "traces", "success",
+                                              "success_at_end", "wall_time_s")}))
+    return 0
+
+
+__all__ = ["TRACEGEN_POLICIES", "run_tracegen_demo", "tracegen_params"]
