@@ -294,6 +294,9 @@ def test_anchor_to_sensor() -> None:
     out = anchor_to_sensor(traj, depth)
     np.testing.assert_allclose(out[0, :, 2], traj[0, :, 2])  # no sensor depth there: unchanged
     np.testing.assert_allclose(out[1, :, 2], [2.0, 2.0, 2.2, 2.4])
+    traj[1, 2, 2] = -0.5  # behind the camera: invalid
+    out = anchor_to_sensor(traj, depth)
+    assert np.all(np.isneginf(out[1, 2])) and np.isfinite(out[1, 3]).all()
 
 
 def test_collect_episode_without_depth_is_reported(collect_dir: Path, tmp_path: Path) -> None:

@@ -116,3 +116,37 @@ def test_temperature_zero_is_deterministic(predictor: TraceGenPredictor) -> None
     b = predictor.predict(rgb, depth, K, "push the block", steps=3, seed=2, temperature=0.0)
     c = predictor.predict(rgb, depth, K, "push the block", steps=3, seed=2, temperature=1.0)
     assert np.array_equal(a, b) and not np.array_equal(b, c)
+
+
+def test_shipped_fr3_checkpoint_loads_and_predicts(repo_root: Path) -> None:
+    ck = repo_root / "tracegen_ros" / "checkpoints" / "fr3_small"
+    if not (ck / "model.safetensors").is_file():
+        pytest.skip(f"no shipped checkpoint at {ck}")
+    pred = TraceGenPredictor.from_checkpoint(ck, device="cpu")
+    assert pred.cfg.grid_size == 20 and pred.cfg.horizon == 32 and "ball" in pred.cfg.vocab
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    depth = np.full((256, 256), 1.2, np.float32)
+    K256 = np.array([[274.5, 0, 127.5], [0, 274.5, 127.5], [0, 0, 1]])
+    traj = pred.predict(rgb, depth, K256, "put the ball in the box", steps=5)
+    assert traj.shape == (400, 32, 3) and np.isfinite(traj).all()
+    assert np.allclose(traj[:, 0, :2], pred.grid_keypoints(256, 256), atol=13.0)
+    assert np.allclose(traj[:, 0, 2], 1.2, atol=0.01)  # rescaled to the sensor depth
+
+
+def test_export_half_precision_round_trip(predictor: TraceGenPredictor, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from tracegen_ros.checkpoint import CheckpointError, export_checkpoint, load_checkpoint
+
+    src = save_checkpoint(predictor.model, tmp_path / "src")
+    dst = export_checkpoint(src, tmp_path / "dst", half=True, config_updates={"default_temperature": 0.3})
+    tensors = load_file(str(dst / "model.safetensors"))
+    assert tensors["decoder.in_proj.weight"].dtype == torch.float16
+    assert tensors["inc_std"].dtype == torch.float32
+    model, _ = load_checkpoint(dst)
+    assert model.cfg.default_temperature == 0.3
+    a = predictor.model.decoder.in_proj.weight.detach()
+    assert torch.allclose(model.decoder.in_proj.weight, a, atol=1e-3)
+    with pytest.raises(CheckpointError, match="architecture"):
+        export_checkpoint(src, tmp_path / "bad", config_updates={"num_layers": 2})

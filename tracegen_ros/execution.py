@@ -122,11 +122,13 @@ def anchor_to_sensor(traj: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
     A predicted trace's depth is rescaled to the sensor with a *smoothed* ratio map; at the
     gripper's silhouette the smoothing mixes the hand's and the background's depths. The
     keypoint's own sensor depth is exact, so each trace (N, L, 3) is scaled by
-    sensor(k) / z_k(0) where the sensor has a depth (unchanged elsewhere).
+    sensor(k) / z_k(0) where the sensor has a depth (unchanged elsewhere). Steps predicted
+    at a depth <= 0 (behind the camera: not a point) become invalid (-inf).
     """
     from tracegen_ros.traceforge.geometry import sample_depth
 
     t = np.array(traj, np.float64)
+    t[~(t[..., 2] > 0.0)] = -np.inf
     z_s = sample_depth(depth_m, t[:, 0, :2])
     ok = np.isfinite(z_s) & np.isfinite(t[:, 0, 2]) & (t[:, 0, 2] > 1e-3)
     t[ok, :, 2] *= (z_s[ok] / t[ok, 0, 2])[:, None]
