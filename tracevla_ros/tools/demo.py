@@ -138,6 +138,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
 
     from tracevla_ros.bag.config import PARAMS_KEY
     from tracevla_ros.tools.demo_monitor import DemoMonitor, wait_until_matched
+    from tracevla_ros.tools.demo_stats import shutdown_nodes
 
     out: Path = args.out
     ctx = rclpy.Context()
@@ -230,18 +231,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         if tracker is not None:  # traces stop first: the monitor and the bag get the same ones
             executor.remove_node(tracker)
             time.sleep(0.3)
-        executor.shutdown(timeout_sec=2.0)
-        if spin.is_alive():
-            spin.join(timeout=5.0)
-        sim_stop.set()
-        for n in reversed(nodes):
-            close = getattr(n, "close", None)
-            if callable(close):
-                close()
-            n.destroy_node()
-        if sim_thread.is_alive():
-            sim_thread.join(timeout=10.0)
-        rclpy.try_shutdown(context=ctx)
+        shutdown_nodes(executor, spin, sim_stop, nodes, sim_thread, ctx)
     summary["trace_valid_ratio"] = monitor.trace_valid_ratio()  # all traces, as in the bag
     n_frames = monitor.write_video(out / "overlay.mp4", fps=rate)
     summary["outputs"]["overlay_frames"] = n_frames

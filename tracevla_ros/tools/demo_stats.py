@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +61,22 @@ class StageClock:
     def summary(self) -> dict[str, dict[str, float | int]]:
         with self._lock:
             return {k: percentiles_ms(v) for k, v in self.latencies.items()}
+
+
+def shutdown_nodes(executor: Any, spin: Any, sim_stop: Any, nodes: list[Any], sim_thread: Any,
+                   ctx: Any) -> None:
+    """Stop the demo's executor, close and destroy its nodes, join the sim thread, shut rclpy down."""
+    import rclpy
+
+    executor.shutdown(timeout_sec=2.0)
+    if spin.is_alive():
+        spin.join(timeout=5.0)
+    sim_stop.set()
+    for n in reversed(nodes):
+        close = getattr(n, "close", None)
+        if callable(close):
+            close()
+        n.destroy_node()
+    if sim_thread.is_alive():
+        sim_thread.join(timeout=10.0)
+    rclpy.try_shutdown(context=ctx)

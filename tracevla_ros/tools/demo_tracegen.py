@@ -38,7 +38,8 @@ from trajectory_msgs.msg import JointTrajectory
 from tracevla_ros.msg import Trace3D
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
 from tracevla_ros.ros_image import image_to_rgb
-from tracevla_ros.tools.demo_stats import percentiles_ms
+from tracevla_ros.tools.demo_monitor import wait_until_matched
+from tracevla_ros.tools.demo_stats import percentiles_ms, shutdown_nodes
 
 TRACEGEN_POLICIES = ("tracegen", "tracegen_oracle", "no_motion")
 GRIPPER_TOPIC = "/sim_node/gripper_command"
@@ -176,6 +177,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
     executor = MultiThreadedExecutor(num_threads=4, context=ctx)
     sim_box: dict[str, Any] = {}
     sim_ready, sim_stop = threading.Event(), threading.Event()
+    sim_box["go"] = threading.Event()  # the sim publishes only once the recorder is matched
     sim_thread = threading.Thread(target=sim_thread_fn, args=(ctx, sim_box, sim_ready, sim_stop),
                                   name="sim_node", daemon=True)
     spin = threading.Thread(target=executor.spin, name="executor", daemon=True)
@@ -205,6 +207,10 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
             executor.add_node(n)
         t0 = time.monotonic()
         spin.start()
+        unmatched = wait_until_matched([sim, *nodes], recorder, timeout_s=20.0)
+        if unmatched:
+            print(f"[demo] warning: not matched within 20 s: {unmatched}", file=sys.stderr)
+        sim_box["go"].set()  # the bag gets every message from the first frame on
         timeout = args.timeout or 60.0 * args.rounds + 60.0
         last_print = 0.0
         while time.monotonic() - t0 < timeout:
@@ -240,18 +246,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
             "outputs": {"overlay": "overlay.mp4", "bag": "bag", "params": "params.yaml"},
         }
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        if spin.is_alive():
-            spin.join(timeout=5.0)
-        sim_stop.set()
-        for n in reversed(nodes):
-            close = getattr(n, "close", None)
-            if callable(close):
-                close()
-            n.destroy_node()
-        if sim_thread.is_alive():
-            sim_thread.join(timeout=10.0)
-        rclpy.try_shutdown(context=ctx)
+        shutdown_nodes(executor, spin, sim_stop, nodes, sim_thread, ctx)
     if monitor is not None:
         summary["outputs"]["overlay_frames"] = monitor.write_video(out / "overlay.mp4", fps=10.0)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
