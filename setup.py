@@ -21,6 +21,8 @@ TOOLS = [
     "tracevla-bench=tracevla_ros.tools.bench:main",
     "tracevla-demo=tracevla_ros.tools.demo:main",
     "tracevla-collect=tracevla_ros.tools.collect:main",
+    "tracegen-train=tracegen_ros.train:main",
+    "tracegen-predict=tracegen_ros.predict:main",
     "traceforge=tracegen_ros.traceforge.cli:main",
 ]
 
@@ -30,6 +32,8 @@ setup(
     name="tracevla-stack",
     version="0.1.0",
     packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*"]),
+    # the shipped TraceGen checkpoint(s): model.safetensors + config.json
+    package_data={"tracegen_ros": ["checkpoints/*/*.safetensors", "checkpoints/*/*.json"]},
     python_requires=">=3.10,<3.14",
     entry_points={"console_scripts": _node_scripts() + TOOLS},
 )

@@ -10,5 +10,6 @@ BENCHMARKS: dict[str, str] = {
     "experts": "experts",
     "sim": "sim",
     "tracker": "tracker",
+    "tracegen": "tracegen",
     "tracegen-sim": "tracegen_sim",
 }

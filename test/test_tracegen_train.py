@@ -1,0 +1,178 @@
+"""tracegen-train on a tiny generated dataset: loss falls, resume, checkpoint round trip/errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from tracevla_ros.config import ConfigError  # noqa: E402
+
+from tracegen_ros.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from tracegen_ros.synthetic import write_dataset  # noqa: E402
+from tracegen_ros.train import TrainOptions, train  # noqa: E402
+
+TINY_SET = ("image_size=32", "d_model=32", "num_heads=2", "num_layers=1", "conv_channels=[8,16]",
+            "rgb_encoder_dims=[16]", "depth_encoder_dims=[16]", "cond_dim=32",
+            "text_encoder_dim=16", "patch_size=4")
+STEPS = 80
+
+
+def _opts(data: Path, out: Path, steps: int, **kw: object) -> TrainOptions:
+    base = dict(data=[data], out=out, overrides=TINY_SET, steps=steps, batch_size=8, lr=3e-3,
+                warmup=5, save_every=40, log_every=10, progress=False, threads=1)
+    base.update(kw)
+    return TrainOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("tg")
+    data = write_dataset(root / "data", episodes=8, frames_per_episode=3, size=48)
+    out = root / "ckpt"
+    summary = train(_opts(data, out, STEPS))
+    return data, out, summary
+
+
+def _losses(out: Path) -> list[tuple[int, float]]:
+    with (out / "loss.csv").open() as f:
+        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+
+
+def test_loss_falls_and_outputs_are_written(trained: tuple[Path, Path, dict]) -> None:
+    _, out, summary = trained
+    losses = [v for _, v in _losses(out)]
+    assert len(losses) == STEPS // 10
+    first, last = np.mean(losses[:2]), np.mean(losses[-2:])
+    assert last < 0.9 * first, losses
+    for name in ("model.safetensors", "config.json", "loss.png", "train_state.safetensors",
+                 "train_state.json"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["heldout_episodes"] == ["episode_000006", "episode_000007"]
+    assert summary["train_samples"] == 18 and summary["heldout_samples"] == 6
+
+
+def test_resume_continues_from_the_saved_step(trained: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    data, out, _ = trained
+    out2 = tmp_path / "resumed"
+    shutil.copytree(out, out2)
+    with (out2 / "loss.csv").open("a") as f:  # a row logged after the last save, then stopped
+        f.write(f"{STEPS + 5},9.9,0.001,1.0,\n")
+    summary = train(_opts(data, out2, STEPS + 20))
+    assert [s for s, _ in _losses(out2)].count(STEPS + 5) == 0  # dropped on resume
+    assert summary["start_step"] == STEPS
+    assert [s for s, _ in _losses(out2)][-2:] == [STEPS + 10, STEPS + 20]
+    assert json.loads((out2 / "train_state.json").read_text())["step"] == STEPS + 20
+    with pytest.raises(ConfigError, match="another config"):
+        train(_opts(data, out2, STEPS + 30, overrides=TINY_SET + ("d_model=64",)))
+
+
+def test_checkpoint_round_trip(trained: tuple[Path, Path, dict]) -> None:
+    _, out, _ = trained
+    model, meta = load_checkpoint(out)
+    saved = load_file(str(out / "model.safetensors"))
+    state = model.own_state_dict()
+    assert set(saved) == set(state)
+    assert all(torch.equal(saved[k], state[k]) for k in saved)
+    assert meta["step"] == STEPS
+    assert float(model.inc_std.min()) > 0  # normalisation statistics travel with the weights
+    # the same weights give the same velocities
+    model2, _ = load_checkpoint(out / "model.safetensors")
+    rgb, depth = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32)
+    x, tau = torch.randn(1, 400, 32, 3), torch.tensor([0.3])
+    with torch.no_grad():
+        v1 = model.velocity(x, tau, model.encode(rgb, depth, model.tokenize(["push the block up"])))
+        v2 = model2.velocity(x, tau, model2.encode(rgb, depth, model2.tokenize(["push the block up"])))
+    assert torch.equal(v1, v2)
+
+
+def _edit_config(src: Path, dst: Path, **changes: object) -> Path:
+    shutil.copytree(src, dst)
+    body = json.loads((dst / "config.json").read_text())
+    for k, v in changes.items():
+        if k == "format":
+            body["format"] = v
+        else:
+            body["config"][k] = v
+    (dst / "config.json").write_text(json.dumps(body))
+    return dst
+
+
+def test_config_that_does_not_match_the_weights_is_refused(trained: tuple[Path, Path, dict],
+                                                            tmp_path: Path) -> None:
+    _, out, _ = trained
+    with pytest.raises(CheckpointError, match="does not match.*shape mismatch"):
+        load_checkpoint(_edit_config(out, tmp_path / "a", d_model=64, num_heads=2))
+    with pytest.raises(CheckpointError, match="does not match.*missing"):
+        load_checkpoint(_edit_config(out, tmp_path / "b", num_layers=2))
+    with pytest.raises(CheckpointError, match="unknown parameter"):
+        load_checkpoint(_edit_config(out, tmp_path / "c", new_field=1))
+    dst = _edit_config(out, tmp_path / "e")
+    body = json.loads((dst / "config.json").read_text())
+    del body["config"]["prediction"]
+    (dst / "config.json").write_text(json.dumps(body))
+    with pytest.raises(CheckpointError, match=r"lacks \['prediction'\]"):
+        load_checkpoint(dst)
+    with pytest.raises(CheckpointError, match="format"):
+        load_checkpoint(_edit_config(out, tmp_path / "d", format="other/v9"))
+
+
+def test_pickle_and_missing_checkpoints_are_refused(tmp_path: Path) -> None:
+    pt = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(1)}, pt)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(pt)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        load_checkpoint(tmp_path / "empty")
+
+
+def test_evaluation_scores_an_oracle_at_zero(trained: tuple[Path, Path, dict]) -> None:
+    from tracegen_ros.data import list_samples, load_sample
+    from tracegen_ros.evaluate import evaluate_samples, no_motion_trace
+
+    data, _, _ = trained
+    paths = list_samples(data, split="val")
+
+    class Oracle:
+        def __init__(self, still: bool) -> None:
+            self.still = still
+
+        def predict(self, rgb, depth_m, K, instruction, steps=100, guidance=None, seed=0):  # type: ignore[no-untyped-def]
+            s = next(load_sample(p) for p in paths if np.array_equal(load_sample(p).rgb, rgb))
+            return no_motion_trace(s.traj) if self.still else s.traj
+
+    exact = evaluate_samples(Oracle(False), paths, steps=1)
+    assert exact["samples"] == 6 and exact["model"]["all"]["epe_px"] == 0.0  # type: ignore[index]
+    assert exact["model"]["moving"]["epe_m"] == 0.0  # type: ignore[index]
+    # the synthetic block moves 12 px; the no-motion baseline misses it by exactly that
+    assert exact["no_motion"]["moving"]["epe_px"] == pytest.approx(12.0, abs=1e-3)  # type: ignore[index]
+    still = evaluate_samples(Oracle(True), paths, steps=1)
+    for part in ("all", "moving"):
+        assert still["model"][part] == still["no_motion"][part]  # type: ignore[index]
+    assert still["model"]["gripper"]["samples"] == 0  # synthetic data has no end effector  # type: ignore[index]
+
+
+def test_bench_reports_timing_size_and_accuracy(trained: tuple[Path, Path, dict]) -> None:
+    from tracevla_ros.bench import BENCHMARKS
+    from tracevla_ros.bench.tracegen import main as bench
+
+    assert BENCHMARKS["tracegen"] == "tracegen"
+    data, out, _ = trained
+    res = bench(["--checkpoint", str(out), "--data", str(data), "--steps", "2,3", "--repeats", "1",
+                 "--eval-steps", "2", "--max-samples", "3", "--threads", "1"])
+    assert set(res["prediction_time"]) == {"2", "3"}
+    assert res["parameters"]["total"] > 0 and res["published_decoder_parameters"] > 20e6
+    assert res["accuracy"]["samples"] == 3
+    assert np.isfinite(res["accuracy"]["model"]["all"]["epe_px"])
