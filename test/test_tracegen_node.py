@@ -129,3 +129,20 @@ def test_trace_waypoints_and_gripper_in_order() -> None:
 def test_depth_size_mismatch_publishes_nothing() -> None:
     got = _run((128, 128), seconds=2.5)
     assert got["trace"] == [] and got["wp"] == [] and got["action"] == []
+
+
+def test_missing_checkpoint_is_a_config_error(tmp_path) -> None:
+    from tracevla_ros.config import ConfigError
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        with pytest.raises(ConfigError, match="checkpoint|tracegen_ros.predict"):
+            TraceGenNode(context=ctx, parameter_overrides=[
+                Parameter("checkpoint", value=str(tmp_path / "nope")),
+                Parameter("T_base_cam", value=T_BASE_CAM)])
+        with pytest.raises(ConfigError, match="T_base_cam"):
+            TraceGenNode(predictor=FixedTracePredictor(np.zeros((400, 32, 3))), context=ctx,
+                         parameter_overrides=[Parameter("predictor", value="no_motion")])
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -55,7 +55,7 @@ def _make_predictor(cfg: TraceGenNodeConfig) -> TracePredictor:
         path = Path(__file__).resolve().parents[2] / path
     try:
         return TraceGenPredictor.from_checkpoint(path, device=cfg.device)  # type: ignore[no-any-return]
-    except (FileNotFoundError, OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # missing/mismatched checkpoint, encoders
         raise ConfigError(f"checkpoint '{cfg.checkpoint}': {exc}") from None
 
 
@@ -165,6 +165,8 @@ class TraceGenNode(Node):
                 self._predict_once()
             except (GeometryError, ExecutionError, ImageConversionError, ValueError) as exc:
                 self.get_logger().error(f"no trace executed: {exc}", throttle_duration_sec=2.0)
+            except RuntimeError as exc:  # the model failed (e.g. device out of memory): keep serving
+                self.get_logger().error(f"prediction failed, nothing executed: {exc}")
             finally:
                 self._predicting = False
 
