@@ -76,6 +76,30 @@ def test_waypoints_follow_the_gripper_keypoints() -> None:
     assert sum(len(s.positions) for s in plan.segments) == len(plan.path)
 
 
+def test_receding_horizon_keeps_the_events_inside_the_executed_part() -> None:
+    path = _pick_path()  # steps 0-6 down to the object (grasp at step 6), lift, carry, place
+    traj = _scene_trace(path)
+    full = plan_execution(traj, K, T_BASE_CAM, EE0, gripper_open=True)
+    early = plan_execution(traj, K, T_BASE_CAM, EE0, True, ExecutionConfig(execute_steps=3))
+    # only the approach: the path is the full one's prefix, the grasp is left for the next frame
+    assert early.grasp_index is None and early.release_index is None
+    assert len(early.path) < len(full.path)
+    np.testing.assert_allclose(early.path, full.path[: len(early.path)])
+    np.testing.assert_allclose(early.path[-1], path[3], atol=1e-4)
+    assert [s.gripper_open_after for s in early.segments] == [None]
+    # through the grasp and the lift: it closes on the object, the release comes later
+    mid = plan_execution(traj, K, T_BASE_CAM, EE0, True, ExecutionConfig(execute_steps=12))
+    assert mid.grasp_index == full.grasp_index and mid.release_index is None
+    assert [s.gripper_open_after for s in mid.segments] == [False, None]
+    np.testing.assert_allclose(mid.path[-1], path[12], atol=1e-4)
+    # a horizon past the end is the whole trace
+    last = plan_execution(traj, K, T_BASE_CAM, EE0, True, ExecutionConfig(execute_steps=40))
+    np.testing.assert_allclose(last.path, full.path)
+    assert (last.grasp_index, last.release_index) == (full.grasp_index, full.release_index)
+    with pytest.raises(ValueError, match="execute_steps"):
+        ExecutionConfig(execute_steps=-1)
+
+
 def test_no_gripper_keypoint_is_an_error() -> None:
     traj = _scene_trace(np.repeat(EE0[None], 32, 0), on_gripper_px=0.0)  # nothing on the gripper
     with pytest.raises(ExecutionError, match="no keypoint on the gripper"):

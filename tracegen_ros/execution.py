@@ -81,11 +81,16 @@ class ExecutionConfig:
     place_above_m: float = 0.02  # m: a place (release) point is this much above the grasp point;
     # lower, the path went back to the table: a pusher re-approaching, the gripper stays closed
     z_min_m: float = 0.022  # m: waypoints are kept at least this high (the controllers' box z >= 0.02)
+    execute_steps: int = 0  # receding horizon: execute the trace up to this step only (the caller
+    # predicts again from the new frame); gripper events are found on the whole trace and kept
+    # where they fall inside; 0 = the whole trace
 
     def __post_init__(self) -> None:
         if self.gripper_radius_px <= 0 or self.gripper_points < 1 or self.gripper_depth_tol_m <= 0:
             raise ValueError("gripper_radius_px and gripper_depth_tol_m must be > 0, "
                              "gripper_points >= 1")
+        if self.execute_steps < 0:
+            raise ValueError(f"execute_steps must be >= 0 (0 = the whole trace), got {self.execute_steps}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,12 @@ def gripper_path(traj: np.ndarray, keypoints: np.ndarray, K: np.ndarray, T_base_
     known at step l; the path ends at the first step none of them is known. Waypoints closer
     than ``min_waypoint_step_m`` to the previous one are merged; z >= ``z_min_m``.
     """
+    return _gripper_path(traj, keypoints, K, T_base_cam, ee_pos_base, cfg)[0]
+
+
+def _gripper_path(traj: np.ndarray, keypoints: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray,
+                  ee_pos_base: np.ndarray, cfg: ExecutionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`gripper_path` and the trace step (P,) of each waypoint."""
     t = np.asarray(traj, np.float64)[keypoints]
     xyz = uvz_to_xyz(np.where(np.isfinite(t), t, np.nan), K)  # (n, L, 3)
     disp = xyz - xyz[:, :1]
@@ -187,7 +198,7 @@ def gripper_path(traj: np.ndarray, keypoints: np.ndarray, K: np.ndarray, T_base_
             keep.append(i)
     if len(path) > 1 and keep[-1] != len(path) - 1:
         keep[-1] = len(path) - 1  # always end where the trace ends
-    return path[keep]
+    return path[keep], np.asarray(keep, int)
 
 
 def gripper_events(z: np.ndarray, gripper_open: bool, cfg: ExecutionConfig = ExecutionConfig()
@@ -243,8 +254,13 @@ def plan_execution(traj: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray, ee_p
         t = anchor_to_sensor(t, depth_m)
     ee = ee_pixel(ee_pos_base, T_base_cam, K)
     kp = select_gripper_keypoints(t, ee, K, cfg)
-    path = gripper_path(t, kp, K, T_base_cam, ee_pos_base, cfg)
+    path, steps = _gripper_path(t, kp, K, T_base_cam, ee_pos_base, cfg)
     before, grasp, release = gripper_events(path[:, 2], gripper_open, cfg)
+    if cfg.execute_steps > 0:  # receding horizon: the events are those of the whole trace
+        n = max(1, int(np.searchsorted(steps, cfg.execute_steps, side="right")))
+        path = path[:n]
+        grasp = grasp if grasp is not None and grasp < n else None
+        release = release if release is not None and release < n else None
     cuts: list[tuple[int, bool]] = []
     if grasp is not None:
         cuts.append((grasp, False))

@@ -44,6 +44,8 @@ class TraceGenNodeConfig:
                                   "push contact", unit="m")
     lift_m: float = param(0.03, "rise after a grasp that makes it a pick (else a push)", unit="m")
     z_min_m: float = param(0.022, "waypoints are kept at least this high (base z)", unit="m")
+    execute_steps: int = param(0, "receding horizon: execute each trace up to this step (of 32), "
+                               "then predict again (with rate_hz > 0); 0 = the whole trace")
     waypoint_speed: float = param(0.1, "franka_controller_node's waypoint_speed (expected segment "
                                   "durations)", unit="m/s")
     reach_tol_m: float = param(0.01, "a segment is done when the end effector is this close to "
@@ -74,6 +76,7 @@ class TraceGenNodeConfig:
         for key in ("gripper_radius_px", "gripper_depth_tol_m", "waypoint_speed", "reach_tol_m"):
             check(getattr(self, key) > 0, key, "must be > 0")
         check(self.gripper_points >= 1, "gripper_points", "must be >= 1")
+        check(self.execute_steps >= 0, "execute_steps", "must be >= 0 (0 = the whole trace)")
 
     def transform(self) -> np.ndarray:
         """(4, 4) T_base_cam."""
@@ -83,7 +86,8 @@ class TraceGenNodeConfig:
         return ExecutionConfig(gripper_radius_px=self.gripper_radius_px,
                                gripper_depth_tol_m=self.gripper_depth_tol_m,
                                gripper_points=self.gripper_points, grasp_height_m=self.grasp_height_m,
-                               lift_m=self.lift_m, z_min_m=self.z_min_m)
+                               lift_m=self.lift_m, z_min_m=self.z_min_m,
+                               execute_steps=self.execute_steps)
 
     def executor(self) -> ExecutorConfig:
         return ExecutorConfig(speed=self.waypoint_speed, reach_tol_m=self.reach_tol_m,

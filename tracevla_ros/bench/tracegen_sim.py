@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--flow-steps", type=int, default=100, help="model: flow integration steps")
     ap.add_argument("--guidance", type=float, default=None, help="model: guidance scale")
     ap.add_argument("--rounds", type=int, default=1, help="predictions per episode while unsuccessful")
+    ap.add_argument("--execute-steps", type=int, default=0,
+                    help="receding horizon for no_motion/model: execute each trace up to this step, "
+                         "then predict again (with --rounds > 1); 0 = the whole trace")
     ap.add_argument("--verbose", action="store_true")
     return ap
 
@@ -95,7 +98,8 @@ def main(argv: list[str]) -> dict[str, Any]:
     args = _parser().parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    from tracegen_ros.execution import FixedTracePredictor, NoMotionPredictor, TracePredictor
+    from tracegen_ros.execution import (ExecutionConfig, FixedTracePredictor, NoMotionPredictor,
+                                        TracePredictor)
     from tracegen_ros.sim_exec import SimTraceRunner
     from tracegen_ros.traceforge.pipeline import trace_from_frames
     from tracegen_ros.traceforge.simgt import record_expert
@@ -118,7 +122,8 @@ def main(argv: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for task in tasks:
         env = SimEnv("fr3", task, seed=args.seed_offset)
-        runner = SimTraceRunner(env)
+        runner = SimTraceRunner(env)  # the oracle's one trace: executed whole
+        rh_runner = SimTraceRunner(env, execution=ExecutionConfig(execute_steps=args.execute_steps))
         per: dict[str, list[Any]] = {m: [] for m in methods}
         expert_ok = 0
         for i in range(args.episodes):
@@ -129,9 +134,10 @@ def main(argv: list[str]) -> dict[str, Any]:
                 traj, _ = trace_from_frames(rec.rgb, rec.depth, rec.K)
                 per["oracle"].append(runner.run_episode(FixedTracePredictor(traj), seed, rounds=1))
             if "no_motion" in methods:
-                per["no_motion"].append(runner.run_episode(NoMotionPredictor(), seed, args.rounds))
+                per["no_motion"].append(rh_runner.run_episode(NoMotionPredictor(), seed, args.rounds))
             if model is not None:
-                per["model"].append(runner.run_episode(model, seed, args.rounds, predict_seed=seed))
+                per["model"].append(rh_runner.run_episode(model, seed, args.rounds,
+                                                        predict_seed=seed))
         env.close()
         task_out: dict[str, Any] = {}
         oracle_paths = {r.seed: r.first_path for r in per.get("oracle", []) if r.first_path is not None}
@@ -164,7 +170,7 @@ def main(argv: list[str]) -> dict[str, Any]:
                      "wilson95": wilson(k, n)}
     return {"benchmark": "tracegen-sim", "robot": "fr3", "episodes_per_task": args.episodes,
             "seeds": [args.seed_offset, args.seed_offset + args.episodes - 1],
-            "rounds": args.rounds, "checkpoint": args.checkpoint or None,
+            "rounds": args.rounds, "execute_steps": args.execute_steps, "checkpoint": args.checkpoint or None,
             "flow_steps": args.flow_steps if model is not None else None,
             "execution": "gripper keypoints -> base-frame waypoints (T_base_cam) -> "
                          "ArmController.plan_waypoints (FR3 IK + safety) -> joint trajectory",
