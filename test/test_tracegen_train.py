@@ -176,3 +176,36 @@ def test_bench_reports_timing_size_and_accuracy(trained: tuple[Path, Path, dict]
     assert res["parameters"]["total"] > 0 and res["published_decoder_parameters"] > 20e6
     assert res["accuracy"]["samples"] == 3
     assert np.isfinite(res["accuracy"]["model"]["all"]["epe_px"])
+
+
+def test_keypoint_weights_favour_moving_and_gripper_keypoints() -> None:
+    from types import SimpleNamespace
+
+    from tracegen_ros.train import keypoint_weights
+
+    traj = np.zeros((4, 5, 3), np.float32)
+    traj[:, :, 2] = 1.0
+    traj[:, :, 0] = [[10], [60], [110], [160]]  # four static keypoints on a row ...
+    traj[1, :, 1] = np.linspace(0, 10, 5)  # ... the second moves 10 px, the third 40 px
+    traj[2, :, 1] = np.linspace(0, 40, 5)
+    valid = np.ones((4, 5), bool)
+    valid[3, 0] = False  # unknown at step 0: never "on the gripper"
+    ee = np.array([[112.0, 0.0, 1.02]] * 5, np.float32)  # the end effector starts at keypoint 2
+    smp = SimpleNamespace(traj=traj, valid_steps=valid, ee_uvz=ee)
+    np.testing.assert_allclose(keypoint_weights(smp, 0.0, 0.0), [1, 1, 1, 1])
+    np.testing.assert_allclose(keypoint_weights(smp, 4.0, 0.0), [1, 3, 5, 1])  # full weight at 20 px
+    np.testing.assert_allclose(keypoint_weights(smp, 4.0, 10.0), [1, 3, 15, 1])
+    smp.ee_uvz = None  # real videos: no end effector known, only the motion weight
+    np.testing.assert_allclose(keypoint_weights(smp, 0.0, 10.0), [1, 1, 1, 1])
+
+
+def test_data_space_loss_with_weights_trains(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data", episodes=4, frames_per_episode=2, size=48)
+    summary = train(_opts(data, tmp_path / "d", 20, loss="data", moving_weight=4.0, save_every=20))
+    assert np.isfinite(summary["val_loss"])
+    meta = json.loads((tmp_path / "d" / "config.json").read_text())["meta"]
+    assert (meta["loss"], meta["moving_weight"]) == ("data", 4.0)
+    with pytest.raises(ConfigError, match="prediction = 'data'"):
+        train(_opts(data, tmp_path / "v", 2, loss="data", overrides=TINY_SET + ("prediction=velocity",)))
+    with pytest.raises(ConfigError, match="--loss"):
+        train(_opts(data, tmp_path / "w", 2, loss="huber"))

@@ -56,6 +56,7 @@ __all__ = ["TrainArrays", "load_arrays", "split_episodes", "train", "main", "Tra
 log = logging.getLogger("tracegen.train")
 
 STATE_FILE = "train_state.safetensors"
+LOSSES = ("velocity", "data")
 STATE_JSON = "train_state.json"
 
 
@@ -67,6 +68,7 @@ class TrainArrays:
     depth: np.ndarray  # (N, S, S) float32 metres, 0 = missing
     inc: np.ndarray  # (N, K, L, 3) float32 raw increments (tracegen_ros.transforms)
     mask: np.ndarray  # (N, K, L) bool loss mask
+    weight: np.ndarray  # (N, K) float32 per-keypoint loss weight (1 = plain MSE)
     instructions: list[list[str]]  # per sample, 1..3 phrasings
     episodes: list[str]  # per sample
 
@@ -87,14 +89,47 @@ def split_episodes(root: Path, val_fraction: float) -> tuple[list[str], list[str
     return names[: len(names) - n_val], names[len(names) - n_val:]
 
 
-def load_arrays(paths: Sequence[Path], cfg: TraceGenConfig, progress: bool = True) -> TrainArrays:
-    """Read samples, resize images, convert traces to increments; DataError on bad files."""
+MOVING_SCALE_PX = 20.0  # a keypoint that moves this far gets the whole --moving-weight
+GRIPPER_RADIUS_PX = 24.0  # keypoints this close to the end effector's pixel at step 0 ...
+GRIPPER_DEPTH_TOL_M = 0.08  # ... and depth are on the gripper (sim samples with ee_uvz)
+
+
+def keypoint_weights(smp: Any, moving_weight: float, gripper_weight: float) -> np.ndarray:
+    """(K,) loss weights: 1 + moving_weight * min(motion / 20 px, 1) + gripper_weight where
+    the keypoint starts on the gripper (needs the sample's ``ee_uvz``; real videos have none).
+
+    Most of the 20x20 grid is static background; what the robot executes is the motion of the
+    one to three keypoints on its gripper, so weighting them keeps the few samples of that
+    motion from being averaged away by the static majority."""
+    valid = smp.valid_steps
+    w = np.ones(valid.shape[0], np.float32)
+    uv = np.where(valid[..., None], smp.traj[..., :2], np.nan)
+    if moving_weight > 0:
+        with np.errstate(invalid="ignore"):
+            disp = np.linalg.norm(uv - uv[:, :1], axis=-1)
+        motion = np.nan_to_num(np.nanmax(np.where(np.isfinite(disp), disp, -1.0), axis=1), nan=0.0)
+        w += moving_weight * np.clip(motion / MOVING_SCALE_PX, 0.0, 1.0).astype(np.float32)
+    if gripper_weight > 0 and smp.ee_uvz is not None and np.isfinite(smp.ee_uvz[0]).all():
+        ee = smp.ee_uvz[0]
+        t0 = smp.traj[:, 0]
+        near = valid[:, 0] & (np.linalg.norm(t0[:, :2] - ee[:2], axis=1) <= GRIPPER_RADIUS_PX) \
+            & (np.abs(t0[:, 2] - ee[2]) <= GRIPPER_DEPTH_TOL_M)
+        w[near] += gripper_weight
+    return w
+
+
+def load_arrays(paths: Sequence[Path], cfg: TraceGenConfig, progress: bool = True,
+                moving_weight: float = 0.0, gripper_weight: float = 0.0) -> TrainArrays:
+    """Read samples, resize images, convert traces to increments; DataError on bad files.
+
+    ``moving_weight`` / ``gripper_weight``: see :func:`keypoint_weights`."""
     n = len(paths)
     s, k, length = cfg.image_size, cfg.num_keypoints, cfg.horizon
     rgb = np.zeros((n, s, s, 3), np.uint8)
     depth = np.zeros((n, s, s), np.float32)
     inc = np.zeros((n, k, length, 3), np.float32)
     mask = np.zeros((n, k, length), bool)
+    weight = np.ones((n, k), np.float32)
     instr: list[list[str]] = []
     eps: list[str] = []
     for i, p in enumerate(tqdm(paths, desc="loading samples", disable=not progress, unit="sample")):
@@ -106,9 +141,10 @@ def load_arrays(paths: Sequence[Path], cfg: TraceGenConfig, progress: bool = Tru
         rgb[i] = resize_rgb(smp.rgb, s)
         depth[i] = resize_depth(smp.depth_m, s)
         inc[i], mask[i] = trace_to_increments(smp.traj, smp.valid_steps, smp.keypoints, w, h)
+        weight[i] = keypoint_weights(smp, moving_weight, gripper_weight)
         instr.append(list(smp.instructions))
         eps.append(smp.episode)
-    return TrainArrays(rgb, depth, inc, mask, instr, eps)
+    return TrainArrays(rgb, depth, inc, mask, weight, instr, eps)
 
 
 @dataclass
@@ -133,6 +169,9 @@ class TrainOptions:
     val_samples: int = 32
     max_samples: int = 0
     color_jitter: float = 0.1
+    loss: str = "velocity"  # velocity MSE, or "data": MSE on the decoder's X1 estimate
+    moving_weight: float = 0.0
+    gripper_weight: float = 0.0
     restart: bool = False
     progress: bool = True
 
@@ -205,14 +244,18 @@ def _batch(arrays: TrainArrays, idx: np.ndarray, rng: np.random.Generator, devic
         rgb = (rgb * gain + bias).clamp(0.0, 1.0)
     depth = torch.from_numpy(arrays.depth[idx]).to(device)[:, None]
     inc = torch.from_numpy(arrays.inc[idx]).to(device)
-    mask = torch.from_numpy(arrays.mask[idx]).to(device)
+    mask = torch.from_numpy(arrays.mask[idx]).to(device).float() \
+        * torch.from_numpy(arrays.weight[idx]).to(device)[:, :, None]
     texts = [arrays.instructions[i][int(rng.integers(len(arrays.instructions[i])))] for i in idx]
     return rgb, depth, inc, mask, texts
 
 
 def _loss(model: TraceGenModel, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                               list[str]],
-          gen: torch.Generator, drop_p: float) -> torch.Tensor:
+          gen: torch.Generator, drop_p: float, space: str = "velocity") -> torch.Tensor:
+    """Flow-matching loss; ``space`` "data" (``prediction`` "data" only): the decoder's X1
+    estimate against X1 -- the velocity error times (1 - tau), i.e. the same objective without
+    the 1 / (1 - tau)^2 weight that makes the nearly clean end dominate."""
     rgb, depth, inc, mask, texts = batch
     cfg = model.cfg
     b = rgb.shape[0]
@@ -225,6 +268,10 @@ def _loss(model: TraceGenModel, batch: tuple[torch.Tensor, torch.Tensor, torch.T
     x0 = torch.randn(x1.shape, generator=gen, device="cpu").to(dev)
     tau = sample_tau(b, gen, cfg.tau_sampling, mean=cfg.tau_mean, std=cfg.tau_std).to(dev)
     xt = interpolant(x0, x1, tau)
+    if cfg.prediction == "data" and space == "data":
+        tokens, tmask = cond.tokens()
+        x1_hat = model.decoder(xt, tau.clamp(max=1.0 - cfg.t_eps), tokens, tmask, cond.local)
+        return masked_mse(x1_hat, x1, mask[..., None])
     if cfg.prediction == "data":
         # the same clamped map on both sides: the target equals x1 - x0 for tau <= 1 - t_eps
         v = model.velocity(xt, tau, cond, cfg.t_eps)
@@ -234,7 +281,7 @@ def _loss(model: TraceGenModel, batch: tuple[torch.Tensor, torch.Tensor, torch.T
 
 @torch.no_grad()
 def validation_loss(model: TraceGenModel, arrays: TrainArrays, device: torch.device,
-                    n: int, batch_size: int) -> float:
+                    n: int, batch_size: int, space: str = "velocity") -> float:
     """Flow-matching loss on up to ``n`` held-out samples with fixed noise (comparable across saves)."""
     if len(arrays) == 0:
         return float("nan")
@@ -246,7 +293,7 @@ def validation_loss(model: TraceGenModel, arrays: TrainArrays, device: torch.dev
     for i in range(0, len(idx_all), batch_size):
         idx = idx_all[i: i + batch_size]
         batch = _batch(arrays, idx, rng, device, 0.0)
-        total += float(_loss(model, batch, gen, 0.0)) * len(idx)
+        total += float(_loss(model, batch, gen, 0.0, space)) * len(idx)
         count += len(idx)
     model.train()
     return total / max(count, 1)
@@ -373,7 +420,14 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                                             **{k: v for k, v in over.items() if k != "vocab"})
     log.info("train samples: %d, held-out samples: %d (episodes %s)", len(train_paths),
              len(held_paths), held_eps[:8])
-    arrays = load_arrays(train_paths, layout, opts.progress)
+    if opts.loss not in LOSSES:
+        raise ConfigError(f"--loss must be one of {LOSSES}, got {opts.loss!r}")
+    if opts.loss == "data" and layout.prediction != "data":
+        raise ConfigError("--loss data needs a model with prediction = 'data' (the small preset); "
+                          f"this one predicts {layout.prediction!r}")
+    if opts.moving_weight < 0 or opts.gripper_weight < 0:
+        raise ConfigError("--moving-weight and --gripper-weight must be >= 0")
+    arrays = load_arrays(train_paths, layout, opts.progress, opts.moving_weight, opts.gripper_weight)
     if held_paths and opts.val_samples > 0:
         sel = np.unique(np.linspace(0, len(held_paths) - 1, opts.val_samples).astype(int))
         held_paths_val = [held_paths[i] for i in sel]
@@ -390,7 +444,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
     meta: dict[str, Any] = {"preset": opts.preset, "data": [str(d) for d in opts.data],
                             "heldout_episodes": held_eps, "train_samples": len(arrays),
-                            "seed": opts.seed}
+                            "seed": opts.seed, "loss": opts.loss, "moving_weight": opts.moving_weight,
+                            "gripper_weight": opts.gripper_weight}
     start_step, elapsed0 = 0, 0.0
     if resume:
         body = _load_train_state(out, model, opt)
@@ -424,7 +479,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     def save(step: int) -> None:
         nonlocal last_val
         with ema.swapped_in(model):
-            last_val = validation_loss(model, held, device, opts.val_samples, opts.batch_size)
+            last_val = validation_loss(model, held, device, opts.val_samples, opts.batch_size,
+                                       opts.loss)
             save_checkpoint(model, out, dict(meta, step=step, val_loss=last_val))
         _save_train_state(out, model, opt, step,
                           {"elapsed_s": elapsed0 + time.perf_counter() - t0, "seed": opts.seed})
@@ -437,7 +493,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(arrays), opts.batch_size)
-        loss = _loss(model, _batch(arrays, idx, rng, device, opts.color_jitter), gen, cfg.cond_dropout)
+        loss = _loss(model, _batch(arrays, idx, rng, device, opts.color_jitter), gen, cfg.cond_dropout,
+                     opts.loss)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {step}; lower --lr")
         opt.zero_grad(set_to_none=True)
@@ -497,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="held-out samples for the validation loss")
     ap.add_argument("--max-samples", type=int, default=d.max_samples, help="0 = all")
     ap.add_argument("--color-jitter", type=float, default=d.color_jitter)
+    ap.add_argument("--loss", default=d.loss, choices=LOSSES,
+                    help="velocity: MSE of the velocity (the method's objective); data: MSE of the "
+                         "decoder's X1 estimate (prediction = 'data' models; no 1/(1-tau)^2 weight)")
+    ap.add_argument("--moving-weight", type=float, default=d.moving_weight,
+                    help="extra loss weight of keypoints that move (full at >= 20 px)")
+    ap.add_argument("--gripper-weight", type=float, default=d.gripper_weight,
+                    help="extra loss weight of keypoints on the gripper (samples with ee_uvz)")
     ap.add_argument("--restart", action="store_true", help="ignore a previous run in --out")
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -511,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup, grad_clip=args.grad_clip, ema=args.ema, seed=args.seed,
         device=args.device, threads=args.threads, log_every=args.log_every,
         save_every=args.save_every, val_fraction=args.val_fraction, val_samples=args.val_samples,
-        max_samples=args.max_samples, color_jitter=args.color_jitter, restart=args.restart,
+        max_samples=args.max_samples, color_jitter=args.color_jitter, loss=args.loss,
+        moving_weight=args.moving_weight, gripper_weight=args.gripper_weight, restart=args.restart,
         progress=not args.no_progress)
     try:
         summary = train(opts)
