@@ -24,9 +24,11 @@ def test_path_error() -> None:
 
 
 def test_one_episode_report() -> None:
-    out = main(["--tasks", "put_ball_in_box", "--episodes", "1", "--seed-offset", "100002"])
+    out = main(["--tasks", "put_ball_in_box", "--episodes", "1", "--seed-offset", "100002",
+                "--rounds", "2", "--execute-steps", "8"])  # receding horizon: no_motion only
     t = out["tasks"]["put_ball_in_box"]
     assert t["oracle"]["successes"] == 1 and t["no_motion"]["successes"] == 0
     assert t["expert_success_rate"] == 1.0
     assert t["no_motion"]["path_vs_oracle_end_m"] > 0.2  # the oracle goes to the ball, then the box
     assert out["pooled"]["oracle"]["episodes"] == 1 and out["seeds"] == [100002, 100002]
+    assert (out["rounds"], out["execute_steps"]) == (2, 8)
