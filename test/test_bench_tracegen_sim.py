@@ -23,9 +23,12 @@ def test_path_error() -> None:
     assert end == pytest.approx(0.1) and mean > 0.02
 
 
-def test_one_episode_report() -> None:
+def test_one_episode_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    png = tmp_path / "paths.png"
     out = main(["--tasks", "put_ball_in_box", "--episodes", "1", "--seed-offset", "100002",
-                "--rounds", "2", "--execute-steps", "8"])  # receding horizon: no_motion only
+                "--rounds", "2", "--execute-steps", "8",  # receding horizon: no_motion only
+                "--plot", str(png)])
+    assert png.stat().st_size > 10_000
     t = out["tasks"]["put_ball_in_box"]
     assert t["oracle"]["successes"] == 1 and t["no_motion"]["successes"] == 0
     assert t["expert_success_rate"] == 1.0

@@ -78,8 +78,48 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--execute-steps", type=int, default=0,
                     help="receding horizon for no_motion/model: execute each trace up to this step, "
                          "then predict again (with --rounds > 1); 0 = the whole trace")
+    ap.add_argument("--plot", default="", metavar="PNG",
+                    help="also draw the first planned end-effector paths (top view and height) of up "
+                         "to 6 episodes per task, each method against the oracle's")
     ap.add_argument("--verbose", action="store_true")
     return ap
+
+
+def plot_first_paths(results: dict[str, dict[str, list[Any]]], png: str, per_task: int = 6) -> None:
+    """Top view (base x, y) and height (base z) of the first planned paths, one row per task:
+    each method's (colour) against the oracle's (black) for the same seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"no_motion": "tab:gray", "model": "tab:red"}
+    tasks = list(results)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks):
+        per = results[task]
+        oracle = {r.seed: r.first_path for r in per.get("oracle", []) if r.first_path is not None}
+        seeds = sorted({r.seed for rs in per.values() for r in rs})[:per_task]
+        for i, seed in enumerate(seeds):
+            alpha = 0.35 + 0.65 * (i + 1) / len(seeds)
+            for m, rs in per.items():
+                path = next((r.first_path for r in rs if r.seed == seed), None)
+                if path is None or len(path) == 0 or (m == "oracle" and seed not in oracle):
+                    continue
+                c = "black" if m == "oracle" else colours.get(m, "tab:blue")
+                lab = m if i == 0 else None
+                row[0].plot(path[:, 1], path[:, 0], "-", color=c, alpha=alpha, label=lab)
+                row[0].plot(path[-1, 1], path[-1, 0], "o", color=c, alpha=alpha, ms=4)
+                row[1].plot(path[:, 2], "-", color=c, alpha=alpha, label=lab)
+        row[0].set(title=f"{task}: first planned path, top view", xlabel="base y (m)",
+                   ylabel="base x (m)")
+        row[0].invert_xaxis()  # y to the left, as seen from behind the robot
+        row[0].set_aspect("equal", adjustable="datalim")
+        row[1].set(title="height", xlabel="waypoint", ylabel="base z (m)")
+        row[0].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
 
 
 class _ModelAdapter:
@@ -120,6 +160,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     tasks = args.tasks or tasks_for_robot("fr3")
     t_start = time.perf_counter()
     out: dict[str, Any] = {}
+    all_results: dict[str, dict[str, list[Any]]] = {}
     for task in tasks:
         env = SimEnv("fr3", task, seed=args.seed_offset)
         runner = SimTraceRunner(env)  # the oracle's one trace: executed whole
@@ -139,6 +180,7 @@ def main(argv: list[str]) -> dict[str, Any]:
                 per["model"].append(rh_runner.run_episode(model, seed, args.rounds,
                                                         predict_seed=seed))
         env.close()
+        all_results[task] = per
         task_out: dict[str, Any] = {}
         oracle_paths = {r.seed: r.first_path for r in per.get("oracle", []) if r.first_path is not None}
         for m, results in per.items():
@@ -162,6 +204,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         if "oracle" in methods:
             task_out["expert_success_rate"] = round(expert_ok / args.episodes, 4)
         out[task] = task_out
+    if args.plot:
+        plot_first_paths(all_results, args.plot)
     pooled = {}
     for m in methods:
         k = sum(out[t][m]["successes"] for t in tasks)
