@@ -35,3 +35,4 @@ def test_one_episode_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert t["no_motion"]["path_vs_oracle_end_m"] > 0.2  # the oracle goes to the ball, then the box
     assert out["pooled"]["oracle"]["episodes"] == 1 and out["seeds"] == [100002, 100002]
     assert (out["rounds"], out["execute_steps"]) == (2, 8)
+    assert t["no_motion"]["grasps_planned"] == 0  # nothing comes down: no grasp to compare

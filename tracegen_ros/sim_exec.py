@@ -48,6 +48,7 @@ class EpisodeResult:
     error: str = ""  # why execution stopped early (no gripper keypoint, bad input, ...)
     grasps: list[int] = field(default_factory=list)
     first_path: np.ndarray | None = None  # (P, 3) waypoints planned from the first frame, m
+    first_grasp: np.ndarray | None = None  # (3,) where that plan closes the gripper (None: no grasp)
 
 
 class SimTraceRunner:
@@ -128,6 +129,8 @@ class SimTraceRunner:
                 break
             if res.first_path is None:
                 res.first_path = plan.path
+                if plan.grasp_index is not None:
+                    res.first_grasp = plan.path[plan.grasp_index]
             self.execute(plan, res)
             if env.success():
                 break

@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="auto", help="torch device for the model")
     ap.add_argument("--flow-steps", type=int, default=100, help="model: flow integration steps")
     ap.add_argument("--guidance", type=float, default=None, help="model: guidance scale")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="model: initial-noise scale (default: the checkpoint's)")
     ap.add_argument("--rounds", type=int, default=1, help="predictions per episode while unsuccessful")
     ap.add_argument("--execute-steps", type=int, default=0,
                     help="receding horizon for no_motion/model: execute each trace up to this step, "
@@ -125,13 +127,14 @@ def plot_first_paths(results: dict[str, dict[str, list[Any]]], png: str, per_tas
 class _ModelAdapter:
     """Passes the benchmark's flow settings to ``TraceGenPredictor.predict``."""
 
-    def __init__(self, predictor: Any, steps: int, guidance: float | None) -> None:
-        self.p, self.steps, self.guidance = predictor, steps, guidance
+    def __init__(self, predictor: Any, steps: int, guidance: float | None,
+                 temperature: float | None = None) -> None:
+        self.p, self.steps, self.guidance, self.temperature = predictor, steps, guidance, temperature
 
     def predict(self, rgb: Any, depth_m: Any, K: Any, instruction: str, steps: int = 100,
                 guidance: float | None = None, seed: int = 0) -> Any:
         return self.p.predict(rgb, depth_m, K, instruction, steps=self.steps,
-                              guidance=self.guidance, seed=seed)
+                              guidance=self.guidance, seed=seed, temperature=self.temperature)
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -143,6 +146,8 @@ def main(argv: list[str]) -> dict[str, Any]:
     from tracegen_ros.sim_exec import SimTraceRunner
     from tracegen_ros.traceforge.pipeline import trace_from_frames
     from tracegen_ros.traceforge.simgt import record_expert
+    import numpy as np
+
     from tracevla_ros.sim.env import SimEnv
 
     methods = list(args.methods or (["no_motion", "oracle"] + (["model"] if args.checkpoint else [])))
@@ -156,7 +161,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         from tracegen_ros.predict import TraceGenPredictor  # the model helper's API
 
         model = _ModelAdapter(TraceGenPredictor.from_checkpoint(args.checkpoint, device=args.device),
-                              args.flow_steps, args.guidance)
+                              args.flow_steps, args.guidance, args.temperature)
     tasks = args.tasks or tasks_for_robot("fr3")
     t_start = time.perf_counter()
     out: dict[str, Any] = {}
@@ -198,6 +203,14 @@ def main(argv: list[str]) -> dict[str, Any]:
                 "ik_incomplete_plans": sum(r.ik_incomplete for r in results),
                 "mean_sim_time_s": round(sum(r.sim_time_s for r in results) / max(1, len(results)), 2),
             }
+            oracle_grasps = {r.seed: r.first_grasp for r in per.get("oracle", [])
+                             if r.first_grasp is not None}
+            if m != "oracle" and oracle_grasps:  # where the first plan closes the gripper
+                g_err = [float(np.linalg.norm(r.first_grasp[:2] - oracle_grasps[r.seed][:2]))
+                         for r in results if r.seed in oracle_grasps and r.first_grasp is not None]
+                task_out[m]["grasps_planned"] = sum(1 for r in results if r.first_grasp is not None)
+                if g_err:
+                    task_out[m]["grasp_xy_vs_oracle_mean_m"] = round(float(np.mean(g_err)), 4)
             if errs:  # first planned path against the oracle's (same seed, same start)
                 task_out[m]["path_vs_oracle_mean_m"] = round(sum(e[0] for e in errs) / len(errs), 4)
                 task_out[m]["path_vs_oracle_end_m"] = round(sum(e[1] for e in errs) / len(errs), 4)
@@ -216,6 +229,7 @@ def main(argv: list[str]) -> dict[str, Any]:
             "seeds": [args.seed_offset, args.seed_offset + args.episodes - 1],
             "rounds": args.rounds, "execute_steps": args.execute_steps, "checkpoint": args.checkpoint or None,
             "flow_steps": args.flow_steps if model is not None else None,
+            "temperature": args.temperature if model is not None else None,
             "execution": "gripper keypoints -> base-frame waypoints (T_base_cam) -> "
                          "ArmController.plan_waypoints (FR3 IK + safety) -> joint trajectory",
             "tasks": out, "pooled": pooled, "wall_s": round(time.perf_counter() - t_start, 1)}
