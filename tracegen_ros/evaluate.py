@@ -72,15 +72,27 @@ def trace_errors(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray,
     }
 
 
+GRIPPER_RADIUS_PX = 24.0  # keypoints this close to the end effector's pixel at step 0 ...
+GRIPPER_DEPTH_TOL_M = 0.08  # ... and to its depth stand for the gripper
+
+
+def on_gripper(uvz0: np.ndarray, ee_uvz0: np.ndarray, radius_px: float = GRIPPER_RADIUS_PX,
+               depth_tol_m: float = GRIPPER_DEPTH_TOL_M) -> np.ndarray:
+    """(K,) bool: keypoints whose step-0 (u, v, z) ``uvz0`` (K, 3; NaN = unknown) lie within
+    ``radius_px`` of the end effector's pixel and ``depth_tol_m`` of its depth (``ee_uvz0`` (3,))."""
+    with np.errstate(invalid="ignore"):
+        return ((np.linalg.norm(uvz0[:, :2] - ee_uvz0[:2], axis=1) <= radius_px)
+                & (np.abs(uvz0[:, 2] - ee_uvz0[2]) <= depth_tol_m))
+
+
 def gripper_errors(pred: np.ndarray, ee_uvz: np.ndarray, K: np.ndarray,
-                   radius_px: float = 24.0, depth_tol_m: float = 0.08) -> tuple[float, float]:
+                   radius_px: float = GRIPPER_RADIUS_PX,
+                   depth_tol_m: float = GRIPPER_DEPTH_TOL_M) -> tuple[float, float]:
     """(end_m, mean_m) error of the gripper keypoints' mean displacement vs the end
     effector's; NaN when no keypoint qualifies. pred (K, L, 3); ee_uvz (L, 3)."""
     p = np.where(np.isfinite(pred), pred, np.nan)
     ee = np.asarray(ee_uvz, np.float64)
-    with np.errstate(invalid="ignore"):
-        near = ((np.linalg.norm(p[:, 0, :2] - ee[0, :2], axis=1) <= radius_px)
-                & (np.abs(p[:, 0, 2] - ee[0, 2]) <= depth_tol_m))
+    near = on_gripper(p[:, 0], ee[0], radius_px, depth_tol_m)
     if not near.any() or not np.isfinite(ee).all():
         return float("nan"), float("nan")
     xyz = unproject(p[near], K)

@@ -45,6 +45,7 @@ from tracevla_ros.config import ConfigError
 
 from tracegen_ros.checkpoint import CheckpointError, read_config, save_checkpoint
 from tracegen_ros.data import DataError, list_episodes, list_samples, load_info, load_sample
+from tracegen_ros.evaluate import on_gripper
 from tracegen_ros.flow import data_to_velocity, flow_matching_loss, interpolant, masked_mse, sample_tau
 from tracegen_ros.model.config import TraceGenConfig
 from tracegen_ros.model.encoders import build_vocab
@@ -56,8 +57,8 @@ __all__ = ["TrainArrays", "load_arrays", "split_episodes", "train", "main", "Tra
 log = logging.getLogger("tracegen.train")
 
 STATE_FILE = "train_state.safetensors"
-LOSSES = ("velocity", "data")
 STATE_JSON = "train_state.json"
+LOSSES = ("velocity", "data")
 
 
 @dataclass
@@ -90,8 +91,6 @@ def split_episodes(root: Path, val_fraction: float) -> tuple[list[str], list[str
 
 
 MOVING_SCALE_PX = 20.0  # a keypoint that moves this far gets the whole --moving-weight
-GRIPPER_RADIUS_PX = 24.0  # keypoints this close to the end effector's pixel at step 0 ...
-GRIPPER_DEPTH_TOL_M = 0.08  # ... and depth are on the gripper (sim samples with ee_uvz)
 
 
 def keypoint_weights(smp: Any, moving_weight: float, gripper_weight: float) -> np.ndarray:
@@ -110,11 +109,8 @@ def keypoint_weights(smp: Any, moving_weight: float, gripper_weight: float) -> n
         motion = np.nan_to_num(np.nanmax(np.where(np.isfinite(disp), disp, -1.0), axis=1), nan=0.0)
         w += moving_weight * np.clip(motion / MOVING_SCALE_PX, 0.0, 1.0).astype(np.float32)
     if gripper_weight > 0 and smp.ee_uvz is not None and np.isfinite(smp.ee_uvz[0]).all():
-        ee = smp.ee_uvz[0]
-        t0 = smp.traj[:, 0]
-        near = valid[:, 0] & (np.linalg.norm(t0[:, :2] - ee[:2], axis=1) <= GRIPPER_RADIUS_PX) \
-            & (np.abs(t0[:, 2] - ee[2]) <= GRIPPER_DEPTH_TOL_M)
-        w[near] += gripper_weight
+        t0 = np.where(valid[:, :1], smp.traj[:, 0], np.nan)  # unknown at step 0: not on it
+        w[on_gripper(t0, smp.ee_uvz[0])] += gripper_weight
     return w
 
 
@@ -269,9 +265,7 @@ def _loss(model: TraceGenModel, batch: tuple[torch.Tensor, torch.Tensor, torch.T
     tau = sample_tau(b, gen, cfg.tau_sampling, mean=cfg.tau_mean, std=cfg.tau_std).to(dev)
     xt = interpolant(x0, x1, tau)
     if cfg.prediction == "data" and space == "data":
-        tokens, tmask = cond.tokens()
-        x1_hat = model.decoder(xt, tau.clamp(max=1.0 - cfg.t_eps), tokens, tmask, cond.local)
-        return masked_mse(x1_hat, x1, mask[..., None])
+        return masked_mse(model.estimate_x1(xt, tau, cond), x1, mask[..., None])
     if cfg.prediction == "data":
         # the same clamped map on both sides: the target equals x1 - x0 for tau <= 1 - t_eps
         v = model.velocity(xt, tau, cond, cfg.t_eps)

@@ -201,14 +201,20 @@ class TraceGenModel(nn.Module):
         With ``prediction == "data"`` the decoder's output is an estimate of X1 and
         the velocity is ``(out - x) / max(1 - tau, t_eps)``.
         """
-        tokens, mask = cond.tokens()
         if self.cfg.prediction == "data":
-            # the network never sees tau above 1 - t_eps (the training range); closer to
-            # the data it is asked to clean an input that is already almost clean
-            tau_in = tau.clamp(max=1.0 - self.cfg.t_eps)
-            out: torch.Tensor = self.decoder(x, tau_in, tokens, mask, cond.local)
-            return data_to_velocity(out, x, tau, t_eps)
-        out = self.decoder(x, tau, tokens, mask, cond.local)
+            return data_to_velocity(self.estimate_x1(x, tau, cond), x, tau, t_eps)
+        tokens, mask = cond.tokens()
+        out: torch.Tensor = self.decoder(x, tau, tokens, mask, cond.local)
+        return out
+
+    def estimate_x1(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """The decoder's estimate of X1 (``prediction == "data"`` models).
+
+        The network never sees tau above 1 - t_eps (the training range); closer to the data
+        it is asked to clean an input that is already almost clean."""
+        tokens, mask = cond.tokens()
+        out: torch.Tensor = self.decoder(x, tau.clamp(max=1.0 - self.cfg.t_eps), tokens, mask,
+                                         cond.local)
         return out
 
     def guided_velocity(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition,

@@ -188,6 +188,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         all_results[task] = per
         task_out: dict[str, Any] = {}
         oracle_paths = {r.seed: r.first_path for r in per.get("oracle", []) if r.first_path is not None}
+        oracle_grasps = {r.seed: r.first_grasp for r in per.get("oracle", [])
+                         if r.first_grasp is not None}
         for m, results in per.items():
             errs = [path_error(r.first_path, oracle_paths[r.seed]) for r in results
                     if m != "oracle" and r.first_path is not None and len(r.first_path) > 0
@@ -203,8 +205,6 @@ def main(argv: list[str]) -> dict[str, Any]:
                 "ik_incomplete_plans": sum(r.ik_incomplete for r in results),
                 "mean_sim_time_s": round(sum(r.sim_time_s for r in results) / max(1, len(results)), 2),
             }
-            oracle_grasps = {r.seed: r.first_grasp for r in per.get("oracle", [])
-                             if r.first_grasp is not None}
             if m != "oracle" and oracle_grasps:  # where the first plan closes the gripper
                 g_err = [float(np.linalg.norm(r.first_grasp[:2] - oracle_grasps[r.seed][:2]))
                          for r in results if r.seed in oracle_grasps and r.first_grasp is not None]
