@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
     from rclpy.executors import MultiThreadedExecutor
 
     from tracevla_ros.bag.config import PARAMS_KEY
-    from tracevla_ros.tools.demo_monitor import DemoMonitor, wait_until_matched
+    from tracevla_ros.tools.demo_monitor import DemoMonitor, start_when_matched
     from tracevla_ros.tools.demo_stats import shutdown_nodes
 
     out: Path = args.out
@@ -187,11 +187,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         for n in nodes:
             executor.add_node(n)
         t0 = time.monotonic()
-        spin.start()
-        unmatched = wait_until_matched([sim, *nodes], recorder, timeout_s=20.0)
-        if unmatched:
-            print(f"[demo] warning: not matched within 20 s: {unmatched}", file=sys.stderr)
-        sim_box["go"].set()  # the bag now gets every message from the first frame on
+        start_when_matched(spin, [sim, *nodes], recorder, sim_box["go"])
         timeout = args.timeout or (3.0 * args.steps / rate + 60.0)
         last_print = 0.0
         while monitor.actions < args.steps and time.monotonic() - t0 < timeout:

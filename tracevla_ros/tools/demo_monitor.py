@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -39,6 +40,31 @@ def wait_until_matched(nodes: list[Node], recorder: Any, timeout_s: float) -> li
         if not missing or time.monotonic() > deadline:
             return sorted(set(missing))
         time.sleep(0.05)
+
+
+def start_when_matched(spin: threading.Thread, nodes: list[Node], recorder: Any,
+                       go: threading.Event, timeout_s: float = 20.0) -> None:
+    """Start the executor thread, wait (:func:`wait_until_matched`, a warning naming what is
+    still unmatched at the timeout), then let the sim publish: the bag gets every message from
+    the first frame on."""
+    spin.start()
+    unmatched = wait_until_matched(nodes, recorder, timeout_s)
+    if unmatched:
+        print(f"[demo] warning: not matched within {timeout_s:.0f} s: {unmatched}", file=sys.stderr)
+    go.set()
+
+
+def write_mp4(frames: list[np.ndarray], path: Path, fps: float) -> int:
+    """Write RGB frames as H.264 MP4; returns the number of frames (0: nothing written)."""
+    if not frames:
+        return 0
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8,
+                            macro_block_size=1) as w:
+        for f in frames:
+            w.append_data(f)  # type: ignore[attr-defined]
+    return len(frames)
 
 
 class DemoMonitor(Node):
@@ -89,14 +115,6 @@ class DemoMonitor(Node):
 
     def write_video(self, path: Path, fps: float) -> int:
         """Write the overlay frames as H.264 MP4; returns the number of frames."""
-        import imageio.v2 as imageio
-
         with self._lock:
             frames = list(self._frames)
-        if not frames:
-            return 0
-        with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8,
-                                macro_block_size=1) as w:
-            for f in frames:
-                w.append_data(f)  # type: ignore[attr-defined]
-        return len(frames)
+        return write_mp4(frames, path, fps)

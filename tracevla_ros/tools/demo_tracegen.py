@@ -38,7 +38,7 @@ from trajectory_msgs.msg import JointTrajectory
 from tracevla_ros.msg import Trace3D
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
 from tracevla_ros.ros_image import image_to_rgb
-from tracevla_ros.tools.demo_monitor import wait_until_matched
+from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
 from tracevla_ros.tools.demo_stats import percentiles_ms, shutdown_nodes
 
 TRACEGEN_POLICIES = ("tracegen", "tracegen_oracle", "no_motion")
@@ -137,17 +137,9 @@ class TraceGenMonitor(Node):
             return {k: percentiles_ms(v) for k, v in self.lat.items()}
 
     def write_video(self, path: Path, fps: float) -> int:
-        import imageio.v2 as imageio
-
         with self._lock:
             frames = list(self._frames)
-        if not frames:
-            return 0
-        with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8,
-                                macro_block_size=1) as w:
-            for f in frames:
-                w.append_data(f)  # type: ignore[attr-defined]
-        return len(frames)
+        return write_mp4(frames, path, fps)
 
 
 def _oracle_predictor(task: str, seed: int) -> Any:
@@ -206,11 +198,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
         for n in nodes:
             executor.add_node(n)
         t0 = time.monotonic()
-        spin.start()
-        unmatched = wait_until_matched([sim, *nodes], recorder, timeout_s=20.0)
-        if unmatched:
-            print(f"[demo] warning: not matched within 20 s: {unmatched}", file=sys.stderr)
-        sim_box["go"].set()  # the bag gets every message from the first frame on
+        start_when_matched(spin, [sim, *nodes], recorder, sim_box["go"])
         timeout = args.timeout or 60.0 * args.rounds + 60.0
         last_print = 0.0
         while time.monotonic() - t0 < timeout:
