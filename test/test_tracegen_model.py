@@ -190,3 +190,30 @@ def test_depth_ratio_does_not_bleed_across_depth_edges() -> None:
     out = depth_ratio_rescale(traj, sensor, sigma_px=8.0, sigma_m=0.05)
     assert np.allclose(out[:, 0, 2], truth, atol=1e-3)
     assert np.allclose(out[:, -1, 2], truth, atol=1e-3)
+
+
+def test_spatial_softmax_finds_the_peak_and_reaches_the_decoder() -> None:
+    from tracegen_ros.model.tracegen import spatial_softmax
+
+    h, w = 4, 6
+    fused = torch.full((1, h * w, 2), -50.0)
+    fused[0, 1 * w + 5, 0] = 50.0  # channel 0 peaks at row 1, column 5 (the right edge)
+    fused[0, 3 * w + 0, 1] = 50.0  # channel 1 at the bottom-left corner
+    xy = spatial_softmax(fused, (h, w))  # (1, 4): x of both channels, then y of both
+    np.testing.assert_allclose(xy[0].numpy(), [1.0, -1.0, -1.0 / 3.0, 1.0], atol=1e-5)
+
+    cfg = TraceGenConfig.from_preset("small", **TINY)
+    assert cfg.spatial_keypoints  # the small preset's default
+    assert not TraceGenConfig.from_dict({k: v for k, v in cfg.to_dict().items()
+                                         if k != "spatial_keypoints"}).spatial_keypoints
+    model = TraceGenModel(cfg)
+    cond = model.encode(torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32),
+                        model.tokenize(["push the block left", "push the block right"]))
+    assert cond.spatial is not None and cond.spatial.shape == (2, 2 * cfg.cond_dim)
+    assert torch.equal(cond.without_text().spatial, cond.spatial)  # guidance drops text only
+    assert cond.concat(cond).spatial.shape == (4, 2 * cfg.cond_dim)
+    for lin in (model.decoder.out, model.decoder.ada_out[1]):  # adaLN-Zero: c is invisible at init
+        lin.weight.data.normal_(std=0.1)
+    x, tau = torch.zeros(2, cfg.num_keypoints, cfg.horizon, 3), torch.full((2,), 0.5)
+    moved = type(cond)(**{**cond.__dict__, "spatial": cond.spatial + 0.5})
+    assert not torch.allclose(model.velocity(x, tau, cond), model.velocity(x, tau, moved))

@@ -209,3 +209,28 @@ def test_data_space_loss_with_weights_trains(tmp_path: Path) -> None:
         train(_opts(data, tmp_path / "v", 2, loss="data", overrides=TINY_SET + ("prediction=velocity",)))
     with pytest.raises(ConfigError, match="--loss"):
         train(_opts(data, tmp_path / "w", 2, loss="huber"))
+
+
+def test_fill_gripper_tracks_continues_lost_steps_with_the_end_effector() -> None:
+    from types import SimpleNamespace
+
+    from tracegen_ros.train import fill_gripper_tracks
+
+    traj = np.zeros((2, 5, 3), np.float32)
+    traj[:, :, 2] = 1.0
+    traj[0, :, 0] = 100.0 + np.arange(5) * 3.0  # on the gripper, tracked for 3 steps
+    traj[1, :, 0] = 10.0  # background, lost at the end too
+    valid = np.ones((2, 5), bool)
+    valid[:, 3:] = False
+    ee = np.zeros((5, 3), np.float32)
+    ee[:, 0] = 101.0 + np.arange(5) * 4.0  # the hand moves 4 px per step, and down 1 cm
+    ee[:, 2] = 1.0 - 0.01 * np.arange(5)
+    smp = SimpleNamespace(traj=traj, valid_steps=valid, ee_uvz=ee)
+    filled, fvalid = fill_gripper_tracks(smp)
+    assert fvalid[0].all() and not fvalid[1, 3:].any()  # only the gripper keypoint is filled
+    np.testing.assert_allclose(filled[0, :3], traj[0, :3])  # tracked steps untouched
+    np.testing.assert_allclose(filled[0, 3:, 0], [106.0 + 4.0, 106.0 + 8.0])
+    np.testing.assert_allclose(filled[0, 3:, 2], [0.99, 0.98], atol=1e-6)
+    assert valid[0, 3:].sum() == 0  # the sample itself is not modified
+    smp.ee_uvz = None  # real videos: nothing to fill from
+    assert fill_gripper_tracks(smp)[1] is valid

@@ -114,11 +114,40 @@ def keypoint_weights(smp: Any, moving_weight: float, gripper_weight: float) -> n
     return w
 
 
+def fill_gripper_tracks(smp: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(traj, valid_steps) with the lost steps of the keypoints on the gripper filled from the
+    end effector's own trace ``ee_uvz`` (sim samples; others are returned unchanged).
+
+    The tracker loses the hand's keypoints when the fingers turn or pass over the object
+    (about half of the sim samples lose them before the last step); the loss then says
+    nothing about where the gripper goes next, and that is the part the robot executes. A
+    lost step continues the keypoint from its previous step by the end effector's increment
+    (pixels and depth), so the filled track is continuous and moves with the hand."""
+    traj, valid = smp.traj, smp.valid_steps
+    ee = smp.ee_uvz
+    if ee is None or not np.isfinite(ee).all():
+        return traj, valid
+    t0 = np.where(valid[:, :1], traj[:, 0], np.nan)
+    rows = np.flatnonzero(on_gripper(t0, ee[0]) & ~valid.all(axis=1))
+    if rows.size == 0:
+        return traj, valid
+    traj, valid = traj.copy(), valid.copy()
+    step = np.diff(ee, axis=0).astype(traj.dtype)  # (L-1, 3)
+    for k in rows:
+        for t in range(1, traj.shape[1]):
+            if not valid[k, t]:
+                traj[k, t] = traj[k, t - 1] + step[t - 1]
+                valid[k, t] = True
+    return traj, valid
+
+
 def load_arrays(paths: Sequence[Path], cfg: TraceGenConfig, progress: bool = True,
-                moving_weight: float = 0.0, gripper_weight: float = 0.0) -> TrainArrays:
+                moving_weight: float = 0.0, gripper_weight: float = 0.0,
+                fill_gripper: bool = False) -> TrainArrays:
     """Read samples, resize images, convert traces to increments; DataError on bad files.
 
-    ``moving_weight`` / ``gripper_weight``: see :func:`keypoint_weights`."""
+    ``moving_weight`` / ``gripper_weight``: see :func:`keypoint_weights`;
+    ``fill_gripper``: see :func:`fill_gripper_tracks`."""
     n = len(paths)
     s, k, length = cfg.image_size, cfg.num_keypoints, cfg.horizon
     rgb = np.zeros((n, s, s, 3), np.uint8)
@@ -136,7 +165,8 @@ def load_arrays(paths: Sequence[Path], cfg: TraceGenConfig, progress: bool = Tru
         h, w = smp.rgb.shape[:2]
         rgb[i] = resize_rgb(smp.rgb, s)
         depth[i] = resize_depth(smp.depth_m, s)
-        inc[i], mask[i] = trace_to_increments(smp.traj, smp.valid_steps, smp.keypoints, w, h)
+        traj, valid = fill_gripper_tracks(smp) if fill_gripper else (smp.traj, smp.valid_steps)
+        inc[i], mask[i] = trace_to_increments(traj, valid, smp.keypoints, w, h)
         weight[i] = keypoint_weights(smp, moving_weight, gripper_weight)
         instr.append(list(smp.instructions))
         eps.append(smp.episode)
@@ -168,6 +198,7 @@ class TrainOptions:
     loss: str = "velocity"  # velocity MSE, or "data": MSE on the decoder's X1 estimate
     moving_weight: float = 0.0
     gripper_weight: float = 0.0
+    fill_gripper: bool = False  # fill the gripper keypoints' lost steps from ee_uvz (sim)
     restart: bool = False
     progress: bool = True
 
@@ -421,7 +452,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                           f"this one predicts {layout.prediction!r}")
     if opts.moving_weight < 0 or opts.gripper_weight < 0:
         raise ConfigError("--moving-weight and --gripper-weight must be >= 0")
-    arrays = load_arrays(train_paths, layout, opts.progress, opts.moving_weight, opts.gripper_weight)
+    arrays = load_arrays(train_paths, layout, opts.progress, opts.moving_weight, opts.gripper_weight,
+                         opts.fill_gripper)
     if held_paths and opts.val_samples > 0:
         sel = np.unique(np.linspace(0, len(held_paths) - 1, opts.val_samples).astype(int))
         held_paths_val = [held_paths[i] for i in sel]
@@ -439,7 +471,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     meta: dict[str, Any] = {"preset": opts.preset, "data": [str(d) for d in opts.data],
                             "heldout_episodes": held_eps, "train_samples": len(arrays),
                             "seed": opts.seed, "loss": opts.loss, "moving_weight": opts.moving_weight,
-                            "gripper_weight": opts.gripper_weight}
+                            "gripper_weight": opts.gripper_weight,
+                            "fill_gripper": opts.fill_gripper}
     start_step, elapsed0 = 0, 0.0
     if resume:
         body = _load_train_state(out, model, opt)
@@ -555,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="extra loss weight of keypoints that move (full at >= 20 px)")
     ap.add_argument("--gripper-weight", type=float, default=d.gripper_weight,
                     help="extra loss weight of keypoints on the gripper (samples with ee_uvz)")
+    ap.add_argument("--fill-gripper", action="store_true",
+                    help="fill the lost steps of keypoints on the gripper from the end "
+                         "effector's trace (sim samples with ee_uvz)")
     ap.add_argument("--restart", action="store_true", help="ignore a previous run in --out")
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -570,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device, threads=args.threads, log_every=args.log_every,
         save_every=args.save_every, val_fraction=args.val_fraction, val_samples=args.val_samples,
         max_samples=args.max_samples, color_jitter=args.color_jitter, loss=args.loss,
-        moving_weight=args.moving_weight, gripper_weight=args.gripper_weight, restart=args.restart,
+        moving_weight=args.moving_weight, gripper_weight=args.gripper_weight,
+        fill_gripper=args.fill_gripper, restart=args.restart,
         progress=not args.no_progress)
     try:
         summary = train(opts)

@@ -99,6 +99,10 @@ class TraceGenConfig:
     local_features: bool = param(True, "add to every trace token the conditioning features "
                                  "at its own keypoints: the fused image features resampled to the "
                                  "keypoint grid plus the sensor depth there")
+    spatial_keypoints: bool = param(False, "spatial softmax over the fused image feature map: "
+                                    "each channel's expected (x, y) image position, projected "
+                                    "into the decoder's adaLN vector (object positions for "
+                                    "every token, as in visuomotor policies)")
     # --- decoder -----------------------------------------------------------
     d_model: int = param(128, "decoder token width", unit="channels")
     num_heads: int = param(4, "attention heads of the decoder")
@@ -231,7 +235,7 @@ class TraceGenConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "small": {},  # the dataclass defaults
+    "small": {"spatial_keypoints": True},  # otherwise the dataclass defaults
     "published": {
         "image_size": 384,
         "rgb_encoders": ("dinov3", "siglip"),

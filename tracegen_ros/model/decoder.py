@@ -8,7 +8,8 @@ positions (2-D over the patch grid, 1-D over token-steps) are added.
 
 Every block is modulated by adaptive LayerNorm (shift, scale, gate; the
 modulation layers start at zero, "adaLN-Zero") from ``c = MLP(sincos(tau)) +
-Linear(mean of the conditioning tokens)``. The conditioning tokens (image and
+Linear(mean of the conditioning tokens)`` (+ ``MLP(spatial-softmax positions)``
+with ``spatial_keypoints``). The conditioning tokens (image and
 text, already projected to ``cond_dim``) enter through attention:
 
 * ``attention="factorised"`` (the small CPU preset): spatial self-attention
@@ -207,6 +208,9 @@ class TraceDecoder(nn.Module):
         self.time_freq = 256
         self.time_mlp = nn.Sequential(nn.Linear(self.time_freq, d), nn.SiLU(), nn.Linear(d, d))
         self.pool_proj = nn.Linear(d, d)
+        self.spatial_proj: nn.Module | None = (
+            nn.Sequential(nn.Linear(2 * cfg.cond_dim, d), nn.SiLU(), nn.Linear(d, d))
+            if cfg.spatial_keypoints else None)
         block = FactorisedBlock if cfg.attention == "factorised" else JointBlock
         self.blocks = nn.ModuleList(block(d, cfg.num_heads, cfg.mlp_ratio, cfg.qk_norm)
                                     for _ in range(cfg.num_layers))
@@ -227,9 +231,12 @@ class TraceDecoder(nn.Module):
         return torch.cat([torch.cos(ang), torch.sin(ang)], dim=-1)
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor, cond: torch.Tensor,
-                cond_mask: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
+                cond_mask: torch.Tensor, local: torch.Tensor | None = None,
+                spatial: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, K, L, 3), tau (B,), cond (B, N, cond_dim), cond_mask (B, N),
-        local (B, K, cond_dim + 1) per-keypoint features (``local_features``) -> (B, K, L, 3)."""
+        local (B, K, cond_dim + 1) per-keypoint features (``local_features``),
+        spatial (B, 2 * cond_dim) spatial-softmax positions (``spatial_keypoints``)
+        -> (B, K, L, 3)."""
         cfg = self.cfg
         xp = patchify(x, cfg.grid_size, cfg.patch_size, cfg.patch_t)
         tokens = self.in_proj(xp)
@@ -243,6 +250,10 @@ class TraceDecoder(nn.Module):
         w = cond_mask.to(cond_t.dtype)[..., None]
         pooled = (cond_t * w).sum(1) / w.sum(1).clamp(min=1.0)
         c = self.time_mlp(self.time_embedding(tau)) + self.pool_proj(pooled)
+        if self.spatial_proj is not None:
+            if spatial is None:
+                raise ValueError("this decoder needs spatial-softmax positions (spatial_keypoints)")
+            c = c + self.spatial_proj(spatial)
         for blk in self.blocks:
             tokens, cond_t = blk(tokens, c, cond_t, cond_mask)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)

@@ -11,6 +11,9 @@ Conditioning (one code path for every preset):
 * Text tokens from the text encoder, linearly projected to ``cond_dim``
   (+ a "text" type embedding). For classifier-free guidance the text is
   replaced by one learned null token (``Condition.without_text``).
+* ``spatial_keypoints`` (small preset): a spatial soft-argmax over the fused
+  map gives each channel's expected image position; the decoder adds their
+  projection to its adaLN vector, so every trace token knows where things are.
 
 Increments are standardised with per-step statistics stored as buffers
 (``inc_mean``, ``inc_std``: (L, 3)) so they travel with the checkpoint.
@@ -37,7 +40,7 @@ from tracegen_ros.model.encoders import (
     resample_to,
 )
 
-__all__ = ["TraceGenModel", "Condition"]
+__all__ = ["TraceGenModel", "Condition", "spatial_softmax"]
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Condition:
     text_mask: torch.Tensor  # (B, Nt) bool
     null_text: torch.Tensor  # (cond_dim,) the learned null token
     local: torch.Tensor | None = None  # (B, K, cond_dim + 1) per-keypoint features, or None
+    spatial: torch.Tensor | None = None  # (B, 2 * cond_dim) spatial-softmax positions, or None
 
     def tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Ni + Nt, cond_dim) tokens and their (B, Ni + Nt) mask."""
@@ -69,13 +73,29 @@ class Condition:
         d = drop.view(b, 1, 1)
         return Condition(self.image, torch.where(d, null, self.text),
                          torch.where(drop.view(b, 1), null_mask, self.text_mask), self.null_text,
-                         self.local)
+                         self.local, self.spatial)
 
     def concat(self, other: "Condition") -> "Condition":
         """The batch of ``self`` followed by ``other``'s."""
-        local = None if self.local is None or other.local is None else torch.cat([self.local, other.local])
+        def cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+            return None if a is None or b is None else torch.cat([a, b])
+
         return Condition(torch.cat([self.image, other.image]), torch.cat([self.text, other.text]),
-                         torch.cat([self.text_mask, other.text_mask]), self.null_text, local)
+                         torch.cat([self.text_mask, other.text_mask]), self.null_text,
+                         cat(self.local, other.local), cat(self.spatial, other.spatial))
+
+
+def spatial_softmax(fused: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(B, h*w, C) feature tokens (row-major map) -> (B, 2C): per channel, the expected
+    (x, y) in [-1, 1] under the softmax of that channel over the map (Levine et al.'s
+    spatial soft-argmax): a differentiable object position per channel."""
+    h, w = hw
+    att = torch.softmax(fused, dim=1)  # over positions, per channel
+    ys = torch.linspace(-1.0, 1.0, h, device=fused.device, dtype=fused.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=fused.device, dtype=fused.dtype)
+    gx = xs.repeat(h)[None, :, None]  # (1, h*w, 1)
+    gy = ys.repeat_interleave(w)[None, :, None]
+    return torch.cat([(att * gx).sum(1), (att * gy).sum(1)], dim=-1)
 
 
 class TraceGenModel(nn.Module):
@@ -178,7 +198,8 @@ class TraceGenModel(nn.Module):
         mask = tokens.mask.to(rgb.device)
         text = self.text_proj(self.text_encoder(ids, mask)) + self.text_type
         local = self._local_features(fused, (h, w), d) if cfg.local_features else None
-        return Condition(img, text, mask, self.null_text, local)
+        spatial = spatial_softmax(fused, (h, w)) if cfg.spatial_keypoints else None
+        return Condition(img, text, mask, self.null_text, local, spatial)
 
     def _local_features(self, fused: torch.Tensor, hw: tuple[int, int],
                         depth01: torch.Tensor) -> torch.Tensor:
@@ -204,7 +225,7 @@ class TraceGenModel(nn.Module):
         if self.cfg.prediction == "data":
             return data_to_velocity(self.estimate_x1(x, tau, cond), x, tau, t_eps)
         tokens, mask = cond.tokens()
-        out: torch.Tensor = self.decoder(x, tau, tokens, mask, cond.local)
+        out: torch.Tensor = self.decoder(x, tau, tokens, mask, cond.local, cond.spatial)
         return out
 
     def estimate_x1(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition) -> torch.Tensor:
@@ -214,7 +235,7 @@ class TraceGenModel(nn.Module):
         it is asked to clean an input that is already almost clean."""
         tokens, mask = cond.tokens()
         out: torch.Tensor = self.decoder(x, tau.clamp(max=1.0 - self.cfg.t_eps), tokens, mask,
-                                         cond.local)
+                                         cond.local, cond.spatial)
         return out
 
     def guided_velocity(self, x: torch.Tensor, tau: torch.Tensor, cond: Condition,
