@@ -217,3 +217,23 @@ def test_spatial_softmax_finds_the_peak_and_reaches_the_decoder() -> None:
     x, tau = torch.zeros(2, cfg.num_keypoints, cfg.horizon, 3), torch.full((2,), 0.5)
     moved = type(cond)(**{**cond.__dict__, "spatial": cond.spatial + 0.5})
     assert not torch.allclose(model.velocity(x, tau, cond), model.velocity(x, tau, moved))
+
+
+def test_increment_stats_over_moving_keypoints() -> None:
+    from tracegen_ros.transforms import increment_stats
+
+    rng = np.random.default_rng(0)
+    inc = np.zeros((2, 10, 5, 3), np.float32)
+    inc[:, :, 0] = 0.5  # step 0: start positions, statistics over the whole grid either way
+    inc[:, 0, 1:, :2] = 0.05 + 0.01 * rng.standard_normal((2, 4, 2))  # one keypoint moves
+    mask = np.ones((2, 10, 5), bool)
+    m_all, s_all = increment_stats([inc[0], inc[1]], [mask[0], mask[1]])
+    m_mov, s_mov = increment_stats([inc[0], inc[1]], [mask[0], mask[1]], moving_min=0.1)
+    np.testing.assert_allclose(m_mov[0], m_all[0])
+    mover = inc[:, 0, 1:, :2].reshape(-1, 2)
+    np.testing.assert_allclose(m_mov[1, :2], mover.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(s_mov[1, :2], mover.std(0), rtol=1e-4)
+    assert (m_all[1, :2] < m_mov[1, :2]).all()  # the static 90 % no longer dilute the mean
+    # nothing moves that far: the whole grid's statistics
+    np.testing.assert_allclose(increment_stats([inc[0]], [mask[0]], moving_min=10.0)[1],
+                               increment_stats([inc[0]], [mask[0]])[1])

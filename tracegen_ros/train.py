@@ -199,6 +199,7 @@ class TrainOptions:
     moving_weight: float = 0.0
     gripper_weight: float = 0.0
     fill_gripper: bool = False  # fill the gripper keypoints' lost steps from ee_uvz (sim)
+    stats_moving_min: float = 0.02  # increment std over keypoints moving this far (0 = all)
     restart: bool = False
     progress: bool = True
 
@@ -472,7 +473,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                             "heldout_episodes": held_eps, "train_samples": len(arrays),
                             "seed": opts.seed, "loss": opts.loss, "moving_weight": opts.moving_weight,
                             "gripper_weight": opts.gripper_weight,
-                            "fill_gripper": opts.fill_gripper}
+                            "fill_gripper": opts.fill_gripper,
+                            "stats_moving_min": opts.stats_moving_min}
     start_step, elapsed0 = 0, 0.0
     if resume:
         body = _load_train_state(out, model, opt)
@@ -480,7 +482,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         log.info("resuming %s at step %d", out, start_step)
         _truncate_log(out / "loss.csv", start_step)
     else:
-        mean, std = increment_stats(list(arrays.inc), list(arrays.mask))
+        mean, std = increment_stats(list(arrays.inc), list(arrays.mask),
+                                    moving_min=opts.stats_moving_min)
         model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
         csv_path = out / "loss.csv"
         with csv_path.open("w", newline="") as f:
@@ -591,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fill-gripper", action="store_true",
                     help="fill the lost steps of keypoints on the gripper from the end "
                          "effector's trace (sim samples with ee_uvz)")
+    ap.add_argument("--stats-moving-min", type=float, default=d.stats_moving_min,
+                    help="standardise increments with the std of the keypoints that move at "
+                         "least this far (normalised image units; 0 = the whole grid)")
     ap.add_argument("--restart", action="store_true", help="ignore a previous run in --out")
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -607,7 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         save_every=args.save_every, val_fraction=args.val_fraction, val_samples=args.val_samples,
         max_samples=args.max_samples, color_jitter=args.color_jitter, loss=args.loss,
         moving_weight=args.moving_weight, gripper_weight=args.gripper_weight,
-        fill_gripper=args.fill_gripper, restart=args.restart,
+        fill_gripper=args.fill_gripper, stats_moving_min=args.stats_moving_min,
+        restart=args.restart,
         progress=not args.no_progress)
     try:
         summary = train(opts)

@@ -113,21 +113,35 @@ def increments_to_trace(inc: np.ndarray, keypoints: np.ndarray, width: int,
 
 
 def increment_stats(incs: list[np.ndarray], masks: list[np.ndarray],
-                    min_std: tuple[float, float, float] = (1e-4, 1e-4, 1e-3)
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    min_std: tuple[float, float, float] = (1e-4, 1e-4, 1e-3),
+                    moving_min: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-step mean/std (L, 3) for standardising increments.
 
     Step 0 gets its own statistics; steps >= 1 share one pooled set (motion
     increments are roughly stationary along the trace). ``min_std`` floors
     the std per channel (u, v normalised; z metres).
+
+    ``moving_min`` > 0: the statistics of steps >= 1 are taken over the keypoints whose
+    (u, v) leave a circle of that radius (normalised image units) round their start, not
+    over the whole grid. On a mostly static scene the whole-grid std is a fraction of a
+    pixel, so a moving hand's increments are many standard deviations: the flow's noise
+    then hides them only at tau ~ 0, the model can read them off the noisy input at every
+    other tau, and it never learns where the conditioning says they go. Scaled by the
+    movers' std they are O(1), like the noise. Falls back to all keypoints when none move.
     """
     inc = np.stack(incs).astype(np.float64)  # (N, K, L, 3)
     m = np.stack(masks)[..., None].astype(np.float64)  # (N, K, L, 1)
     length = inc.shape[2]
     mean = np.zeros((length, 3))
     std = np.ones((length, 3))
+    movers = np.ones(inc.shape[:2] + (1, 1))
+    if moving_min > 0 and length > 1:
+        disp = np.cumsum(inc[:, :, 1:, :2] * m[:, :, 1:], axis=2)  # (N, K, L-1, 2)
+        moving = np.linalg.norm(disp, axis=-1).max(axis=2) > moving_min  # (N, K)
+        if moving.any():
+            movers = moving[:, :, None, None].astype(np.float64)
     for sl in (slice(0, 1), slice(1, length)):
-        w = m[:, :, sl]
+        w = m[:, :, sl] * (movers if sl.start == 1 else 1.0)
         cnt = max(w.sum(), 1.0)
         mu = (inc[:, :, sl] * w).sum(axis=(0, 1, 2)) / cnt
         var = (((inc[:, :, sl] - mu) ** 2) * w).sum(axis=(0, 1, 2)) / cnt
