@@ -235,7 +235,8 @@ class TraceGenConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "small": {"spatial_keypoints": True},  # otherwise the dataclass defaults
+    # otherwise the dataclass defaults; tau_mean: see TRACEGEN.md, "Why the first models failed"
+    "small": {"spatial_keypoints": True, "tau_mean": -4.0},
     "published": {
         "image_size": 384,
         "rgb_encoders": ("dinov3", "siglip"),
