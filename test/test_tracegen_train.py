@@ -209,6 +209,8 @@ def test_data_space_loss_with_weights_trains(tmp_path: Path) -> None:
         train(_opts(data, tmp_path / "v", 2, loss="data", overrides=TINY_SET + ("prediction=velocity",)))
     with pytest.raises(ConfigError, match="--loss"):
         train(_opts(data, tmp_path / "w", 2, loss="huber"))
+    with pytest.raises(ConfigError, match="--stats-moving-min"):
+        train(_opts(data, tmp_path / "s", 2, stats_moving_min=-0.1))
 
 
 def test_fill_gripper_tracks_continues_lost_steps_with_the_end_effector() -> None:

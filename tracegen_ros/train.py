@@ -93,6 +93,16 @@ def split_episodes(root: Path, val_fraction: float) -> tuple[list[str], list[str
 MOVING_SCALE_PX = 20.0  # a keypoint that moves this far gets the whole --moving-weight
 
 
+def starts_on_gripper(smp: Any) -> np.ndarray | None:
+    """(K,) bool: the sample's keypoints on the gripper at step 0 (:func:`on_gripper` against
+    ``ee_uvz[0]``; a keypoint unknown at step 0 is not on it), or None when the sample has no
+    known end effector (real videos)."""
+    ee = smp.ee_uvz
+    if ee is None or not np.isfinite(ee[0]).all():
+        return None
+    return on_gripper(np.where(smp.valid_steps[:, :1], smp.traj[:, 0], np.nan), ee[0])
+
+
 def keypoint_weights(smp: Any, moving_weight: float, gripper_weight: float) -> np.ndarray:
     """(K,) loss weights: 1 + moving_weight * min(motion / 20 px, 1) + gripper_weight where
     the keypoint starts on the gripper (needs the sample's ``ee_uvz``; real videos have none).
@@ -108,9 +118,9 @@ def keypoint_weights(smp: Any, moving_weight: float, gripper_weight: float) -> n
             disp = np.linalg.norm(uv - uv[:, :1], axis=-1)
         motion = np.nan_to_num(np.nanmax(np.where(np.isfinite(disp), disp, -1.0), axis=1), nan=0.0)
         w += moving_weight * np.clip(motion / MOVING_SCALE_PX, 0.0, 1.0).astype(np.float32)
-    if gripper_weight > 0 and smp.ee_uvz is not None and np.isfinite(smp.ee_uvz[0]).all():
-        t0 = np.where(valid[:, :1], smp.traj[:, 0], np.nan)  # unknown at step 0: not on it
-        w[on_gripper(t0, smp.ee_uvz[0])] += gripper_weight
+    on_hand = starts_on_gripper(smp) if gripper_weight > 0 else None
+    if on_hand is not None:
+        w[on_hand] += gripper_weight
     return w
 
 
@@ -125,10 +135,10 @@ def fill_gripper_tracks(smp: Any) -> tuple[np.ndarray, np.ndarray]:
     (pixels and depth), so the filled track is continuous and moves with the hand."""
     traj, valid = smp.traj, smp.valid_steps
     ee = smp.ee_uvz
-    if ee is None or not np.isfinite(ee).all():
+    on_hand = starts_on_gripper(smp)
+    if on_hand is None or not np.isfinite(ee).all():  # every step of ee_uvz is needed
         return traj, valid
-    t0 = np.where(valid[:, :1], traj[:, 0], np.nan)
-    rows = np.flatnonzero(on_gripper(t0, ee[0]) & ~valid.all(axis=1))
+    rows = np.flatnonzero(on_hand & ~valid.all(axis=1))
     if rows.size == 0:
         return traj, valid
     traj, valid = traj.copy(), valid.copy()
@@ -453,6 +463,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                           f"this one predicts {layout.prediction!r}")
     if opts.moving_weight < 0 or opts.gripper_weight < 0:
         raise ConfigError("--moving-weight and --gripper-weight must be >= 0")
+    if opts.stats_moving_min < 0:
+        raise ConfigError(f"--stats-moving-min must be >= 0 (0 = the whole grid), "
+                          f"got {opts.stats_moving_min}")
     arrays = load_arrays(train_paths, layout, opts.progress, opts.moving_weight, opts.gripper_weight,
                          opts.fill_gripper)
     if held_paths and opts.val_samples > 0:
