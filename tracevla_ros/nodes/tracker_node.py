@@ -90,6 +90,7 @@ class TrackerNode(Node):
         self._step_limit = StampRateLimiter(cfg.control_rate_hz)
         self._observe_limit = StampRateLimiter(cfg.observe_rate_hz) if cfg.observe_rate_hz > 0 else None
         self._step_stamps: deque[Any] = deque(maxlen=cfg.history)
+        self._last_stamp: float | None = None  # newest frame stamp seen by the worker [s]
         self._resets = 0
         self.published = 0
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
@@ -133,9 +134,12 @@ class TrackerNode(Node):
 
     def _on_frame(self, msg: Image) -> None:
         stamp = stamp_to_sec(msg.header.stamp)
+        newer = self._last_stamp is None or stamp > self._last_stamp
         step = self._step_limit.due(stamp)
-        if not step and not (self._observe_limit is not None and self._observe_limit.due(stamp)):
-            return
+        observe = self._observe_limit is not None and self._observe_limit.due(stamp)
+        if newer and not step and not observe:
+            return  # between policy steps, and not observed at camera rate
+        self._last_stamp = stamp if newer else self._last_stamp
         log = self.get_logger()
         try:
             image = decode_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
