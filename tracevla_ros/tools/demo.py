@@ -97,12 +97,26 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
     return data
 
 
+def demo_params(robot: str, task: str = "", seed: int = 0, tracker: str = "lk", policy: str = "",
+                checkpoint: str = "") -> dict[str, Any]:
+    """The parameters the demo runs ``robot`` with (``config/<robot>.yaml`` + its overrides);
+    ``tracevla-bench loop`` runs both layouts with exactly these."""
+    policy = policy or DEFAULT_POLICY[robot]
+    params = build_params(robot, task, seed, tracker, policy,
+                          checkpoint if robot == "widowx" else "")
+    if robot == "fr3":
+        from tracevla_ros.tools.demo_tracegen import tracegen_params
+
+        tracegen_params(params, policy, checkpoint)
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     install_stop_signals(STOP)
     if args.steps < 1 or args.rounds < 1:
         return _fail("--steps and --rounds must be >= 1")
-    from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES, tracegen_params
+    from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES
 
     args.policy = args.policy or DEFAULT_POLICY[args.robot]
     if args.robot == "fr3" and args.policy not in TRACEGEN_POLICIES:
@@ -118,10 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{out / 'bag'} already exists; remove it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        params = build_params(args.robot, args.task, args.seed, args.tracker, args.policy,
-                              args.checkpoint if args.robot == "widowx" else "")
-        if args.robot == "fr3":
-            tracegen_params(params, args.policy, args.checkpoint)
+        params = demo_params(args.robot, args.task, args.seed, args.tracker, args.policy,
+                             args.checkpoint)
     except ConfigError as exc:
         return _fail(str(exc))
     params_file = out / "params.yaml"
