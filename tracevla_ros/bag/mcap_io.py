@@ -42,7 +42,7 @@ from mcap.records import (
     SummaryOffset,
 )
 
-__all__ = ["COMPRESSIONS", "McapError", "McapScan", "McapWriter", "repair", "scan"]
+__all__ = ["COMPRESSIONS", "McapError", "McapScan", "McapWriter", "has_footer", "repair", "scan"]
 
 MAGIC = b"\x89MCAP0\r\n"
 COMPRESSIONS = ("none", "zstd", "lz4")
@@ -312,10 +312,7 @@ class McapScan:
     profile: str = ""
     cut_chunk: bool = False  # a chunk at the end was incomplete (its messages are lost)
     note: str = ""  # why the scan stopped early, when it did
-
-    @property
-    def lost_bytes(self) -> int:
-        return self.size - self.data_end if not self.complete else 0
+    lost_bytes: int = 0  # bytes after the last complete record (0 for a complete file)
 
 
 def _has_footer(f: BinaryIO, size: int) -> bool:
@@ -324,6 +321,16 @@ def _has_footer(f: BinaryIO, size: int) -> bool:
     f.seek(size - 37)
     tail = f.read(37)
     return tail[-8:] == MAGIC and tail[0] == Opcode.FOOTER
+
+
+def has_footer(path: str | Path) -> bool:
+    """The MCAP file ends with a footer and the closing magic (it was finished)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _has_footer(f, path.stat().st_size)
+    except OSError:
+        return False
 
 
 def scan(path: str | Path) -> McapScan:
@@ -336,8 +343,10 @@ def scan(path: str | Path) -> McapScan:
         head = f.read(8)
         if len(head) == 0:
             raise McapError(f"{path}: the file is empty (the recorder died before writing anything)")
-        if head != MAGIC[: len(head)] or len(head) < 8:
+        if head != MAGIC[: len(head)]:
             raise McapError(f"{path}: not an MCAP file (bad magic)")
+        if len(head) < 8:
+            raise McapError(f"{path}: the file ends inside the MCAP magic: nothing to recover")
         complete = _has_footer(f, size)
         f.seek(8)
         res = McapScan(path, size, complete, 8, McapIndex())
@@ -406,6 +415,7 @@ def scan(path: str | Path) -> McapScan:
         if pending_chunk is not None:
             _commit_chunk(idx, pending_chunk, {}, 0)
             res.data_end = pending_chunk[0] + pending_chunk[1]
+    res.lost_bytes = 0 if complete else size - res.data_end
     return res
 
 
@@ -468,6 +478,10 @@ def repair(path: str | Path, dry_run: bool = False) -> McapScan:
         _fill_chunk_sizes(f, res.index)
         f.seek(res.data_end)
         f.truncate()
+        if not res.profile:  # the Header record itself was cut
+            f.write(_record(Header(profile="ros2", library="tracevla_ros reindex")))
+            res.profile = "ros2"
+            res.data_end = f.tell()
         f.write(summary_bytes(res.data_end, res.index))
         f.flush()
         os.fsync(f.fileno())
