@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "tracegen-sim": "tracegen_sim",
     "policy": "policy",
     "tracegen": "tracegen",
+    "recorder": "recorder",
 }
