@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -133,6 +134,7 @@ def _reindex_sqlite(bag: Path, f: Path, dry_run: bool) -> ReindexResult:
     from rosbags.rosbag2 import Reader
     from rosbags.rosbag2.metadata import dump_qos_v9
 
+    topics: list[dict[str, Any]]
     try:
         with Reader(f) as r:
             topics = [{"name": c.topic, "type": c.msgtype,

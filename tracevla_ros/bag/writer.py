@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from rosbags.interfaces import (
@@ -83,7 +83,7 @@ class OfferedQos:
 # Name of the MCAP Metadata record holding ``custom_data`` (written when it is set, so a
 # crashed recording keeps it); rosbag2's own record (at close) is named "rosbag2".
 CUSTOM_DATA_RECORD = "tracevla_ros.custom_data"
-ROSBAG2_VERSION = 9
+ROSBAG2_VERSION: Literal[9] = 9
 
 
 def qos_yaml(profiles: list[Qos]) -> str:

@@ -67,7 +67,7 @@ class RecorderNode(Node):
         self._warned: set[str] = set()
         self.create_timer(self.cfg.discovery_period_s, self._discover)
         # a quiet topic's chunk is written too: checked 4x per flush period
-        self.create_timer(self.cfg.flush_period_s / 4, self.bag.flush_if_due)
+        self.create_timer(self.cfg.flush_period_s / 4, self._flush_if_due)
         self._discover()
         self.get_logger().info(f"recording {len(self.cfg.topics)} topics to {path}")
 
@@ -107,6 +107,9 @@ class RecorderNode(Node):
                 continue
             self._subs[topic] = self.create_subscription(
                 cls, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
+
+    def _flush_if_due(self) -> None:
+        self.bag.flush_if_due()
 
     def _on_message(self, topic: str, data: bytes) -> None:
         self.bag.write(topic, self.get_clock().now().nanoseconds, data)
