@@ -16,4 +16,5 @@ BENCHMARKS: dict[str, str] = {
     "policy": "policy",
     "tracegen": "tracegen",
     "loop": "loop",
+    "recorder": "recorder",
 }
