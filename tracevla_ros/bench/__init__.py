@@ -16,5 +16,6 @@ BENCHMARKS: dict[str, str] = {
     "policy": "policy",
     "tracegen": "tracegen",
     "loop": "loop",
+    "estop": "estop",
     "recorder": "recorder",
 }
