@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,36 @@ class TopicStats:
     last_ns: int = 0
     stamps_ns: list[int] = field(default_factory=list)
 
+    first_stamp_ns: int = 0  # header stamps, for types that start with a std_msgs/Header
+    last_stamp_ns: int = 0
+
     def rate_hz(self) -> float:
-        if self.count < 2 or self.last_ns <= self.first_ns:
+        """Messages per second: over their header stamps where they have one (the rate they
+        were produced at, free of delivery bursts), else over their receive times."""
+        if self.count < 2:
             return 0.0
-        return (self.count - 1) / ((self.last_ns - self.first_ns) * 1e-9)
+        first, last = ((self.first_stamp_ns, self.last_stamp_ns) if self.last_stamp_ns
+                       else (self.first_ns, self.last_ns))
+        if last <= first:
+            return 0.0
+        return (self.count - 1) / ((last - first) * 1e-9)
+
+
+# Types whose first field is a std_msgs/Header: their rate is taken from the header stamps.
+STAMPED_TYPES = frozenset({
+    "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/JointState",
+    "sensor_msgs/msg/CompressedImage", "trajectory_msgs/msg/JointTrajectory",
+    "geometry_msgs/msg/PoseArray", "diagnostic_msgs/msg/DiagnosticArray",
+    "tracevla_ros/msg/VisualTrace",
+    "tracevla_ros/msg/PolicyAction", "tracevla_ros/msg/Trace3D", "tracevla_ros/msg/VisualPrompt",
+    "tracevla_ros/msg/AffordancePoints"})
+
+
+def header_stamp_ns(cdr: bytes) -> int:
+    """The header stamp [ns] of a CDR-serialised message whose first field is a std_msgs/Header
+    (after the 4-byte encapsulation: int32 sec, uint32 nanosec)."""
+    sec, nsec = struct.unpack_from("<iI" if cdr[1:2] == b"\x01" else ">iI", cdr, 4)
+    return sec * 1_000_000_000 + nsec
 
 
 @dataclass(frozen=True)
@@ -275,6 +302,10 @@ class BagRecorder:
             st.count += 1
             st.first_ns = st.first_ns or t_ns
             st.last_ns = t_ns
+            if st.msgtype in STAMPED_TYPES and len(data) >= 12:
+                stamp = header_stamp_ns(data)
+                st.first_stamp_ns = st.first_stamp_ns or stamp
+                st.last_stamp_ns = max(st.last_stamp_ns, stamp)
 
     def flush_if_due(self) -> bool:
         """Write the open chunk if its first message is ``flush_period_s`` old (for a timer,

@@ -8,25 +8,15 @@ PolicyAction, JointTrajectory, Trace3D, PoseArray).
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from typing import Any
 
 from rclpy.node import Node
 
+from tracevla_ros.bag.writer import header_stamp_ns
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS
 from tracevla_ros.nodes.recorder_node import import_msg_type
-
-_LE = b"\x00\x01"  # CDR little endian encapsulation
-
-
-def header_stamp(cdr: bytes) -> float:
-    """The header stamp [s] of a CDR-serialised message whose first field is a Header."""
-    fmt = "<iI" if cdr[:2] == _LE else ">iI"
-    sec, nsec = struct.unpack_from(fmt, cdr, 4)
-    return sec + nsec * 1e-9
-
 
 class LoopObserver(Node):
     """Records ``(rx wall time, header stamp)`` per topic; ``topics``: name -> (type, sensor?)."""
@@ -43,7 +33,7 @@ class LoopObserver(Node):
     def _on(self, topic: str, data: bytes) -> None:
         rx = time.time()
         with self._lock:
-            self.samples[topic].append((rx, header_stamp(data)))
+            self.samples[topic].append((rx, header_stamp_ns(data) * 1e-9))
 
     def snapshot(self) -> dict[str, list[tuple[float, float]]]:
         with self._lock:
