@@ -65,6 +65,13 @@ except ImportError:
 _MAX_CATCHUP = 10
 
 
+def _next_due(due: float, t: float, period: float) -> float:
+    """The next due time on the grid ``due + k * period`` (no drift when a tick is late);
+    a whole missed period is skipped, not made up."""
+    nxt = due + period
+    return nxt if nxt > t + 1e-9 else t + period
+
+
 @dataclass(frozen=True)
 class SimNodeConfig:
     robot: str = param("widowx", "robot registry name or alias (widowx, fr3)")
@@ -300,7 +307,7 @@ class SimNode(Node):
         else:
             stamp = self.get_clock().now().to_msg()
         if t + 1e-9 >= self._next_js:
-            self._next_js = t + 1.0 / self.cfg.joint_state_rate_hz
+            self._next_js = _next_due(self._next_js, t, 1.0 / self.cfg.joint_state_rate_hz)
             js = self.env.joint_state()
             msg = JointState(header=Header(stamp=stamp, frame_id=""), name=list(js.names),
                              position=js.position.tolist(), velocity=js.velocity.tolist(),
@@ -308,7 +315,7 @@ class SimNode(Node):
             for pub in self._pub_js:
                 pub.publish(msg)
         if t + 1e-9 >= self._next_cam:
-            self._next_cam = t + 1.0 / self.cfg.camera_rate_hz
+            self._next_cam = _next_due(self._next_cam, t, 1.0 / self.cfg.camera_rate_hz)
             self._publish_camera(stamp)
             self._pub_success.publish(Bool(data=self.env.success()))
 
