@@ -49,7 +49,9 @@ from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
 from tracevla_ros.plugins import DemoPlugin
 from tracevla_ros.ros_image import image_to_rgb
 from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
-from tracevla_ros.tools.demo_stats import percentiles_ms, shutdown_nodes
+from tracevla_ros.tools.demo import STOP, graph_node_args
+from tracevla_ros.tools.demo_stats import (percentiles_ms, shutdown_nodes, timing_report,
+                                           write_json_atomic)
 
 TRACEGEN_POLICIES = ("tracegen", "tracegen_oracle", "no_motion")
 GRIPPER_TOPIC = "/sim_node/gripper_command"
@@ -168,13 +170,15 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
                       sim_thread_fn: Any, topic_stats: Any) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     out: Path = args.out
     ctx = rclpy.Context()
-    rclpy.init(args=["--ros-args", "--params-file", str(params_file),
-                     "-r", "image:=/camera/image_raw", "-r", "depth:=/camera/depth/image_raw",
-                     "-r", "camera_info:=/camera/camera_info", "-r", "action:=/policy/action"],
-               context=ctx)
+    # parameters from the YAML; each node's remappings from tracevla_ros.graph (as the
+    # launch file); stop signals are tracevla-demo's (STOP), not rclpy's
+    rclpy.init(args=["--ros-args", "--params-file", str(params_file)], context=ctx,
+               signal_handler_options=SignalHandlerOptions.NO)
+    node_args = graph_node_args("fr3")
     nodes: list[Any] = []
     # One thread for all nodes but sim_node; tracegen_node predicts on its own worker thread.
     executor = SingleThreadedExecutor(context=ctx)
@@ -203,16 +207,18 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
 
         monitor = TraceGenMonitor(command_topic="/fr3_arm_controller/joint_trajectory", context=ctx,
                                   parameter_overrides=[Parameter("use_sim_time", value=True)])
-        recorder = RecorderNode(output=str(out / "bag"), context=ctx)
-        tracegen = TraceGenNode(predictor=predictor, context=ctx)
-        nodes += [monitor, recorder, tracegen, FrankaControllerNode(context=ctx)]
+        recorder = RecorderNode(output=str(out / "bag"), context=ctx,
+                                cli_args=node_args["recorder_node"])
+        tracegen = TraceGenNode(predictor=predictor, context=ctx, cli_args=node_args["tracegen_node"])
+        nodes += [monitor, recorder, tracegen,
+                  FrankaControllerNode(context=ctx, cli_args=node_args["franka_controller_node"])]
         for n in nodes:
             executor.add_node(n)
         t0 = time.monotonic()
         start_when_matched(spin, [sim, *nodes], recorder, sim_box["go"])
         timeout = args.timeout or 60.0 * args.rounds + 60.0
         last_print = 0.0
-        while time.monotonic() - t0 < timeout:
+        while time.monotonic() - t0 < timeout and not STOP:
             time.sleep(0.1)
             if not spin.is_alive() or not sim_thread.is_alive():
                 raise RuntimeError("a node crashed (see the traceback above); stopping the demo")
@@ -239,7 +245,8 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
             "arm_commands": monitor.commands,
             "success": monitor.success_at_trace is not None or bool(sim.env.success()),
             "success_at_trace": monitor.success_at_trace, "success_at_end": bool(sim.env.success()),
-            "wall_time_s": round(wall, 2), "latency": monitor.latency(),
+            "wall_time_s": round(wall, 2), "stopped_by": STOP.reason or None,
+            "latency": monitor.latency(),
             "gripper_interface": f"franka_controller_node -> {GRIPPER_TOPIC} (std_msgs/Float64)",
             "topics": topic_stats(recorder),
             "outputs": {"overlay": "overlay.mp4", "bag": "bag", "params": "params.yaml"},
@@ -248,9 +255,18 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
         shutdown_nodes(executor, spin, sim_stop, nodes, sim_thread, ctx)
     if monitor is not None:
         summary["outputs"]["overlay_frames"] = monitor.write_video(out / "overlay.mp4", fps=10.0)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    cam_hz = float(params["sim_node"]["ros__parameters"].get("camera_rate_hz", 10.0))
+    summary["timing"] = timing_report(summary["topics"], {
+        "/camera/image_raw": cam_hz, "/camera/depth/image_raw": cam_hz}, summary["latency"])
+    for line in summary["timing"]["warnings"]:
+        print(f"tracevla-demo: warning: {line}", file=sys.stderr)
+    write_json_atomic(out / "summary.json", summary)
     print(json.dumps({k: summary[k] for k in ("robot", "task", "policy", "traces", "success",
                                               "success_at_end", "wall_time_s")}))
+    if STOP:
+        print(f"tracevla-demo: stopped by {STOP.reason} after {summary.get('traces')} traces; "
+              f"bag, summary and video written to {out}", file=sys.stderr)
+        return STOP.exit_code
     return 0
 
 
