@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Stage", "topic_rates", "stage_latencies", "percentiles"]
+__all__ = ["Stage", "topic_rates", "stage_latencies", "percentiles", "stamps_are_wall_time"]
 
 Samples = Sequence[tuple[float, float]]  # (rx time, header stamp) [s]
 
@@ -68,17 +68,36 @@ class Stage:
     kind: str
 
 
+def stamps_are_wall_time(samples: Samples) -> bool:
+    """True when header stamps are on the receiver's wall clock (``stamp_source: wall``),
+    False for sim time (stamps near 0 while the wall clock reads ~1.8e9 s)."""
+    d = [r - s for r, s in samples]
+    return bool(d) and abs(float(np.median(d))) < 1e6  # sim time would have to run 11 days
+
+
 def stage_latencies(data: dict[str, list[tuple[float, float]]], stages: Sequence[Stage],
-                    window: tuple[float, float], tol_s: float = 1e-4
-                    ) -> dict[str, dict[str, float | int]]:
+                    window: tuple[float, float], tol_s: float = 1e-4,
+                    camera: str = "/camera/image_raw") -> dict[str, dict[str, float | int]]:
+    """Latency percentiles per stage. With sim-time stamps, a ``stamp`` stage is measured
+    from the observer's receipt of the camera frame with that stamp instead (the camera's
+    own transport, a few ms, is then not included)."""
     t0, t1 = window
+    wall = stamps_are_wall_time(data.get(camera, []))
+    camera_rx = {round(s / tol_s): r for r, s in data.get(camera, [])}
     out: dict[str, dict[str, float | int]] = {}
     for st in stages:
         dst = [(r, s) for r, s in data.get(st.dst, []) if t0 <= r <= t1]
         src = sorted(data.get(st.src, []))
+        if not wall:  # sim time: a stamp means "when the observer got that camera frame"
+            src = sorted((r, camera_rx.get(round(s / tol_s), math.nan)) if st.kind == "next_stamp"
+                         else (r, s) for r, s in src)
         vals: list[float] = []
         if st.kind == "stamp":
-            vals = [r - s for r, s in dst]
+            if wall:
+                vals = [r - s for r, s in dst]
+            elif st.dst != camera:
+                vals = [r - camera_rx[round(s / tol_s)] for r, s in dst
+                        if round(s / tol_s) in camera_rx]
         elif st.kind == "same_stamp":
             by_stamp = {round(s / tol_s): r for r, s in src}
             vals = [r - by_stamp[round(s / tol_s)] for r, s in dst if round(s / tol_s) in by_stamp]

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from tracevla_ros.graph import graph
-from tracevla_ros.loopstats import Stage, stage_latencies, topic_rates
+from tracevla_ros.loopstats import Stage, stage_latencies, stamps_are_wall_time, topic_rates
 
 RATE_TOLERANCE = 0.02  # the goal: camera and policy within 2 % of their configured rates
 
@@ -79,7 +79,7 @@ _STAGES: dict[str, tuple[Stage, ...]] = {
         Stage("camera_to_observer", "/camera/image_raw", "/camera/image_raw", "stamp"),
         Stage("camera_to_tracker", "/trace", "/trace", "stamp"),
         Stage("camera_to_trace3d", "/trace3d", "/trace3d", "stamp"),
-        Stage("trace3d_to_waypoints", "/trace3d", "/ee_waypoints", "same_stamp"),
+        Stage("trace3d_to_waypoints", "/trace3d", "/ee_waypoints", "next"),
         Stage("waypoints_to_command", "/ee_waypoints", "/fr3_arm_controller/joint_trajectory", "next"),
         Stage("end_to_end", "/ee_waypoints", "/fr3_arm_controller/joint_trajectory", "next_stamp"),
     ),
@@ -293,6 +293,9 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "seconds": round(t_end - t_start, 2), "warmup_s": args.warmup, "hog_processes": args.hog,
         "load_average_1min": round(load[0], 2),
         "topics": topics,
+        "stamps": ("wall clock: latencies from the camera frame's stamp"
+                   if stamps_are_wall_time(data.get("/camera/image_raw", [])) else
+                   "sim time: latencies from the observer's receipt of the camera frame"),
         "latency": stage_latencies(data, _STAGES[robot], window),
         "processes": processes,
         "real_time": {**real_time, "tolerance": RATE_TOLERANCE},
