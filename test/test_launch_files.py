@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tracevla_ros.config import field_specs, load_params_file
+from tracevla_ros.config import field_specs, load_params_file, node_params
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
@@ -279,7 +279,7 @@ def test_remapped_topics_are_used_by_the_node(path: Path) -> None:
         for n in (n for n in nodes if n.package == "tracevla_ros" and n.remaps
                   and n.runs_with(cfg_name)):
             info = node_info(entry[n.executable])
-            topics = [t for _, t in node_topics(info, sections.get(n.name, {})) if t != UNKNOWN]
+            topics = [t for _, t in node_topics(info, node_params(sections, n.name)) if t != UNKNOWN]
             for src, dst in n.remaps:
                 assert src and dst, f"{path.name}:{n.line}: remap must be two constant names"
                 assert any(src == t or fnmatch.fnmatchcase(src, t) for t in topics), (
@@ -296,10 +296,12 @@ def _published(path: Path, cfg_name: str) -> set[str]:
             from tracevla_ros.bag.config import BagPlayerConfig
             from tracevla_ros.config import config_from_params
 
-            out |= set(config_from_params(BagPlayerConfig, sections[n.name]).played_topics())
+            known = {s.name for s in field_specs(BagPlayerConfig)}
+            out |= set(config_from_params(BagPlayerConfig, node_params(sections, n.name, known))
+                       .played_topics())
         if n.package == "tracevla_ros":
             info = node_info(entry[n.executable])
-            for kind, t in node_topics(info, sections.get(n.name, {})):
+            for kind, t in node_topics(info, node_params(sections, n.name)):
                 if kind == "create_publisher" and t != UNKNOWN:
                     out.add(_resolve(t, n.remaps))
         else:
@@ -330,7 +332,7 @@ def _rviz_topics_and_frames(rviz: Path) -> tuple[set[str], set[str]]:
 
 
 def _frames_of(cfg_name: str) -> set[str]:
-    viz = load_params_file(REPO / "config" / cfg_name)["trace_viz_node"]
+    viz = node_params(load_params_file(REPO / "config" / cfg_name), "trace_viz_node")
     urdf = "fr3.urdf" if cfg_name == "fr3.yaml" else "wx250s.urdf"
     links = {el.get("name") for el in ET.parse(REPO / "urdf" / urdf).getroot().iter("link")}
     return links | {viz["base_frame"], viz["camera_frame"]}
