@@ -11,7 +11,8 @@ actions. Calibrate ``tracegen_node.T_base_cam`` (camera pose in fr3_link0) in
 config/fr3.yaml first. In simulation without franka_msgs, give the controller
 ``gripper_namespace: ''`` and ``gripper_command_topic: /sim_node/gripper_command`` (as
 ``tracevla-demo --robot fr3`` does). Parameters: config/fr3.yaml (or config:=...) with
-the launch arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf).
+the launch arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf),
+including its fallback when tf2_ros, robot_state_publisher or rviz2 is not installed.
 """
 
 from pathlib import Path
@@ -37,18 +38,44 @@ ARGS = [
 ]
 
 
-def _frames(context, urdf: str):  # noqa: ANN001, ANN202 (launch API)
-    """robot_state_publisher (URDF) and the camera's static transform (config extrinsic)."""
-    from tracevla_ros.viz.frames import static_transform_args
+def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch API)
+    """What needs other ROS packages, each started only where it is installed.
+
+    tf2_ros' static_transform_publisher (the camera extrinsic of the config's
+    trace_viz_node section), robot_state_publisher (URDF) and rviz2. One warning names
+    the missing ones; without tf2_ros, trace_viz_node publishes the camera transform
+    on /tf_static itself (publish_static_tf).
+    """
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import degraded_warning, missing_packages, static_transform_args
 
     config = LaunchConfiguration("config").perform(context)
     share = FindPackageShare("tracevla_ros").perform(context)
-    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
-                arguments=static_transform_args(config))]
+    wanted = ["tf2_ros"]
     if LaunchConfiguration("robot_model").perform(context).lower() == "true":
+        wanted.append("robot_state_publisher")
+    if LaunchConfiguration("rviz").perform(context).lower() == "true":
+        wanted.append("rviz2")
+    missing = missing_packages(wanted)
+    if missing:
+        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
+    have = [p for p in wanted if p not in missing]
+    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
+                parameters=[LaunchConfiguration("config"),
+                            {"publish_static_tf": "tf2_ros" in missing}],
+                remappings=[("camera_info", "/camera/camera_info"),
+                            ("depth", "/camera/depth/image_raw")])]
+    if "tf2_ros" in have:
+        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
+                        name="camera_tf", arguments=static_transform_args(config)))
+    if "robot_state_publisher" in have:
         out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                         name="robot_state_publisher",
                         parameters=[{"robot_description": Path(share, "urdf", urdf).read_text()}]))
+    if "rviz2" in have:
+        out.append(Node(package="rviz2", executable="rviz2", name="rviz2",
+                        arguments=["-d", str(Path(share, "config", "rviz", rviz))]))
     return out
 
 
@@ -80,16 +107,10 @@ def generate_launch_description() -> LaunchDescription:
                                    "checkpoint": LaunchConfiguration("checkpoint")}],
              remappings=[("image", "/camera/image_raw"), ("depth", "/camera/depth/image_raw"),
                          ("camera_info", "/camera/camera_info")]),
-        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
-             parameters=params,
-             remappings=[("camera_info", "/camera/camera_info"),
-                         ("depth", "/camera/depth/image_raw")]),
         Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
              parameters=params + [{"output": LaunchConfiguration("bag"),
                                    "params_file": LaunchConfiguration("config")}],
              condition=IfCondition(LaunchConfiguration("record"))),
-        OpaqueFunction(function=_frames, kwargs={"urdf": "fr3.urdf"}),
-        Node(package="rviz2", executable="rviz2", name="rviz2",
-             arguments=["-d", PathJoinSubstitution([share, "config", "rviz", "franka.rviz"])],
-             condition=IfCondition(LaunchConfiguration("rviz"))),
+        # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
+        OpaqueFunction(function=_external, kwargs={"urdf": "fr3.urdf", "rviz": "franka.rviz"}),
     ])

@@ -34,23 +34,47 @@ ARGS = [
 SIM_TIME = {"use_sim_time": True}
 
 
-def _frames(context):  # noqa: ANN001, ANN202 (launch API)
-    """robot_state_publisher and the camera's static transform, for the chosen robot."""
+def _external(context):  # noqa: ANN001, ANN202 (launch API)
+    """trace_viz_node, the camera's static transform, robot_state_publisher and rviz2 for
+    the chosen robot; each external package only where it is installed (one warning names
+    the missing ones; without tf2_ros trace_viz_node publishes the camera transform)."""
     from pathlib import Path
 
-    from tracevla_ros.viz.frames import static_transform_args, urdf_for
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import (
+        degraded_warning,
+        missing_packages,
+        static_transform_args,
+        urdf_for,
+    )
 
     config = LaunchConfiguration("config").perform(context)
     robot = LaunchConfiguration("robot").perform(context)
     share = FindPackageShare("tracevla_ros").perform(context)
     urdf = Path(share, "urdf", urdf_for(robot)).read_text()
     rviz = Path(share, "config", "rviz", "franka.rviz" if robot == "fr3" else "widowx.rviz")
-    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
-                arguments=static_transform_args(config), parameters=[SIM_TIME]),
-           Node(package="robot_state_publisher", executable="robot_state_publisher",
-                name="robot_state_publisher",
-                parameters=[{"robot_description": urdf, "use_sim_time": True}])]
+    wanted = ["tf2_ros", "robot_state_publisher"]
     if LaunchConfiguration("rviz").perform(context).lower() == "true":
+        wanted.append("rviz2")
+    missing = missing_packages(wanted)
+    if missing:
+        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
+    have = [p for p in wanted if p not in missing]
+    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
+                parameters=[LaunchConfiguration("config"), SIM_TIME,
+                            {"publish_static_tf": "tf2_ros" in missing}],
+                remappings=[("camera_info", "/camera/camera_info"),
+                            ("depth", "/camera/depth/image_raw")])]
+    if "tf2_ros" in have:
+        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
+                        name="camera_tf", arguments=static_transform_args(config),
+                        parameters=[SIM_TIME]))
+    if "robot_state_publisher" in have:
+        out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                        name="robot_state_publisher",
+                        parameters=[{"robot_description": urdf, "use_sim_time": True}]))
+    if "rviz2" in have:
         out.append(Node(package="rviz2", executable="rviz2", name="rviz2",
                         arguments=["-d", str(rviz)], parameters=[SIM_TIME]))
     return out
@@ -82,15 +106,12 @@ def generate_launch_description() -> LaunchDescription:
              name="franka_controller_node", parameters=params + [{"dry_run": True}],
              remappings=[("action", "/policy/action")],
              condition=LaunchConfigurationEquals("robot", "fr3")),
-        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
-             parameters=params,
-             remappings=[("camera_info", "/camera/camera_info"),
-                         ("depth", "/camera/depth/image_raw")]),
         Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
              parameters=params + [{"output": LaunchConfiguration("record_bag"),
                                    "params_file": LaunchConfiguration("config")}],
              condition=IfCondition(LaunchConfiguration("record"))),
-        OpaqueFunction(function=_frames),
+        # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
+        OpaqueFunction(function=_external),
         LogInfo(msg=["tracevla_ros replay: ", LaunchConfiguration("bag"), " with ",
                      LaunchConfiguration("config")]),
     ])

@@ -9,6 +9,9 @@ arguments below overriding single values. TF: robot_state_publisher with
 urdf/wx250s.urdf (from /joint_states) and the camera extrinsic of the config's
 trace_viz_node section as a static transform (base -> camera optical frame).
 Set robot_model:=false when the Interbotix driver already publishes the model.
+tf2_ros, robot_state_publisher and rviz2 are optional: a missing one gets one
+warning and the rest starts (without tf2_ros, trace_viz_node publishes the camera
+transform on /tf_static itself).
 """
 
 from pathlib import Path
@@ -35,18 +38,44 @@ ARGS = [
 ]
 
 
-def _frames(context, urdf: str):  # noqa: ANN001, ANN202 (launch API)
-    """robot_state_publisher (URDF) and the camera's static transform (config extrinsic)."""
-    from tracevla_ros.viz.frames import static_transform_args
+def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch API)
+    """What needs other ROS packages, each started only where it is installed.
+
+    tf2_ros' static_transform_publisher (the camera extrinsic of the config's
+    trace_viz_node section), robot_state_publisher (URDF) and rviz2. One warning names
+    the missing ones; without tf2_ros, trace_viz_node publishes the camera transform
+    on /tf_static itself (publish_static_tf).
+    """
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import degraded_warning, missing_packages, static_transform_args
 
     config = LaunchConfiguration("config").perform(context)
     share = FindPackageShare("tracevla_ros").perform(context)
-    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
-                arguments=static_transform_args(config))]
+    wanted = ["tf2_ros"]
     if LaunchConfiguration("robot_model").perform(context).lower() == "true":
+        wanted.append("robot_state_publisher")
+    if LaunchConfiguration("rviz").perform(context).lower() == "true":
+        wanted.append("rviz2")
+    missing = missing_packages(wanted)
+    if missing:
+        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
+    have = [p for p in wanted if p not in missing]
+    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
+                parameters=[LaunchConfiguration("config"),
+                            {"publish_static_tf": "tf2_ros" in missing}],
+                remappings=[("camera_info", "/camera/camera_info"),
+                            ("depth", "/camera/depth/image_raw")])]
+    if "tf2_ros" in have:
+        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
+                        name="camera_tf", arguments=static_transform_args(config)))
+    if "robot_state_publisher" in have:
         out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                         name="robot_state_publisher",
                         parameters=[{"robot_description": Path(share, "urdf", urdf).read_text()}]))
+    if "rviz2" in have:
+        out.append(Node(package="rviz2", executable="rviz2", name="rviz2",
+                        arguments=["-d", str(Path(share, "config", "rviz", rviz))]))
     return out
 
 
@@ -77,17 +106,11 @@ def generate_launch_description() -> LaunchDescription:
              parameters=params + [{"robot_name": LaunchConfiguration("robot_name"),
                                    "dry_run": LaunchConfiguration("dry_run")}],
              remappings=[("action", "/policy/action")]),
-        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
-             parameters=params,
-             remappings=[("camera_info", "/camera/camera_info"),
-                         ("depth", "/camera/depth/image_raw")]),
         Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
              parameters=params + [{"output": LaunchConfiguration("bag"),
                                    "params_file": LaunchConfiguration("config")}],
              condition=IfCondition(LaunchConfiguration("record"))),
-        OpaqueFunction(function=_frames, kwargs={"urdf": "wx250s.urdf"}),
-        Node(package="rviz2", executable="rviz2", name="rviz2",
-             arguments=["-d", PathJoinSubstitution([share, "config", "rviz", "widowx.rviz"])],
-             condition=IfCondition(LaunchConfiguration("rviz"))),
+        # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
+        OpaqueFunction(function=_external, kwargs={"urdf": "wx250s.urdf", "rviz": "widowx.rviz"}),
         LogInfo(msg=["tracevla_ros widowx: parameters from ", LaunchConfiguration("config")]),
     ])

@@ -379,3 +379,59 @@ def test_launch_descriptions_build(path: Path) -> None:
     assert isinstance(ld, LaunchDescription) and ld.entities
     args = [a.name for a in ld.get_launch_arguments()]
     assert "config" in args and len(args) == len(set(args))
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_external_packages_are_optional(path: Path) -> None:
+    """Each tf2_ros / robot_state_publisher / rviz2 node starts only under an ``if`` on its
+    package having been found (missing_packages), the missing ones get one warning
+    (degraded_warning), and trace_viz_node publishes the camera transform without tf2_ros."""
+    mod, nodes = parse_launch(path)
+    parents = {child: parent for parent in ast.walk(mod.tree) for child in ast.iter_child_nodes(parent)}
+    calls = [c for c in ast.walk(mod.tree) if isinstance(c, ast.Call)]
+    assert any(_call_name(c) == "missing_packages" for c in calls), path.name
+    assert any(_call_name(c) == "degraded_warning" for c in calls), path.name
+    external = [c for c in calls if _call_name(c) == "Node" and
+                _const({k.arg: k.value for k in c.keywords}.get("package")) in EXTERNAL]
+    assert {_const({k.arg: k.value for k in c.keywords}["package"]) for c in external} == set(EXTERNAL)
+    for call in external:
+        package = _const({k.arg: k.value for k in call.keywords}["package"])
+        node: ast.AST = call
+        guarded = False
+        while node in parents and not guarded:
+            node = parents[node]
+            guarded = isinstance(node, ast.If) and any(
+                _const(c) == package for c in ast.walk(node.test) if isinstance(c, ast.expr))
+        assert guarded, f"{path.name}:{call.lineno}: {package} node is started unconditionally"
+    viz = [n for n in nodes if n.executable == "trace_viz_node"]
+    assert len(viz) == 1 and "publish_static_tf" in viz[0].overrides, path.name
+
+
+def test_missing_packages_reads_the_ament_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracevla_ros.viz.frames import degraded_warning, missing_packages
+
+    index = tmp_path / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "rviz2").write_text("")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    assert missing_packages(["tf2_ros", "rviz2", "robot_state_publisher"]) == \
+        ["tf2_ros", "robot_state_publisher"]
+    text = degraded_warning(["tf2_ros", "robot_state_publisher"])
+    assert text.startswith("not installed: tf2_ros, robot_state_publisher;")
+    assert "trace_viz_node publishes it on /tf_static" in text
+    assert degraded_warning([]) == ""
+
+
+def test_static_tf_fallback_matches_static_transform_publisher() -> None:
+    """trace_viz_node's /tf_static fallback uses the same extrinsic as the tf2_ros args."""
+    from tracevla_ros.config import load_node_config
+    from tracevla_ros.viz.config import TraceVizConfig
+    from tracevla_ros.viz.frames import static_transform_args
+
+    for cfg_name in ("widowx.yaml", "fr3.yaml"):
+        cfg = load_node_config(TraceVizConfig, REPO / "config" / cfg_name, "trace_viz_node")
+        args = static_transform_args(REPO / "config" / cfg_name)
+        assert not cfg.publish_static_tf  # only the launch files turn it on
+        assert args[args.index("--frame-id") + 1] == cfg.base_frame
+        assert [float(args[args.index(k) + 1]) for k in ("--x", "--y", "--z")] == \
+            list(cfg.camera_xyz)
