@@ -435,3 +435,15 @@ def test_static_tf_fallback_matches_static_transform_publisher() -> None:
         assert args[args.index("--frame-id") + 1] == cfg.base_frame
         assert [float(args[args.index(k) + 1]) for k in ("--x", "--y", "--z")] == \
             list(cfg.camera_xyz)
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_overrides_beat_the_config_file(path: Path) -> None:
+    """launch_ros writes a node's dict parameters under /** unless its name AND namespace
+    are given, and rcl lets the config file's node section win over /** (bag:=, policy:=
+    ... were silently ignored). Every node therefore names its namespace."""
+    mod, _ = parse_launch(path)
+    for call in ast.walk(mod.tree):
+        if isinstance(call, ast.Call) and _call_name(call) == "Node":
+            kw = {k.arg for k in call.keywords}
+            assert {"name", "namespace"} <= kw, f"{path.name}:{call.lineno}: Node without namespace="
