@@ -55,6 +55,7 @@ def test_parameters_load_from_the_robot_yaml(repo_root: object, robot: str) -> N
             assert node.config == expected
             assert node.config.grid_size > 0  # preset resolved
         finally:
+            node.close()
             node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
@@ -89,6 +90,7 @@ def test_dds_round_trip_publishes_valid_traces_with_camera_stamps(context: objec
             executor.spin_once(timeout_sec=0.05)
     finally:
         executor.shutdown()
+        tracker.close()
         tracker.destroy_node()
         peer.destroy_node()
     valid = [t for t in traces if t.valid]
@@ -117,25 +119,20 @@ def test_bad_frames_are_logged_and_skipped(context: object) -> None:
     try:
         scene = SyntheticScene.default(96, 96)
         good = scene.render(0.0)[0]
-        node._on_image(_image(good, 10.0, encoding="yuv422"))  # unsupported
-        node._on_step_timer()
+        # the worker's per-frame function, called directly (deterministic, no thread)
+        node._on_frame(_image(good, 10.0, encoding="yuv422"))  # unsupported
         empty = Image(encoding="rgb8")
-        empty.header.stamp = sec_to_stamp(10.1)
-        node._on_image(empty)
-        node._on_step_timer()
+        empty.header.stamp = sec_to_stamp(10.4)
+        node._on_frame(empty)
         assert node.published == 0
-        node._on_image(_image(good, 11.0))
-        node._on_step_timer()
+        node._on_frame(_image(good, 11.0))
         assert node.published == 1
-        node._on_image(_image(scene.render(0.2)[0], 10.5))  # older than 11.0
-        node._on_step_timer()
+        node._on_frame(_image(scene.render(0.2)[0], 10.5))  # older than 11.0
         assert node.published == 1 and node.tracker.dropped_frames == 1
-        node._on_step_timer()  # no new frame: nothing to publish
-        assert node.published == 1
-        node._on_image(_image(SyntheticScene.default(64, 80).render(0.4)[0], 12.0))  # new size
-        node._on_step_timer()
+        node._on_frame(_image(SyntheticScene.default(64, 80).render(0.4)[0], 12.0))  # new size
         assert node.published == 2 and node.tracker.reset_count == 1
     finally:
+        node.close()
         node.destroy_node()
 
 

@@ -1,5 +1,11 @@
 """policy_node: pairs each camera frame with its trace and overlay, runs the
-policy at the control rate in a worker thread, publishes PolicyAction.
+policy on it in a worker thread, publishes PolicyAction.
+
+Event-driven: every callback stores its item (O(1)) and wakes the worker, which
+acts on a frame as soon as its trace and overlay are there (with ``use_trace``;
+else the image alone), no more often than ``control_rate_hz`` by the frame's
+stamp (``tracevla_ros.ratelimit.StampRateLimiter``). No free-running timer: a
+frame waits for nothing but its own inputs and the inference.
 
 Subscribes: image (sensor_msgs/Image), trace (VisualTrace), image_trace
 (overlay Image), instruction (std_msgs/String, transient local), joint_states.
@@ -33,8 +39,9 @@ from tracevla_ros.nodes.common import (
 )
 from tracevla_ros.policy.base import Observation, Policy, PolicyError, validate_chunk
 from tracevla_ros.policy.config import PolicyNodeConfig
-from tracevla_ros.policy.pairing import ObservationPairer, TraceInfo
+from tracevla_ros.policy.pairing import ObservationPairer, Paired, TraceInfo
 from tracevla_ros.policy.registry import make_policy
+from tracevla_ros.ratelimit import StampRateLimiter
 from tracevla_ros.ros_image import ImageConversionError, image_to_rgb
 from tracevla_ros.stamped import StampedBuffer
 
@@ -52,6 +59,8 @@ class PolicyNode(Node):
         self._instruction = self.cfg.instruction.strip()
         self._proprio: StampedBuffer[np.ndarray] = StampedBuffer(_JOINT_STATES_KEPT)
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._limit = StampRateLimiter(self.cfg.control_rate_hz)
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
         self.create_subscription(Image, "image_trace", self._on_image_trace, SENSOR_QOS)
         self.create_subscription(VisualTrace, "trace", self._on_trace, RELIABLE_QOS)
@@ -68,17 +77,20 @@ class PolicyNode(Node):
     def _on_image(self, msg: Image) -> None:
         try:
             self._pairer.add_image(stamp_to_sec(msg.header.stamp), image_to_rgb(msg), msg.header.stamp)
+            self._wake.set()
         except ImageConversionError as exc:
             self.get_logger().error(f"image dropped: {exc}", throttle_duration_sec=5.0)
 
     def _on_image_trace(self, msg: Image) -> None:
         try:
             self._pairer.add_overlay(stamp_to_sec(msg.header.stamp), image_to_rgb(msg))
+            self._wake.set()
         except ImageConversionError as exc:
             self.get_logger().error(f"overlay dropped: {exc}", throttle_duration_sec=5.0)
 
     def _on_trace(self, msg: VisualTrace) -> None:
         self._pairer.add_trace(TraceInfo(stamp_to_sec(msg.header.stamp), bool(msg.valid)))
+        self._wake.set()
 
     def _on_instruction(self, msg: String) -> None:
         text = msg.data.strip()
@@ -95,20 +107,18 @@ class PolicyNode(Node):
 
     # --- worker ---------------------------------------------------------------
     def _run(self) -> None:
-        period = 1.0 / self.cfg.control_rate_hz
-        next_t = time.monotonic()
         while not self._stop.is_set():
-            next_t += period
-            self._step()
-            self._stop.wait(max(0.0, next_t - time.monotonic()))
+            if not self._wake.wait(timeout=0.2):
+                continue
+            self._wake.clear()
+            paired = self._pairer.latest()
+            if paired is not None and self._limit.due(paired.stamp):
+                self._step(paired)
 
-    def _step(self) -> None:
+    def _step(self, paired: Paired) -> None:
         log = self.get_logger()
         if not self._instruction:
             log.warning("no instruction yet: publishing nothing", throttle_duration_sec=10.0)
-            return
-        paired = self._pairer.latest()
-        if paired is None:
             return
         t0 = time.monotonic()
         now = self.get_clock().now().nanoseconds * 1e-9
@@ -149,6 +159,7 @@ class PolicyNode(Node):
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._worker.is_alive():
             self._worker.join(timeout=2.0)
         close = getattr(self._policy, "close", None)  # e.g. the remote backend's connection

@@ -8,14 +8,16 @@ e.g. ``image:=/camera/image_raw``). Publishes, once per policy step:
 
 Both carry the header (stamp, frame_id) of the camera frame they belong to.
 
-Threading/rates: ``_on_image`` only keeps the newest message (O(1)). A policy
-timer at ``control_rate_hz`` tracks that frame into the trace
-(``IncrementalTracker.observe`` + ``step``) and publishes. With
-``observe_rate_hz > 0`` a second timer tracks the active points through the
-frames in between (camera-rate tracking, same callback group, never
-concurrent with the step). Bad frames (unsupported encoding, empty, older
-than the last one) are logged (throttled) and skipped; a frame-size change
-resets the tracker (logged); the node keeps running.
+Threading/rates (event-driven): ``_on_image`` only keeps the newest message and
+wakes the worker thread (O(1)). The worker tracks each new frame at once: a frame
+due at ``control_rate_hz`` (by its stamp, ``StampRateLimiter``: exactly the
+policy rate, on the frame nearest each policy period) is observed and stepped
+into the trace, which is published immediately; with ``observe_rate_hz > 0`` the
+frames in between are observed too (camera-rate tracking of the active points,
+rate-limited the same way). Only the worker touches the tracker. Bad frames
+(unsupported encoding, empty, older than the last one) are logged (throttled)
+and skipped; a frame-size change resets the tracker (logged); the node keeps
+running.
 
 Run: ``ros2 run tracevla_ros tracker_node --ros-args --params-file
 config/widowx.yaml -r image:=/camera/image_raw``
@@ -24,12 +26,12 @@ config/widowx.yaml -r image:=/camera/image_raw``
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from typing import Any
 
 import cv2
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -37,6 +39,7 @@ from std_msgs.msg import Header
 from tracevla_ros.config import ConfigError
 from tracevla_ros.msg import VisualTrace
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, stamp_to_sec
+from tracevla_ros.ratelimit import StampRateLimiter
 from tracevla_ros.tracking import (
     IncrementalTracker,
     TraceResult,
@@ -69,7 +72,7 @@ def trace_to_msg(result: TraceResult, header: Header, step_stamps: list[Any],
 
 
 class TrackerNode(Node):
-    """Thin ROS adapter around ``IncrementalTracker``."""
+    """Thin ROS adapter around ``IncrementalTracker``; the tracking runs in one worker thread."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("tracker_node", **kwargs)
@@ -82,69 +85,70 @@ class TrackerNode(Node):
         except (FileNotFoundError, ImportError) as exc:  # backend weights/package missing
             raise ConfigError(f"tracker backend '{cfg.backend}': {exc}") from None
         self._latest: Image | None = None  # newest message, written by _on_image only
-        self._done: Image | None = None  # last message handed to the tracker
-        self._image: np.ndarray | None = None  # decoded image of the last observed frame
-        self._header: Header | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._step_limit = StampRateLimiter(cfg.control_rate_hz)
+        self._observe_limit = StampRateLimiter(cfg.observe_rate_hz) if cfg.observe_rate_hz > 0 else None
         self._step_stamps: deque[Any] = deque(maxlen=cfg.history)
+        self._last_stamp: float | None = None  # newest frame stamp seen by the worker [s]
         self._resets = 0
         self.published = 0
-        group = MutuallyExclusiveCallbackGroup()
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
         self._trace_pub = self.create_publisher(VisualTrace, "trace", RELIABLE_QOS)
         self._image_pub = (self.create_publisher(Image, "image_trace", SENSOR_QOS)
                            if cfg.publish_overlay else None)
-        self.create_timer(1.0 / cfg.control_rate_hz, self._on_step_timer, callback_group=group)
-        if cfg.observe_rate_hz > 0:
-            self.create_timer(1.0 / cfg.observe_rate_hz, self._on_observe_timer,
-                              callback_group=group)
+        self.create_timer(5.0, self._on_idle_check)
+        self._worker = threading.Thread(target=self._run, name="tracker_worker", daemon=True)
+        self._worker.start()
         self.get_logger().info(
             f"tracking with preset '{cfg.preset}' backend '{cfg.backend}': K={cfg.grid_size} "
             f"M={cfg.num_points} N={cfg.history} redraw={cfg.redraw_steps} "
-            f"kappa={cfg.kappa_px}px at {cfg.control_rate_hz} Hz "
+            f"kappa={cfg.kappa_px}px at {cfg.control_rate_hz} Hz, on each frame as it arrives "
             f"(observe {cfg.observe_rate_hz or 'at policy steps only'})")
 
     def _on_image(self, msg: Image) -> None:
         self._latest = msg
+        self._wake.set()
 
-    def _on_observe_timer(self) -> None:
-        self._observe_latest()
+    def _on_idle_check(self) -> None:
+        if self._latest is None:
+            self.get_logger().info(
+                f"waiting for camera images on {self.resolve_topic_name('image')}")
 
-    def _on_step_timer(self) -> None:
-        self._observe_latest()
-        if not self.tracker.has_new_frame or self._header is None or self._image is None:
-            if self._latest is None:
-                self.get_logger().info(
-                    f"waiting for camera images on {self.resolve_topic_name('image')}",
-                    throttle_duration_sec=5.0)
-            return
-        result = self.tracker.step()
-        self._step_stamps.append(self._header.stamp)
-        stamps = list(self._step_stamps)[len(self._step_stamps) - len(result.step_stamps):]
-        self._trace_pub.publish(trace_to_msg(result, self._header, stamps, self.config))
-        if self._image_pub is not None:
-            drawn = result.overlay(self._image, self.config.draw_length)
-            data, encoding, step = encode_image(drawn)
-            img = Image(header=self._header, height=drawn.shape[0], width=drawn.shape[1],
-                        encoding=encoding, is_bigendian=0, step=step)
-            img.data = data
-            self._image_pub.publish(img)
-        self.published += 1
+    # --- worker ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        done: Image | None = None
+        while not self._stop.is_set():
+            if not self._wake.wait(timeout=0.2):
+                continue
+            self._wake.clear()
+            msg = self._latest
+            if msg is None or msg is done:
+                continue
+            done = msg
+            try:
+                self._on_frame(msg)
+            except Exception as exc:  # noqa: BLE001 - the node keeps running; logged, never silent
+                self.get_logger().error(f"tracking failed on a frame: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=_THROTTLE_S)
 
-    def _observe_latest(self) -> None:
-        msg = self._latest
-        if msg is None or msg is self._done:
-            return
-        self._done = msg
+    def _on_frame(self, msg: Image) -> None:
+        stamp = stamp_to_sec(msg.header.stamp)
+        newer = self._last_stamp is None or stamp > self._last_stamp
+        step = self._step_limit.due(stamp)
+        observe = self._observe_limit is not None and self._observe_limit.due(stamp)
+        if newer and not step and not observe:
+            return  # between policy steps, and not observed at camera rate
+        self._last_stamp = stamp if newer else self._last_stamp
         log = self.get_logger()
         try:
             image = decode_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
-            accepted = self.tracker.observe(image, stamp_to_sec(msg.header.stamp))
+            accepted = self.tracker.observe(image, stamp)
         except TrackerInputError as exc:
             log.error(f"skipping camera frame: {exc}", throttle_duration_sec=_THROTTLE_S)
             return
         if not accepted:
-            log.warning("dropping a camera frame not newer than the previous one "
-                        f"(stamp {stamp_to_sec(msg.header.stamp):.6f})",
+            log.warning(f"dropping a camera frame not newer than the previous one (stamp {stamp:.6f})",
                         throttle_duration_sec=_THROTTLE_S)
             return
         if self.tracker.reset_count != self._resets:
@@ -152,7 +156,28 @@ class TrackerNode(Node):
             self._step_stamps.clear()
             log.warning(f"camera frame size changed to {msg.width}x{msg.height}: tracker reset, "
                         f"no trace for the next {self.config.history} policy steps")
-        self._image, self._header = image, msg.header
+        if step:
+            self._publish_step(image, msg.header)
+
+    def _publish_step(self, image: np.ndarray, header: Header) -> None:
+        result = self.tracker.step()
+        self._step_stamps.append(header.stamp)
+        stamps = list(self._step_stamps)[len(self._step_stamps) - len(result.step_stamps):]
+        self._trace_pub.publish(trace_to_msg(result, header, stamps, self.config))
+        if self._image_pub is not None:
+            drawn = result.overlay(image, self.config.draw_length)
+            data, encoding, step = encode_image(drawn)
+            img = Image(header=header, height=drawn.shape[0], width=drawn.shape[1],
+                        encoding=encoding, is_bigendian=0, step=step)
+            img.data = data
+            self._image_pub.publish(img)
+        self.published += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=2.0)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -40,10 +40,13 @@ import numpy as np
 import yaml
 
 from tracevla_ros.config import ConfigError, config_dir, load_params_file, node_params
+from tracevla_ros.stopping import StopRequest, install_stop_signals
+from tracevla_ros.tools.demo_stats import timing_report, write_json_atomic
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
 POLICIES = ("local", "scripted", "tracegen", "tracegen_oracle", "no_motion")
 DEFAULT_POLICY = {"widowx": "local", "fr3": "tracegen"}
+STOP = StopRequest()  # SIGINT/SIGTERM/SIGHUP: finish the outputs, then exit 128 + signal
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -96,6 +99,7 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    install_stop_signals(STOP)
     if args.steps < 1 or args.rounds < 1:
         return _fail("--steps and --rounds must be >= 1")
     from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES, tracegen_params
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) -> int:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from tracevla_ros.bag.config import PARAMS_KEY
     from tracevla_ros.tools.demo_monitor import DemoMonitor, start_when_matched
@@ -145,10 +150,13 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
     # The same remappings as launch/<robot>.launch.py.
     rclpy.init(args=["--ros-args", "--params-file", str(params_file),
                      "-r", "image:=/camera/image_raw", "-r", "action:=/policy/action"],
-               context=ctx)
+               context=ctx, signal_handler_options=SignalHandlerOptions.NO)
     nodes: list[Any] = []
     tracker: Any = None
-    executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+    # One single-threaded executor for every node but the sim (rclpy's multi-threaded one
+    # busy-spins in the pinned wheels, ros2/rclpy#1452); the tracker and the policy do their
+    # work in their own worker threads, so no callback here is longer than ~1 ms.
+    executor = SingleThreadedExecutor(context=ctx)
     # MuJoCo's EGL context belongs to the thread that made it: sim_node is built,
     # spun (its own single-threaded executor) and closed on one dedicated thread.
     sim_box: dict[str, Any] = {}
@@ -189,7 +197,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         start_when_matched(spin, [sim, *nodes], recorder, sim_box["go"])
         timeout = args.timeout or (3.0 * args.steps / rate + 60.0)
         last_print = 0.0
-        while monitor.actions < args.steps and time.monotonic() - t0 < timeout:
+        while monitor.actions < args.steps and time.monotonic() - t0 < timeout and not STOP:
             time.sleep(0.05)
             if not spin.is_alive() or not sim_thread.is_alive():
                 raise RuntimeError("a node crashed (see the traceback above); stopping the demo")
@@ -216,6 +224,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "success_at_step": monitor.success_at_step,
             "success_at_end": success,
             "wall_time_s": round(wall, 2),
+            "stopped_by": STOP.reason or None,
             "control_rate_hz": rate,
             "trace_valid_ratio": monitor.trace_valid_ratio(),
             "topics": _topic_stats(recorder),
@@ -228,11 +237,20 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             time.sleep(0.3)
         shutdown_nodes(executor, spin, sim_stop, nodes, sim_thread, ctx)
     summary["trace_valid_ratio"] = monitor.trace_valid_ratio()  # all traces, as in the bag
+    summary["timing"] = timing_report(summary["topics"], {
+        "/camera/image_raw": _sim_param(params, "camera_rate_hz", 10.0),
+        "/policy/action": rate}, summary["latency"])
+    for line in summary["timing"]["warnings"]:
+        print(f"tracevla-demo: warning: {line}", file=sys.stderr)
     n_frames = monitor.write_video(out / "overlay.mp4", fps=rate)
     summary["outputs"]["overlay_frames"] = n_frames
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "summary.json", summary)
     print(json.dumps({k: summary[k] for k in ("robot", "task", "policy", "steps", "success",
                                               "success_at_step", "success_at_end", "wall_time_s")}))
+    if STOP:
+        print(f"tracevla-demo: stopped by {STOP.reason} after {monitor.actions}/{args.steps} "
+              f"policy steps; bag, summary and video written to {out}", file=sys.stderr)
+        return STOP.exit_code
     if not finished:
         print(f"tracevla-demo: only {monitor.actions}/{args.steps} policy steps ran within "
               f"{timeout:.0f} s; see {out / 'summary.json'}", file=sys.stderr)
@@ -265,6 +283,10 @@ def _sim_thread(ctx: Any, box: dict[str, Any], ready: threading.Event,
         ex.shutdown(timeout_sec=1.0)
         node.close()
         node.destroy_node()
+
+
+def _sim_param(params: dict[str, Any], key: str, default: float) -> float:
+    return float(_node_values(params, "sim_node").get(key, default))
 
 
 def _checkpoint_path(checkpoint: str) -> str:

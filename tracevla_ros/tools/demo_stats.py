@@ -9,8 +9,11 @@ Stages, all measured on one clock (the demo runs every node in one process):
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,3 +83,51 @@ def shutdown_nodes(executor: Any, spin: Any, sim_stop: Any, nodes: list[Any], si
     if sim_thread.is_alive():
         sim_thread.join(timeout=10.0)
     rclpy.try_shutdown(context=ctx)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON to ``path`` via a temporary file and a rename: never half-written, never NaN
+    (``allow_nan=False`` raises instead of writing invalid JSON)."""
+    text = json.dumps(data, indent=2, allow_nan=False)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# Achieved rates below this fraction of the configured ones are reported as a failure to
+# keep real time (the demo's summary and stderr say so, and why).
+RATE_OK_FRACTION = 0.9
+
+
+def timing_report(topics: dict[str, dict[str, Any]], configured_hz: dict[str, float],
+                  latency: dict[str, dict[str, float | int]]) -> dict[str, Any]:
+    """Configured vs achieved rate per topic, and a warning with the likely cause for each
+    topic below ``RATE_OK_FRACTION`` of its rate (the machine's load, the slowest stage)."""
+    rates: dict[str, Any] = {}
+    warnings: list[str] = []
+    for topic, want in configured_hz.items():
+        got = float(topics.get(topic, {}).get("rate_hz", 0.0))
+        ratio = got / want if want > 0 else 0.0
+        rates[topic] = {"configured_hz": want, "achieved_hz": round(got, 3),
+                        "ratio": round(ratio, 4), "ok": ratio >= RATE_OK_FRACTION}
+        if ratio < RATE_OK_FRACTION:
+            warnings.append(f"{topic} ran at {got:.2f} Hz, {100 * ratio:.0f} % of the configured "
+                            f"{want:g} Hz: {_likely_cause(latency)}")
+    return {"rates": rates, "real_time": not warnings, "warnings": warnings}
+
+
+def _likely_cause(latency: dict[str, dict[str, float | int]]) -> str:
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    cores = os.cpu_count() or 1
+    stages = {k: v.get("p95_ms") for k, v in latency.items() if k != "end_to_end" and v.get("n")}
+    slow = max(stages.items(), key=lambda kv: float(kv[1] or 0.0)) if stages else None
+    parts = []
+    if load == load:  # not NaN
+        parts.append(f"load average {load:.1f} on {cores} cores"
+                     + (" (the machine is overloaded)" if load > cores else ""))
+    if slow is not None:
+        parts.append(f"slowest stage {slow[0]} p95 {slow[1]} ms")
+    return "; ".join(parts) or "no latency figures"
