@@ -54,16 +54,15 @@ def _types() -> dict[str, Any]:
     from sensor_msgs.msg import Image, JointState
     from trajectory_msgs.msg import JointTrajectory
 
-    from tracevla_ros.msg import PolicyAction, Trace3D, VisualTrace
+    from tracevla_ros.msg import PolicyAction, VisualTrace
 
     return {"/camera/image_raw": Image, "/trace": VisualTrace, "/policy/action": PolicyAction,
             "/arm_controller/joint_trajectory": JointTrajectory,
-            "/fr3_arm_controller/joint_trajectory": JointTrajectory, "/joint_states": JointState,
-            "/trace3d": Trace3D}
+            "/joint_states": JointState}
 
 
 def _launch_and_interrupt(env: dict[str, str], tmp_path: Path, args: list[str],
-                          topics: dict[str, int], trigger: str = "") -> tuple[dict[str, int], str, int]:
+                          topics: dict[str, int]) -> tuple[dict[str, int], str, int]:
     """Run ``ros2 launch`` until every topic has its count of messages (or the deadline), then
     SIGINT its process group; (message counts, launch output, launch exit code)."""
     from rclpy.executors import SingleThreadedExecutor
@@ -79,11 +78,6 @@ def _launch_and_interrupt(env: dict[str, str], tmp_path: Path, args: list[str],
     for t in topics:  # best effort matches both reliable and best-effort publishers
         node.create_subscription(types[t], t, lambda _m, t=t: counts.__setitem__(t, counts[t] + 1),
                                  qos_profile_sensor_data)
-    client = None
-    if trigger:
-        from std_srvs.srv import Trigger
-
-        client = node.create_client(Trigger, trigger)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     with log.open("w") as out:
@@ -92,13 +86,8 @@ def _launch_and_interrupt(env: dict[str, str], tmp_path: Path, args: list[str],
                                 start_new_session=True)
     try:
         end = time.monotonic() + FLOW_DEADLINE_S
-        triggered = None
         while time.monotonic() < end and proc.poll() is None:
             ex.spin_once(timeout_sec=0.1)
-            if client is not None and triggered is None and client.service_is_ready():
-                from std_srvs.srv import Trigger
-
-                triggered = client.call_async(Trigger.Request())
             if all(counts[t] >= n for t, n in topics.items()):
                 break
         for _ in range(10):  # a moment more for the recorder to write what flowed
@@ -126,6 +115,9 @@ def _launch_and_interrupt(env: dict[str, str], tmp_path: Path, args: list[str],
     except ProcessLookupError:
         leftover = False
     output = log.read_text(errors="replace")
+    at = output.find("user interrupted with ctrl-c")
+    print(f"ros2 launch {' '.join(args)}: counts {counts}, exit code {code}; after SIGINT:\n"
+          f"{output[at:] if at >= 0 else output[-3000:]}")  # shown with -rA / -s
     assert not leftover, "processes of the launch's group outlived it (killed now)"
     return counts, output, code
 
@@ -168,12 +160,12 @@ def test_widowx_launch_flows_records_and_stops_cleanly_on_sigint(
 
 def test_franka_launch_flows_and_stops_cleanly_on_sigint(
         ros2_env: dict[str, str], tmp_path: Path) -> None:
-    # tracegen_node predicts one trace per ~/predict call (rate_hz 0): one /trace3d
-    topics = {"/camera/image_raw": MIN_MESSAGES, "/trace": MIN_MESSAGES,
-              "/joint_states": MIN_MESSAGES, "/trace3d": 1}
+    # tracegen_node predicts only on ~/predict (rate_hz 0); one TraceGen prediction takes
+    # minutes on a shared CPU, so its /trace3d is not waited for here (test_tracegen_node)
+    topics = dict.fromkeys(["/camera/image_raw", "/trace", "/joint_states"], MIN_MESSAGES)
     counts, output, code = _launch_and_interrupt(
         ros2_env, tmp_path, ["franka.launch.py", "use_sim:=true", "robot_model:=false",
-                             "rviz:=false"], topics, trigger="/tracegen_node/predict")
+                             "rviz:=false"], topics)
     assert all(counts[t] >= n for t, n in topics.items()), \
         f"topics that did not flow: {counts}\n{output[-4000:]}"
     _check_clean_exit(output, code)
