@@ -8,9 +8,9 @@ tracegen_node predicts a 3D trace from the aligned RGB-D frame and the instructi
 publishes it (``/trace3d``, drawn by trace_viz_node on ``/trace3d_markers``) and sends
 its gripper's motion to franka_controller_node as ``/ee_waypoints`` plus gripper
 actions. Calibrate ``tracegen_node.T_base_cam`` (camera pose in fr3_link0) in
-config/fr3.yaml first. In simulation without franka_msgs, give the controller
+config/fr3.yaml first. In simulation without franka_msgs, the controller is given
 ``gripper_namespace: ''`` and ``gripper_command_topic: /sim_node/gripper_command`` (as
-``tracevla-demo --robot fr3`` does). Parameters: config/fr3.yaml (or config:=...) with
+``tracevla-demo --robot fr3`` does; one warning says so). Parameters: config/fr3.yaml (or config:=...) with
 the launch arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf),
 including its fallback when tf2_ros, robot_state_publisher or rviz2 is not installed.
 """
@@ -29,6 +29,7 @@ from launch_ros.substitutions import FindPackageShare
 # its section in the config file. Without one they go under /**, and rcl lets the
 # file's node-specific section win: bag:=, policy:=, dry_run:= ... would be ignored.
 NS = ""
+GRIPPER_TOPIC = "/sim_node/gripper_command"  # sim_node's Float64 openness
 ARGS = [
     ("camera_serial", "", "RealSense serial number (empty = the first device)"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
@@ -84,6 +85,27 @@ def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch AP
     return out
 
 
+def _controller(context):  # noqa: ANN001, ANN202 (launch API)
+    """franka_controller_node; in simulation without franka_msgs (no franka_gripper
+    actions) it commands sim_node's gripper on GRIPPER_TOPIC instead, with one warning,
+    as tracevla-demo --robot fr3 does. On hardware a missing franka_msgs stays an error."""
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import missing_packages
+
+    sim = LaunchConfiguration("use_sim").perform(context).lower() == "true"
+    sim_gripper = sim and bool(missing_packages(["franka_msgs"]))
+    if sim_gripper:
+        get_logger("tracevla_ros.launch").warning(
+            f"not installed: franka_msgs; in simulation franka_controller_node commands the "
+            f"gripper on {GRIPPER_TOPIC} instead of the franka_gripper actions")
+    return [Node(package="tracevla_ros", executable="franka_controller_node",
+                 name="franka_controller_node", namespace=NS,
+                 parameters=[LaunchConfiguration("config"), {"dry_run": LaunchConfiguration("dry_run")}]
+                 + ([{"gripper_namespace": "", "gripper_command_topic": GRIPPER_TOPIC}]
+                    if sim_gripper else []))]
+
+
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("tracevla_ros")
     default_cfg = PathJoinSubstitution([share, "config", "fr3.yaml"])
@@ -104,9 +126,7 @@ def generate_launch_description() -> LaunchDescription:
         # 2D trace overlay (/image_trace) and markers for rviz; TraceGen does not use it
         Node(package="tracevla_ros", executable="tracker_node", name="tracker_node", namespace=NS,
              parameters=params, remappings=[("image", "/camera/image_raw")]),
-        Node(package="tracevla_ros", executable="franka_controller_node",
-             name="franka_controller_node", namespace=NS,
-             parameters=params + [{"dry_run": LaunchConfiguration("dry_run")}]),
+        OpaqueFunction(function=_controller),
         Node(package="tracevla_ros", executable="tracegen_node", name="tracegen_node", namespace=NS,
              parameters=params + [{"instruction": LaunchConfiguration("instruction"),
                                    "checkpoint": LaunchConfiguration("checkpoint")}],

@@ -84,6 +84,7 @@ def _launch_and_interrupt(env: dict[str, str], tmp_path: Path, args: list[str],
         proc = subprocess.Popen(["ros2", "launch", "tracevla_ros", *args], cwd=tmp_path, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
+    code = -999  # = launch still running after SIGINT (or never got there)
     try:
         end = time.monotonic() + FLOW_DEADLINE_S
         while time.monotonic() < end and proc.poll() is None:
@@ -97,9 +98,9 @@ def _launch_and_interrupt(env: dict[str, str], tmp_path: Path, args: list[str],
         try:
             code = proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
-            code = -999
+            pass
     finally:
-        if proc.poll() is None or code == -999:
+        if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -168,4 +169,7 @@ def test_franka_launch_flows_and_stops_cleanly_on_sigint(
                              "rviz:=false"], topics)
     assert all(counts[t] >= n for t, n in topics.items()), \
         f"topics that did not flow: {counts}\n{output[-4000:]}"
+    started = {n.rsplit("-", 1)[0] for n, _ in STARTED.findall(output)}
+    assert {"sim_node", "tracker_node", "franka_controller_node", "tracegen_node",
+            "trace_viz_node"} <= started, started
     _check_clean_exit(output, code)
