@@ -23,6 +23,7 @@ TOOLS = [
     "tracevla-collect=tracevla_ros.tools.collect:main",
     "tracevla-serve=tracevla_ros.tools.serve:main",
     "tracevla-replay=tracevla_ros.tools.replay:main",
+    "tracevla-bag=tracevla_ros.tools.bag:main",
     "traceforge=tracegen_ros.traceforge.cli:main",
     "tracevla-annotate=tracevla_ros.tools.annotate:main",
     "tracevla-train=tracevla_ros.tools.train:main",

@@ -64,3 +64,23 @@ def test_existing_directory_and_unknown_type_are_clear_errors(tmp_path: Path) ->
             bag.add_topic("/x", "nope_msgs/msg/Nothing")
         with pytest.raises(BagError, match="was not added"):
             bag.write("/y", 1, b"")
+
+
+def test_rates_come_from_header_stamps_not_bursty_delivery(tmp_path: Path) -> None:
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from tracevla_ros.bag.writer import header_stamp_ns
+
+    with BagRecorder(tmp_path / "bag") as bag:
+        bag.add_topic("/img", "sensor_msgs/msg/Image")
+        bag.add_topic("/s", "std_msgs/msg/String")
+        for k in range(11):  # produced at 10 Hz, delivered in two bursts
+            msg = Image(encoding="rgb8")
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 100 + k // 10, (k % 10) * 100_000_000
+            data = serialize_message(msg)
+            assert header_stamp_ns(data) == 100_000_000_000 + k * 100_000_000
+            bag.write("/img", 5_000_000_000 + (0 if k < 6 else 200_000_000) + k, data)
+            bag.write("/s", 5_000_000_000 + k * 500_000_000, serialize_message(String(data="x")))
+        assert bag.stats["/img"].rate_hz() == pytest.approx(10.0)
+        assert bag.stats["/s"].rate_hz() == pytest.approx(2.0)  # no header: receive times

@@ -59,6 +59,11 @@ class StampedBuffer(Generic[T]):
             i = bisect.bisect_right(self._stamps, stamp) - 1
             return self._items[i] if i >= 0 else None
 
+    def newest_stamp(self) -> float | None:
+        """The stamp of the newest item (None when empty)."""
+        with self._lock:
+            return self._stamps[-1] if self._stamps else None
+
     def latest(self) -> T | None:
         with self._lock:
             return self._items[-1] if self._items else None

@@ -27,9 +27,25 @@ class RecorderConfig:
                              "stored in the bag's metadata for tracevla-replay; empty = none")
     discovery_period_s: float = param(0.5, "how often to look for publishers of topics not "
                                       "yet subscribed", unit="s")
+    flush_period_s: float = param(1.0, "an MCAP chunk is written (and fsync'd) at the latest "
+                                  "this long after its first message: at most this much is "
+                                  "lost when the recorder is killed", unit="s")
+    chunk_size_kib: int = param(1024, "an MCAP chunk is written once it holds this much "
+                                "(uncompressed)", unit="KiB")
+    compression: str = param("none", "MCAP chunk compression: none, zstd or lz4 (mcap only)")
+    fsync: bool = param(True, "force each written chunk to the disk (survives a power cut, "
+                        "not only a crash)")
 
     def __post_init__(self) -> None:
         check(self.storage in ("mcap", "sqlite3"), "storage", f"must be mcap or sqlite3, got '{self.storage}'")
+        check(0.05 <= self.flush_period_s <= 60.0, "flush_period_s",
+              f"must be in [0.05, 60] s, got {self.flush_period_s}")
+        check(16 <= self.chunk_size_kib <= 1 << 20, "chunk_size_kib",
+              f"must be in [16, 1048576] KiB, got {self.chunk_size_kib}")
+        check(self.compression in ("none", "zstd", "lz4"), "compression",
+              f"must be none, zstd or lz4, got '{self.compression}'")
+        check(self.storage == "mcap" or self.compression == "none", "compression",
+              "chunk compression needs storage mcap")
         check(len(self.topics) > 0, "topics", "must list at least one topic")
         check(self.discovery_period_s > 0, "discovery_period_s", "must be > 0 s")
 

@@ -7,7 +7,9 @@ messages (``rosbags`` dataclasses with the ROS field names). Message types are
 taken from the bag's own definitions where it stores them (MCAP), else from
 ROS 2 Kilted's standard types and ``tracevla_ros/msg``. Every failure is a
 ``BagReadError`` whose message names the file and the problem, and, where it
-helps, the topics found.
+helps, the topics found. A bag that a killed recorder left (no metadata.yaml,
+or an MCAP file without its summary) is first recovered in place like
+``tracevla-bag reindex`` does (one warning line says so).
 
 Example::
 
@@ -19,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import struct
 import zlib
@@ -37,6 +40,8 @@ from tracevla_ros.bag.typestore import typestore as project_typestore
 from tracevla_ros.bag.writer import BagError, OfferedQos
 
 __all__ = ["BagReadError", "BagReader", "BagTopic"]
+
+log = logging.getLogger(__name__)
 
 # What a damaged storage file raises inside rosbags/mcap/sqlite while reading.
 _STORAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -203,10 +208,31 @@ def _offered_qos(conn: Any) -> OfferedQos | None:
                       latched=q.durability.name == "TRANSIENT_LOCAL", depth=max(1, int(q.depth)))
 
 
+def _recover(path: Path) -> None:
+    """A killed recorder's bag (no metadata.yaml, or an MCAP without its summary): reindex
+    it in place (``tracevla-bag reindex``), with one warning line; BagReadError if it cannot."""
+    from tracevla_ros.bag.reindex import reindex
+
+    try:
+        r = reindex(path)
+    except BagError as exc:
+        raise BagReadError(f"{path}: the bag was not closed (recorder killed?) and cannot be "
+                           f"recovered: the storage file is truncated or corrupt ({exc})") from None
+    where = "the .mcap file repaired in place" if path.is_file() else \
+        "reindexed into the bag directory (MCAP summary appended, metadata.yaml rewritten)"
+    log.warning("%s: the bag was not closed (recorder killed?): %s; %d messages on %d topics "
+                "recovered, %d bytes of an unfinished chunk dropped", path, where, r.message_count,
+                len(r.topics), r.lost_bytes)
+
+
 def _open_reader(path: Path) -> Reader:
     if not path.exists():
         raise BagReadError(f"{path}: no such bag (expected a rosbag2 directory with metadata.yaml, "
                            "or a .mcap / .db3 file)")
+    from tracevla_ros.bag.reindex import needs_reindex
+
+    if needs_reindex(path):
+        _recover(path)
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         found = sorted(p.name for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
         inner = sorted(p.parent.name for p in path.glob("*/metadata.yaml"))

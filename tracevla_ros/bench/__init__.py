@@ -15,4 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "tracegen-sim": "tracegen_sim",
     "policy": "policy",
     "tracegen": "tracegen",
+    "loop": "loop",
+    "estop": "estop",
+    "recorder": "recorder",
 }

@@ -47,6 +47,8 @@ from tracevla_ros.stamped import StampedBuffer
 
 # Joint states kept for pairing: > max_input_age_s of a 1 kHz arm (franka_ros2).
 _JOINT_STATES_KEPT = 2000
+# The longest a frame waits for the joint state of its time: > one period of a 50 Hz arm.
+_PROPRIO_WAIT_S = 0.03
 
 
 class PolicyNode(Node):
@@ -113,7 +115,20 @@ class PolicyNode(Node):
             self._wake.clear()
             paired = self._pairer.latest()
             if paired is not None and self._limit.due(paired.stamp):
+                self._wait_for_joint_state(paired.stamp)
                 self._step(paired)
+
+    def _wait_for_joint_state(self, stamp: float) -> None:
+        """Wait (at most ``_PROPRIO_WAIT_S``) until a joint state stamped at or after the
+        frame has arrived, so the frame's proprioception is the one a replay of the recording
+        computes, whatever order the callbacks ran in (the sim stamps the frame and a joint
+        state alike). Without joint states at all, the newest one is used at once."""
+        end = time.monotonic() + _PROPRIO_WAIT_S
+        while not self._stop.is_set():
+            newest = self._proprio.newest_stamp()
+            if newest is None or newest >= stamp or time.monotonic() >= end:
+                return
+            self._stop.wait(0.001)
 
     def _step(self, paired: Paired) -> None:
         log = self.get_logger()

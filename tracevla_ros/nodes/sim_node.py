@@ -26,14 +26,15 @@ Services:
     ~/reset                      std_srvs/Trigger: new episode (seed + number of resets)
 
 One timer ticks the physics at ``physics_rate_hz`` (each tick advances 1/physics_rate_hz
-of sim time, so sim time tracks wall time while the machine keeps up) and renders at
-``camera_rate_hz``. Callbacks only store the newest command; the tick applies it.
+of sim time; a late callback runs the ticks it missed, up to 0.1 s of them, so sim time
+keeps pace with wall time on a loaded machine) and renders at ``camera_rate_hz``. Callbacks only store the newest command; the tick applies it.
 
     ros2 run tracevla_ros sim_node --ros-args --params-file config/widowx.yaml
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,16 @@ try:  # Interbotix interfaces exist only where the Interbotix stack is installed
     from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 except ImportError:
     JointGroupCommand = JointSingleCommand = None
+
+# Physics ticks one timer callback may run to catch up with wall time (0.1 s at 100 Hz).
+_MAX_CATCHUP = 10
+
+
+def _next_due(due: float, t: float, period: float) -> float:
+    """The next due time on the grid ``due + k * period`` (no drift when a tick is late);
+    a whole missed period is skipped, not made up."""
+    nxt = due + period
+    return nxt if nxt > t + 1e-9 else t + period
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,8 @@ class SimNode(Node):
         self._pending_gripper: float | None = None
         self._arbiter = CommandArbiter(self._cmd_names)
         self._next_cam = self._next_js = 0.0
+        self._wall_t0: float | None = None  # wall time of tick 0 (pacing, see _ticks_due)
+        self._ticks = 0
 
         self._pub_rgb = self.create_publisher(Image, cfg.image_topic, SENSOR_QOS)
         self._pub_info = self.create_publisher(CameraInfo, cfg.camera_info_topic, SENSOR_QOS)
@@ -215,6 +228,7 @@ class SimNode(Node):
         self._pending_traj.clear()
         self._pending_group = self._pending_gripper = None
         self._next_cam = self._next_js = 0.0
+        self._wall_t0 = None
         self._pub_instr.publish(String(data=self.env.instruction))
         response.success = True
         response.message = f"episode {self._resets}, seed {self.env.seed}"
@@ -258,11 +272,33 @@ class SimNode(Node):
             span = s.gripper_open - s.gripper_closed
             env.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed) / span)
 
+    def _ticks_due(self) -> int:
+        """Physics ticks to run now so that sim time keeps pace with wall time: 1 normally,
+        more after a late timer callback (a loaded machine), at most ``_MAX_CATCHUP``; a
+        longer stall is not made up (sim time then falls behind, and says so)."""
+        now = time.monotonic()
+        if self._wall_t0 is None:
+            self._wall_t0, self._ticks = now, 0
+        due = int((now - self._wall_t0) * self.cfg.physics_rate_hz) + 1 - self._ticks
+        if due > _MAX_CATCHUP:
+            self.get_logger().warning(
+                f"sim fell {due - 1} ticks ({(due - 1) / self.cfg.physics_rate_hz:.2f} s) behind "
+                f"wall time: running {_MAX_CATCHUP}, the rest is lost (machine overloaded?)",
+                throttle_duration_sec=5.0)
+            self._wall_t0 += (due - _MAX_CATCHUP) / self.cfg.physics_rate_hz
+            due = _MAX_CATCHUP
+        return max(due, 0)
+
     def _on_tick(self) -> None:
         if not self.context.ok():  # shutting down (e.g. SIGTERM): publishing would fail
             return
-        self._apply_commands()
-        self.env.advance(self._substeps)
+        n = self._ticks_due()
+        if n == 0:
+            return
+        for _ in range(n):
+            self._apply_commands()
+            self.env.advance(self._substeps)
+        self._ticks += n
         t = self.env.sim_time
         if self.cfg.stamp_source == "sim":
             stamp = sec_to_stamp(self._now())
@@ -271,7 +307,7 @@ class SimNode(Node):
         else:
             stamp = self.get_clock().now().to_msg()
         if t + 1e-9 >= self._next_js:
-            self._next_js = t + 1.0 / self.cfg.joint_state_rate_hz
+            self._next_js = _next_due(self._next_js, t, 1.0 / self.cfg.joint_state_rate_hz)
             js = self.env.joint_state()
             msg = JointState(header=Header(stamp=stamp, frame_id=""), name=list(js.names),
                              position=js.position.tolist(), velocity=js.velocity.tolist(),
@@ -279,7 +315,7 @@ class SimNode(Node):
             for pub in self._pub_js:
                 pub.publish(msg)
         if t + 1e-9 >= self._next_cam:
-            self._next_cam = t + 1.0 / self.cfg.camera_rate_hz
+            self._next_cam = _next_due(self._next_cam, t, 1.0 / self.cfg.camera_rate_hz)
             self._publish_camera(stamp)
             self._pub_success.publish(Bool(data=self.env.success()))
 

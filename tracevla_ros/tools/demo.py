@@ -97,12 +97,26 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
     return data
 
 
+def demo_params(robot: str, task: str = "", seed: int = 0, tracker: str = "lk", policy: str = "",
+                checkpoint: str = "") -> dict[str, Any]:
+    """The parameters the demo runs ``robot`` with (``config/<robot>.yaml`` + its overrides);
+    ``tracevla-bench loop`` runs both layouts with exactly these."""
+    policy = policy or DEFAULT_POLICY[robot]
+    params = build_params(robot, task, seed, tracker, policy,
+                          checkpoint if robot == "widowx" else "")
+    if robot == "fr3":
+        from tracevla_ros.tools.demo_tracegen import tracegen_params
+
+        tracegen_params(params, policy, checkpoint)
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     install_stop_signals(STOP)
     if args.steps < 1 or args.rounds < 1:
         return _fail("--steps and --rounds must be >= 1")
-    from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES, tracegen_params
+    from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES
 
     args.policy = args.policy or DEFAULT_POLICY[args.robot]
     if args.robot == "fr3" and args.policy not in TRACEGEN_POLICIES:
@@ -118,10 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{out / 'bag'} already exists; remove it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        params = build_params(args.robot, args.task, args.seed, args.tracker, args.policy,
-                              args.checkpoint if args.robot == "widowx" else "")
-        if args.robot == "fr3":
-            tracegen_params(params, args.policy, args.checkpoint)
+        params = demo_params(args.robot, args.task, args.seed, args.tracker, args.policy,
+                             args.checkpoint)
     except ConfigError as exc:
         return _fail(str(exc))
     params_file = out / "params.yaml"
@@ -147,10 +159,11 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
 
     out: Path = args.out
     ctx = rclpy.Context()
-    # The same remappings as launch/<robot>.launch.py.
-    rclpy.init(args=["--ros-args", "--params-file", str(params_file),
-                     "-r", "image:=/camera/image_raw", "-r", "action:=/policy/action"],
+    # Parameters from the YAML (global); each node's remappings from tracevla_ros.graph,
+    # the description launch/<robot>.launch.py and tracevla-bench loop --launch use too.
+    rclpy.init(args=["--ros-args", "--params-file", str(params_file)],
                context=ctx, signal_handler_options=SignalHandlerOptions.NO)
+    node_args = graph_node_args(args.robot)
     nodes: list[Any] = []
     tracker: Any = None
     # One single-threaded executor for every node but the sim (rclpy's multi-threaded one
@@ -182,15 +195,17 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         rate = float(_node_values(params, "policy_node").get("control_rate_hz", 5.0))
         monitor = DemoMonitor(context=ctx, command_topic=_command_topic(params, args.robot))
         nodes.append(monitor)
-        recorder = RecorderNode(output=str(out / "bag"), context=ctx)
+        recorder = RecorderNode(output=str(out / "bag"), context=ctx,
+                                cli_args=node_args["recorder_node"])
         recorder.bag.set_custom_data(PARAMS_KEY, params_file.read_text())  # for tracevla-replay
         nodes.append(recorder)
-        tracker = TrackerNode(context=ctx)
+        tracker = TrackerNode(context=ctx, cli_args=node_args["tracker_node"])
         nodes.append(tracker)
         scripted = ScriptedPolicy(make_expert(sim.env)) if args.policy == "scripted" else None
-        policy = PolicyNode(policy=scripted, context=ctx)  # None: the YAML's backend
+        # policy None: the YAML's backend
+        policy = PolicyNode(policy=scripted, context=ctx, cli_args=node_args["policy_node"])
         nodes.append(policy)
-        nodes.append(controller_cls(context=ctx))
+        nodes.append(controller_cls(context=ctx, cli_args=node_args[_CONTROLLER[args.robot]]))
         for n in nodes:
             executor.add_node(n)
         t0 = time.monotonic()
@@ -285,6 +300,14 @@ def _sim_thread(ctx: Any, box: dict[str, Any], ready: threading.Event,
         node.destroy_node()
 
 
+def graph_node_args(robot: str) -> dict[str, list[str]]:
+    """Per-node ``cli_args`` (remappings) of ``robot``'s simulated graph, by executable name."""
+    from tracevla_ros.graph import graph
+
+    return {n.executable: ["--ros-args", *n.ros_args()]
+            for n in graph(robot, sim=True, record=True, viz=False)}
+
+
 def _sim_param(params: dict[str, Any], key: str, default: float) -> float:
     return float(_node_values(params, "sim_node").get(key, default))
 
@@ -293,6 +316,9 @@ def _checkpoint_path(checkpoint: str) -> str:
     from tracevla_ros.policy.local.checkpoint import resolve_checkpoint
 
     return str(resolve_checkpoint(checkpoint))
+
+
+_CONTROLLER = {"widowx": "widowx_controller_node", "fr3": "franka_controller_node"}
 
 
 def _controller_class(robot: str) -> Any:
