@@ -5,6 +5,7 @@ installs the Python packages; this file serves ``pip install -e .`` only.
 Node executables come from scripts/nodes.txt, shared with CMakeLists.txt.
 """
 
+import configparser
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -15,6 +16,15 @@ HERE = Path(__file__).resolve().parent
 def _node_scripts() -> list[str]:
     lines = (HERE / "scripts" / "nodes.txt").read_text().splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def plugin_entry_points() -> dict[str, list[str]]:
+    """tracegen_ros's tracevla-demo / tracevla-bench plugins (scripts/entry_points.cfg, shared
+    with CMakeLists.txt)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(HERE / "scripts" / "entry_points.cfg")
+    return {group: [ln.strip() for ln in value.splitlines() if ln.strip()]
+            for group, value in cfg["options.entry_points"].items()}
 
 
 TOOLS = [
@@ -41,5 +51,5 @@ setup(
     package_data={"tracevla_ros.policy": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"],
                   "tracegen_ros": ["checkpoints/*/*.safetensors", "checkpoints/*/*.json"]},
     python_requires=">=3.10,<3.14",
-    entry_points={"console_scripts": _node_scripts() + TOOLS},
+    entry_points={"console_scripts": _node_scripts() + TOOLS, **plugin_entry_points()},
 )

@@ -82,7 +82,7 @@ fi
 
 # 3. This checkout, editable (path-based, so the generated msg module and the
 #    sources merge into one tracevla_ros package; see tracevla_ros/__init__.py).
-SRC_D="$(digest setup.py scripts/nodes.txt)"
+SRC_D="$(digest setup.py scripts/nodes.txt scripts/entry_points.cfg)"
 if [ "$(cat "$STAMPS/editable" 2>/dev/null)" != "$SRC_D" ]; then
   log "installing this checkout in editable mode"
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \

@@ -54,3 +54,38 @@ def standin_env(repo_root: pathlib.Path) -> dict[str, str]:
                       env.get("LD_LIBRARY_PATH", "")]))
     env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(install), sys.prefix])
     return env
+
+
+@pytest.fixture(scope="session")
+def plugin_metadata(repo_root: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A directory holding this checkout's package metadata (``setup.py egg_info``: the entry
+    points ``pip install -e .`` would register, tracegen_ros's tracevla-demo / tracevla-bench
+    plugins among them). First on sys.path / PYTHONPATH it shadows the venv's installed
+    metadata, which may predate this checkout's setup.py."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("plugin_metadata")
+    r = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(base)],
+                       cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (base / "tracevla_stack.egg-info" / "entry_points.txt").is_file()
+    return base
+
+
+@pytest.fixture(scope="session")
+def plugin_env(plugin_metadata: pathlib.Path) -> dict[str, str]:
+    """Environment for a subprocess that finds this checkout's entry points (``plugin_metadata``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin_metadata), str(REPO),
+                                                      env.get("PYTHONPATH", "")]))
+    return env
+
+
+@pytest.fixture
+def with_plugins(plugin_metadata: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process finds this checkout's entry points (``plugin_metadata`` first on sys.path)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(plugin_metadata))
+    importlib.invalidate_caches()

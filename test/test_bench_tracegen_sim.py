@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracevla_ros.bench.tracegen_sim import main, path_error, wilson
+from tracegen_ros.bench.tracegen_sim import main, path_error, wilson
 
 
 def test_wilson() -> None:

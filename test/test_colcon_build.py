@@ -76,3 +76,28 @@ def test_installed_python_imports_messages_and_sources(install: Path, tmp_path: 
     assert first == str(site / "tracevla_ros")
     assert cfg_file.startswith(str(site))  # the installed copy, not this checkout
     assert cfg_dir == str(install / "share" / "tracevla_ros" / "config")
+
+
+def test_installed_tracegen_plugins_are_found(install: Path, tmp_path: Path) -> None:
+    """tracegen_ros's egg-info in the install tree carries the tracevla-demo / tracevla-bench
+    entry points (CMakeLists.txt: ament_python_install_package(... SETUP_CFG
+    scripts/entry_points.cfg)), and they load the installed modules."""
+    site = next((install / "lib").glob("python3*/site-packages"))
+    egg = next(site.glob("tracegen_ros-*.egg-info"))
+    assert "[tracevla_ros.demos]" in (egg / "entry_points.txt").read_text()
+    env = {**os.environ, "PYTHONPATH": str(site),
+           "LD_LIBRARY_PATH": f"{install / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+           "AMENT_PREFIX_PATH": f"{install}:{sys.prefix}"}
+    code = (
+        "import sys, tracegen_ros\n"
+        "from tracevla_ros.plugins import BENCH_GROUP, entry_points, load_demo\n"
+        "demo = load_demo('fr3')\n"
+        "print(sys.modules[demo.run.__module__].__file__)\n"
+        "print(sorted(entry_points(BENCH_GROUP)))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    demo_file, benches = r.stdout.strip().splitlines()
+    assert demo_file == str(site / "tracegen_ros" / "demo.py")
+    assert "'tracegen'" in benches and "'tracegen-sim'" in benches

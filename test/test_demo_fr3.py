@@ -1,5 +1,6 @@
 """tracevla-demo --robot fr3: the TraceGen loop (sim RGB-D -> tracegen_node -> franka_controller_node
-IK + safety -> sim) end to end, with the oracle trace (no checkpoint needed)."""
+IK + safety -> sim) end to end, with the oracle trace (no checkpoint needed). The loop is
+tracegen_ros/demo.py, found through the ``tracevla_ros.demos`` entry point (``plugin_env``)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_out(tmp_path_factory: pytest.TempPathFactory, plugin_env: dict[str, str]) -> Path:
     out = tmp_path_factory.mktemp("demo_fr3")
     r = subprocess.run([sys.executable, "-m", "tracevla_ros.tools.demo", "--robot", "fr3",
                         "--task", "put_ball_in_box", "--policy", "tracegen_oracle", "--seed", "100002",
                         "--rounds", "1", "--out", str(out)],
-                       capture_output=True, text=True, timeout=280)
+                       capture_output=True, text=True, timeout=280, env=plugin_env)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "Traceback" not in r.stderr, r.stderr[-4000:]
     return out

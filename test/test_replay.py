@@ -164,17 +164,17 @@ def test_sqlite3_bag_with_compressed_images(tmp_path: Path, capsys: pytest.Captu
     assert "overlay" not in rep["outputs"]
 
 
-def test_camera_only_bag_uses_the_node_timers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_camera_only_bag_uses_the_node_schedule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_recorded_bag(tmp_path / "bag", frames=40, with_run=False)
     code, err = run([str(tmp_path / "bag"), "--out", str(tmp_path / "r"), "--policy", POLICY,
                      "--robot", "widowx", "--instruction", "lift the cube"], capsys)
     assert code == 0, err
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert rep["schedule"] == "timer" and rep["act_at"] == "steps"
-    # ticks every 0.2 s from 0.1 s after the first frame: 20 within the 4 s of frames (on
-    # frames 0.0, 0.2, ... 3.8 s), then the tick after the last frame takes 3.9 s
-    assert rep["steps"] == 21
-    assert rep["policy"]["calls"] == 21 and rep["comparison"]["actions"]["compared"] == 0
+    # the node's schedule: a step on every frame due at 5 Hz by its stamp, i.e. on frames
+    # 0.0, 0.2, ... 3.8 s of the 40 frames at 10 Hz
+    assert rep["steps"] == 20
+    assert rep["policy"]["calls"] == 20 and rep["comparison"]["actions"]["compared"] == 0
     assert rep["reproduced"]["traces"] is None and rep["reproduced"]["actions"] is None
     assert "widowx.yaml" in rep["config"]["source"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["StampRateLimiter"]
+__all__ = ["StampRateLimiter", "FrameSchedule"]
 
 
 class StampRateLimiter:
@@ -58,3 +58,28 @@ class StampRateLimiter:
             self._next_due += self.period
             return True
         return False
+
+
+class FrameSchedule:
+    """What the tracker does with each camera frame, by its stamp: ``tracker_node`` and the
+    replay engine (``tracevla-replay`` on a bag without traces) share this, so a replay
+    steps on the frames the node stepped on.
+
+    ``decide(stamp) -> (observe, step)``: step (a policy step) on frames due at
+    ``control_rate_hz``; observe those and, with ``observe_rate_hz > 0``, the frames due at
+    that rate in between. A frame not newer than the last is passed on (observe True) so
+    the tracker refuses and counts it.
+    """
+
+    def __init__(self, control_rate_hz: float, observe_rate_hz: float = 0.0) -> None:
+        self._step = StampRateLimiter(control_rate_hz)
+        self._observe = StampRateLimiter(observe_rate_hz) if observe_rate_hz > 0 else None
+        self._last: float | None = None
+
+    def decide(self, stamp: float) -> tuple[bool, bool]:
+        newer = self._last is None or stamp > self._last
+        step = self._step.due(stamp)
+        observe = self._observe is not None and self._observe.due(stamp)
+        if newer:
+            self._last = stamp
+        return step or observe or not newer, step

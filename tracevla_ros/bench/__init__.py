@@ -1,7 +1,9 @@
 """Benchmarks behind ``tracevla-bench <name>``; each prints one JSON object.
 
 A benchmark is a module here with ``main(argv: list[str]) -> dict``; add it to
-``BENCHMARKS`` below.
+``BENCHMARKS`` below. Other packages add theirs through the ``tracevla_ros.benches``
+entry point group (tracegen_ros: ``tracegen``, ``tracegen-sim``; see
+``tracevla_ros/plugins.py``).
 """
 
 BENCHMARKS: dict[str, str] = {
@@ -12,9 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "tracker": "tracker",
     "remote": "remote",
     "replay": "replay",
-    "tracegen-sim": "tracegen_sim",
     "policy": "policy",
-    "tracegen": "tracegen",
     "loop": "loop",
     "estop": "estop",
     "recorder": "recorder",

@@ -10,7 +10,7 @@ Both carry the header (stamp, frame_id) of the camera frame they belong to.
 
 Threading/rates (event-driven): ``_on_image`` only keeps the newest message and
 wakes the worker thread (O(1)). The worker tracks each new frame at once: a frame
-due at ``control_rate_hz`` (by its stamp, ``StampRateLimiter``: exactly the
+due at ``control_rate_hz`` (by its stamp, ``FrameSchedule``: exactly the
 policy rate, on the frame nearest each policy period) is observed and stepped
 into the trace, which is published immediately; with ``observe_rate_hz > 0`` the
 frames in between are observed too (camera-rate tracking of the active points,
@@ -39,7 +39,7 @@ from std_msgs.msg import Header
 from tracevla_ros.config import ConfigError
 from tracevla_ros.msg import VisualTrace
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, stamp_to_sec
-from tracevla_ros.ratelimit import StampRateLimiter
+from tracevla_ros.ratelimit import FrameSchedule
 from tracevla_ros.tracking import (
     IncrementalTracker,
     TraceResult,
@@ -87,10 +87,8 @@ class TrackerNode(Node):
         self._latest: Image | None = None  # newest message, written by _on_image only
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._step_limit = StampRateLimiter(cfg.control_rate_hz)
-        self._observe_limit = StampRateLimiter(cfg.observe_rate_hz) if cfg.observe_rate_hz > 0 else None
+        self._schedule = FrameSchedule(cfg.control_rate_hz, cfg.observe_rate_hz)
         self._step_stamps: deque[Any] = deque(maxlen=cfg.history)
-        self._last_stamp: float | None = None  # newest frame stamp seen by the worker [s]
         self._resets = 0
         self.published = 0
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
@@ -134,12 +132,9 @@ class TrackerNode(Node):
 
     def _on_frame(self, msg: Image) -> None:
         stamp = stamp_to_sec(msg.header.stamp)
-        newer = self._last_stamp is None or stamp > self._last_stamp
-        step = self._step_limit.due(stamp)
-        observe = self._observe_limit is not None and self._observe_limit.due(stamp)
-        if newer and not step and not observe:
+        observe, step = self._schedule.decide(stamp)
+        if not observe:
             return  # between policy steps, and not observed at camera rate
-        self._last_stamp = stamp if newer else self._last_stamp
         log = self.get_logger()
         try:
             image = decode_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)

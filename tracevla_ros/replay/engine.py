@@ -9,10 +9,10 @@ Tracker schedule (at which frames the tracker made a policy step):
   their step histories, which also covers steps recorded before the recorder
   caught the trace topic). Every frame is observed in between when
   ``observe_rate_hz > 0`` (the node's camera-rate timer), else only step frames.
-* ``timer`` -- no recorded traces: the node's timers are simulated in stamp
-  time; a step at ``t0 + (k + 1/2) / control_rate_hz`` on the newest frame,
-  if a new one arrived (``t0`` = first frame's stamp, the half period keeps a
-  camera at the policy rate on one frame per step despite jitter).
+* ``timer`` -- no recorded traces: the node's own per-frame schedule
+  (``tracevla_ros.ratelimit.FrameSchedule``, shared with ``tracker_node``) in
+  stamp time: a step on each frame due at ``control_rate_hz``, observing the
+  frames due at ``observe_rate_hz`` in between.
 
 Policy schedule (``policy_node`` pairs a frame with the trace and overlay of the
 same stamp, ``tracevla_ros.policy.pairing``):
@@ -42,6 +42,7 @@ import numpy as np
 
 from tracevla_ros.policy.base import Observation, Policy, PolicyError, validate_chunk
 from tracevla_ros.policy.config import PolicyNodeConfig
+from tracevla_ros.ratelimit import FrameSchedule
 from tracevla_ros.replay.recorded import RecordedRun
 from tracevla_ros.tracking import IncrementalTracker, TraceResult, TrackerConfig, TrackerInputError
 
@@ -93,9 +94,8 @@ class ReplayEngine:
         self._instruction_override = instruction
         self._instruction = policy_cfg.instruction.strip()
         self._step_stamps = recorded.step_stamps() if schedule == "recorded" else set()
-        self._period_ns = int(round(1e9 / tracker_cfg.control_rate_hz))
-        self._next_tick: int | None = None
-        self._pending: FrameIn | None = None  # newest frame not yet observed (timer, observe off)
+        self._frame_schedule = FrameSchedule(tracker_cfg.control_rate_hz,
+                                             tracker_cfg.observe_rate_hz)
         self._latest: FrameIn | None = None  # newest observed frame
         self._acc = {"decode": 0.0, "observe": 0.0}  # per-frame costs since the last step
         self.frames = 0
@@ -118,15 +118,9 @@ class ReplayEngine:
         out: list[StepResult] = []
         self._acc["decode"] += frame.decode_ms
         if self.schedule == "timer":
-            if self._next_tick is None:
-                self._next_tick = frame.stamp + self._period_ns // 2
-            while self._next_tick <= frame.stamp:
-                out.extend(self._tick())
-                self._next_tick += self._period_ns
-            if self.observe_all:
-                self._observe(frame)
-            else:
-                self._pending = frame
+            observe, step = self._frame_schedule.decide(frame.stamp * 1e-9)
+            if observe and self._observe(frame) and step and self.tracker.has_new_frame:
+                out.append(self._step(frame))
             return out
         is_step = frame.stamp in self._step_stamps
         if self.observe_all or is_step:
@@ -139,20 +133,10 @@ class ReplayEngine:
         return out
 
     def finish(self) -> list[StepResult]:
-        """The last timer tick after the final frame (timer schedule); nothing otherwise."""
-        if self.schedule == "timer":
-            return self._tick()
+        """Nothing is pending after the last frame (kept for callers)."""
         return []
 
     # ------------------------------------------------------------- internals
-    def _tick(self) -> list[StepResult]:
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-            if not self._observe(frame):
-                return []
-        if not self.tracker.has_new_frame or self._latest is None:
-            return []
-        return [self._step(self._latest)]
 
     def _observe(self, frame: FrameIn) -> bool:
         t0 = time.perf_counter()

@@ -4,8 +4,9 @@
     tracevla-demo --robot fr3 --task put_ball_in_box --out /tmp/demo_fr3
 
 ``--robot fr3`` runs the TraceGen loop instead (RGB-D sim camera -> tracegen_node -> IK ->
-FR3 sim; ``tracevla_ros/tools/demo_tracegen.py``) with ``--policy tracegen`` (the
-checkpoint in config/fr3.yaml or ``--checkpoint``), ``tracegen_oracle`` or ``no_motion``.
+FR3 sim; ``tracegen_ros/demo.py``, found through the ``tracevla_ros.demos`` entry point, see
+``tracevla_ros/plugins.py``) with ``--policy tracegen`` (the checkpoint in config/fr3.yaml or
+``--checkpoint``), ``tracegen_oracle`` or ``no_motion``.
 
 sim_node (MuJoCo camera + arm) -> tracker_node -> policy_node -> controller node
 -> sim_node, plus recorder_node, composed in one process on one executor, over
@@ -98,16 +99,17 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
 
 
 def demo_params(robot: str, task: str = "", seed: int = 0, tracker: str = "lk", policy: str = "",
-                checkpoint: str = "") -> dict[str, Any]:
-    """The parameters the demo runs ``robot`` with (``config/<robot>.yaml`` + its overrides);
-    ``tracevla-bench loop`` runs both layouts with exactly these."""
+                checkpoint: str = "", plugin: Any = None) -> dict[str, Any]:
+    """The parameters the demo runs ``robot`` with (``config/<robot>.yaml`` + its overrides,
+    and those of the robot's demo plugin, loaded here when not given); ``tracevla-bench
+    loop`` runs both layouts with exactly these."""
+    from tracevla_ros.plugins import load_demo
+
     policy = policy or DEFAULT_POLICY[robot]
     params = build_params(robot, task, seed, tracker, policy,
                           checkpoint if robot == "widowx" else "")
-    if robot == "fr3":
-        from tracevla_ros.tools.demo_tracegen import tracegen_params
-
-        tracegen_params(params, policy, checkpoint)
+    if robot != "widowx":
+        (plugin or load_demo(robot)).configure(params, policy, checkpoint)
     return params
 
 
@@ -116,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     install_stop_signals(STOP)
     if args.steps < 1 or args.rounds < 1:
         return _fail("--steps and --rounds must be >= 1")
-    from tracevla_ros.tools.demo_tracegen import TRACEGEN_POLICIES
+    from tracevla_ros.plugins import DemoPlugin, PluginMissing, load_demo
 
+    plugin: DemoPlugin | None = None
+    if args.robot != "widowx":  # provided by another package (fr3: tracegen_ros)
+        try:
+            plugin = load_demo(args.robot)
+        except PluginMissing as exc:
+            return _fail(str(exc))
     args.policy = args.policy or DEFAULT_POLICY[args.robot]
-    if args.robot == "fr3" and args.policy not in TRACEGEN_POLICIES:
-        return _fail(f"--robot fr3 runs the TraceGen loop: --policy one of {TRACEGEN_POLICIES}")
+    if plugin is not None and args.policy not in plugin.policies:
+        return _fail(f"--robot {args.robot} {plugin.loop}: --policy one of {plugin.policies}")
     if args.robot == "widowx" and args.policy not in ("local", "scripted"):
         return _fail("--robot widowx: --policy local (the learned policy) or scripted")
     # DDS stays on this machine; one domain per run.
@@ -133,16 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         params = demo_params(args.robot, args.task, args.seed, args.tracker, args.policy,
-                             args.checkpoint)
+                             args.checkpoint, plugin)
     except ConfigError as exc:
         return _fail(str(exc))
     params_file = out / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        if args.robot == "fr3":
-            from tracevla_ros.tools.demo_tracegen import run_tracegen_demo
-
-            return run_tracegen_demo(args, params, params_file, _sim_thread, _topic_stats)
+        if plugin is not None:
+            return plugin.run(args, params, params_file, _sim_thread, _topic_stats)
         return _run(args, params, params_file)
     except ConfigError as exc:
         return _fail(f"configuration: {exc}")

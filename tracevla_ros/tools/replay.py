@@ -66,8 +66,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="instruction to use instead of the recorded one")
     g = ap.add_argument_group("replay")
     g.add_argument("--schedule", choices=("auto", "recorded", "timer"), default="auto",
-                   help="tracker steps: at the recorded traces' frames, or by simulated timers "
-                        "(auto: recorded when the bag has traces)")
+                   help="tracker steps: at the recorded traces' frames, or by tracker_node's own "
+                        "per-frame schedule ('timer'; auto: recorded when the bag has traces)")
     g.add_argument("--act-at", choices=("auto", "recorded", "steps"), default="auto",
                    help="policy calls: at the recorded actions' frames, or every tracker step "
                         "(auto: recorded when the bag has actions)")

@@ -1,5 +1,9 @@
 """The FR3 loop of ``tracevla-demo``: RGB-D sim camera -> tracegen_node -> IK -> FR3 sim.
 
+Registered as the ``fr3`` entry point of group ``tracevla_ros.demos`` (``FR3_DEMO``,
+``scripts/entry_points.cfg``): tracevla_ros's ``tracevla-demo`` finds it there and never
+imports tracegen_ros.
+
     tracevla-demo --robot fr3 --task put_ball_in_box --out /tmp/demo_fr3
     tracevla-demo --robot fr3 --policy tracegen_oracle --out /tmp/demo_fr3_oracle
 
@@ -9,6 +13,11 @@ safety) -> ``/fr3_arm_controller/joint_trajectory`` -> sim_node, plus recorder_n
 monitor, as real rclpy nodes over DDS on loopback. tracegen_node predicts whenever the
 previous trace has been executed; the demo stops at success, after ``--rounds`` traces or at
 the timeout.
+
+Threads: sim_node on its own thread with its own single-threaded executor (MuJoCo's EGL
+context belongs to that thread); every other node on one ``SingleThreadedExecutor`` spun by
+one thread. tracegen_node's prediction (seconds on a CPU) runs on its own worker thread, not
+in a callback, so it does not hold that executor up.
 
 Gripper: the real controller drives the Franka Hand through franka_gripper's Move/Grasp
 actions (franka_msgs, part of franka_ros2, not shipped here). In this demo
@@ -37,6 +46,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from tracevla_ros.msg import Trace3D
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
+from tracevla_ros.plugins import DemoPlugin
 from tracevla_ros.ros_image import image_to_rgb
 from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
 from tracevla_ros.tools.demo_stats import percentiles_ms, shutdown_nodes
@@ -157,7 +167,7 @@ def _oracle_predictor(task: str, seed: int) -> Any:
 def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
                       sim_thread_fn: Any, topic_stats: Any) -> int:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     out: Path = args.out
     ctx = rclpy.Context()
@@ -166,7 +176,8 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
                      "-r", "camera_info:=/camera/camera_info", "-r", "action:=/policy/action"],
                context=ctx)
     nodes: list[Any] = []
-    executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+    # One thread for all nodes but sim_node; tracegen_node predicts on its own worker thread.
+    executor = SingleThreadedExecutor(context=ctx)
     sim_box: dict[str, Any] = {}
     sim_ready, sim_stop = threading.Event(), threading.Event()
     sim_box["go"] = threading.Event()  # the sim publishes only once the recorder is matched
@@ -243,4 +254,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
     return 0
 
 
-__all__ = ["TRACEGEN_POLICIES", "run_tracegen_demo", "tracegen_params"]
+FR3_DEMO = DemoPlugin(policies=TRACEGEN_POLICIES, loop="runs the TraceGen loop",
+                      configure=tracegen_params, run=run_tracegen_demo)
+
+__all__ = ["FR3_DEMO", "TRACEGEN_POLICIES", "run_tracegen_demo", "tracegen_params"]

@@ -34,7 +34,7 @@ from tracegen_ros.model.config import TraceGenConfig
 from tracegen_ros.model.decoder import TraceDecoder
 from tracegen_ros.predict import TraceGenPredictor
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "tracegen_ros" / "checkpoints" / "fr3_small"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "fr3_small"
 DEFAULT_DATA = Path("/work/data/traceforge/fr3")
 
 
