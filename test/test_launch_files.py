@@ -9,9 +9,14 @@ Launch files, read with ``ast``:
   every parameter in that section and every launch override is declared by the node's
   config class;
 * every remapped topic is one the node creates (from the node's source: literal names,
-  or config fields resolved with the YAML).
+  or config fields resolved with the YAML; a node's values = its section over ``/**``);
+* tf2_ros / robot_state_publisher / rviz2 nodes start only under an ``if`` on their
+  package being installed (one warning for the missing ones), trace_viz_node gets
+  ``publish_static_tf`` for the camera transform without tf2_ros;
+* every node names its namespace, so the launch arguments override the config file.
 rviz configs: every topic a display subscribes to is published by a node the launch files
 start, and every frame is a URDF link or the configured camera/base frame.
+The real ``ros2 launch`` runs in test_ros2_launch.py.
 """
 
 from __future__ import annotations
