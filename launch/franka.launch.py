@@ -8,10 +8,11 @@ tracegen_node predicts a 3D trace from the aligned RGB-D frame and the instructi
 publishes it (``/trace3d``, drawn by trace_viz_node on ``/trace3d_markers``) and sends
 its gripper's motion to franka_controller_node as ``/ee_waypoints`` plus gripper
 actions. Calibrate ``tracegen_node.T_base_cam`` (camera pose in fr3_link0) in
-config/fr3.yaml first. In simulation without franka_msgs, give the controller
+config/fr3.yaml first. In simulation without franka_msgs, the controller is given
 ``gripper_namespace: ''`` and ``gripper_command_topic: /sim_node/gripper_command`` (as
-``tracevla-demo --robot fr3`` does). Parameters: config/fr3.yaml (or config:=...) with
-the launch arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf).
+``tracevla-demo --robot fr3`` does; one warning says so). Parameters: config/fr3.yaml (or config:=...) with
+the launch arguments overriding single values; TF as in widowx.launch.py (urdf/fr3.urdf),
+including its fallback when tf2_ros, robot_state_publisher or rviz2 is not installed.
 """
 
 from pathlib import Path
@@ -23,6 +24,12 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+# Every node gets an explicit (root) namespace: launch_ros then writes a node's dict
+# parameters (the launch arguments below) under its full name /<name>, so they override
+# its section in the config file. Without one they go under /**, and rcl lets the
+# file's node-specific section win: bag:=, policy:=, dry_run:= ... would be ignored.
+NS = ""
+GRIPPER_TOPIC = "/sim_node/gripper_command"  # sim_node's Float64 openness
 ARGS = [
     ("camera_serial", "", "RealSense serial number (empty = the first device)"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
@@ -37,19 +44,66 @@ ARGS = [
 ]
 
 
-def _frames(context, urdf: str):  # noqa: ANN001, ANN202 (launch API)
-    """robot_state_publisher (URDF) and the camera's static transform (config extrinsic)."""
-    from tracevla_ros.viz.frames import static_transform_args
+def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch API)
+    """What needs other ROS packages, each started only where it is installed.
+
+    tf2_ros' static_transform_publisher (the camera extrinsic of the config's
+    trace_viz_node section), robot_state_publisher (URDF) and rviz2. One warning names
+    the missing ones; without tf2_ros, trace_viz_node publishes the camera transform
+    on /tf_static itself (publish_static_tf).
+    """
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import degraded_warning, missing_packages, static_transform_args
 
     config = LaunchConfiguration("config").perform(context)
     share = FindPackageShare("tracevla_ros").perform(context)
-    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
-                arguments=static_transform_args(config))]
+    wanted = ["tf2_ros"]
     if LaunchConfiguration("robot_model").perform(context).lower() == "true":
+        wanted.append("robot_state_publisher")
+    if LaunchConfiguration("rviz").perform(context).lower() == "true":
+        wanted.append("rviz2")
+    missing = missing_packages(wanted)
+    if missing:
+        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
+    have = [p for p in wanted if p not in missing]
+    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node", namespace=NS,
+                parameters=[LaunchConfiguration("config"),
+                            {"publish_static_tf": "tf2_ros" in missing}],
+                remappings=[("camera_info", "/camera/camera_info"),
+                            ("depth", "/camera/depth/image_raw")])]
+    if "tf2_ros" in have:
+        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
+                        name="camera_tf", namespace=NS, arguments=static_transform_args(config)))
+    if "robot_state_publisher" in have:
         out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
-                        name="robot_state_publisher",
+                        name="robot_state_publisher", namespace=NS,
                         parameters=[{"robot_description": Path(share, "urdf", urdf).read_text()}]))
+    if "rviz2" in have:
+        out.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=NS,
+                        arguments=["-d", str(Path(share, "config", "rviz", rviz))]))
     return out
+
+
+def _controller(context):  # noqa: ANN001, ANN202 (launch API)
+    """franka_controller_node; in simulation without franka_msgs (no franka_gripper
+    actions) it commands sim_node's gripper on GRIPPER_TOPIC instead, with one warning,
+    as tracevla-demo --robot fr3 does. On hardware a missing franka_msgs stays an error."""
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import missing_packages
+
+    sim = LaunchConfiguration("use_sim").perform(context).lower() == "true"
+    sim_gripper = sim and bool(missing_packages(["franka_msgs"]))
+    if sim_gripper:
+        get_logger("tracevla_ros.launch").warning(
+            f"not installed: franka_msgs; in simulation franka_controller_node commands the "
+            f"gripper on {GRIPPER_TOPIC} instead of the franka_gripper actions")
+    return [Node(package="tracevla_ros", executable="franka_controller_node",
+                 name="franka_controller_node", namespace=NS,
+                 parameters=[LaunchConfiguration("config"), {"dry_run": LaunchConfiguration("dry_run")}]
+                 + ([{"gripper_namespace": "", "gripper_command_topic": GRIPPER_TOPIC}]
+                    if sim_gripper else []))]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -61,35 +115,27 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("config", default_value=default_cfg,
                               description="parameter file (default: the package's config/fr3.yaml)"),
         *[DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS],
-        Node(package="tracevla_ros", executable="camera_node", name="camera_node",
+        Node(package="tracevla_ros", executable="camera_node", name="camera_node", namespace=NS,
              parameters=params + [{"device": LaunchConfiguration("camera_serial")}],
              remappings=[("image_raw", "/camera/image_raw"), ("camera_info", "/camera/camera_info"),
                          ("depth/image_raw", "/camera/depth/image_raw"),
                          ("depth/camera_info", "/camera/depth/camera_info")],
              condition=UnlessCondition(use_sim)),
-        Node(package="tracevla_ros", executable="sim_node", name="sim_node",
+        Node(package="tracevla_ros", executable="sim_node", name="sim_node", namespace=NS,
              parameters=params, condition=IfCondition(use_sim)),
         # 2D trace overlay (/image_trace) and markers for rviz; TraceGen does not use it
-        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node",
+        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node", namespace=NS,
              parameters=params, remappings=[("image", "/camera/image_raw")]),
-        Node(package="tracevla_ros", executable="franka_controller_node",
-             name="franka_controller_node",
-             parameters=params + [{"dry_run": LaunchConfiguration("dry_run")}]),
-        Node(package="tracevla_ros", executable="tracegen_node", name="tracegen_node",
+        OpaqueFunction(function=_controller),
+        Node(package="tracevla_ros", executable="tracegen_node", name="tracegen_node", namespace=NS,
              parameters=params + [{"instruction": LaunchConfiguration("instruction"),
                                    "checkpoint": LaunchConfiguration("checkpoint")}],
              remappings=[("image", "/camera/image_raw"), ("depth", "/camera/depth/image_raw"),
                          ("camera_info", "/camera/camera_info")]),
-        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
-             parameters=params,
-             remappings=[("camera_info", "/camera/camera_info"),
-                         ("depth", "/camera/depth/image_raw")]),
-        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
+        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node", namespace=NS,
              parameters=params + [{"output": LaunchConfiguration("bag"),
                                    "params_file": LaunchConfiguration("config")}],
              condition=IfCondition(LaunchConfiguration("record"))),
-        OpaqueFunction(function=_frames, kwargs={"urdf": "fr3.urdf"}),
-        Node(package="rviz2", executable="rviz2", name="rviz2",
-             arguments=["-d", PathJoinSubstitution([share, "config", "rviz", "franka.rviz"])],
-             condition=IfCondition(LaunchConfiguration("rviz"))),
+        # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
+        OpaqueFunction(function=_external, kwargs={"urdf": "fr3.urdf", "rviz": "franka.rviz"}),
     ])

@@ -21,6 +21,11 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+# Every node gets an explicit (root) namespace: launch_ros then writes a node's dict
+# parameters (the launch arguments below) under its full name /<name>, so they override
+# its section in the config file. Without one they go under /**, and rcl lets the
+# file's node-specific section win: bag:=, policy:=, dry_run:= ... would be ignored.
+NS = ""
 ARGS = [
     ("bag", "", "rosbag2 directory (or .mcap/.db3 file) to play (required)"),
     ("robot", "widowx", "robot of the recording: widowx or fr3 (picks config/<robot>.yaml)"),
@@ -34,24 +39,48 @@ ARGS = [
 SIM_TIME = {"use_sim_time": True}
 
 
-def _frames(context):  # noqa: ANN001, ANN202 (launch API)
-    """robot_state_publisher and the camera's static transform, for the chosen robot."""
+def _external(context):  # noqa: ANN001, ANN202 (launch API)
+    """trace_viz_node, the camera's static transform, robot_state_publisher and rviz2 for
+    the chosen robot; each external package only where it is installed (one warning names
+    the missing ones; without tf2_ros trace_viz_node publishes the camera transform)."""
     from pathlib import Path
 
-    from tracevla_ros.viz.frames import static_transform_args, urdf_for
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import (
+        degraded_warning,
+        missing_packages,
+        static_transform_args,
+        urdf_for,
+    )
 
     config = LaunchConfiguration("config").perform(context)
     robot = LaunchConfiguration("robot").perform(context)
     share = FindPackageShare("tracevla_ros").perform(context)
     urdf = Path(share, "urdf", urdf_for(robot)).read_text()
     rviz = Path(share, "config", "rviz", "franka.rviz" if robot == "fr3" else "widowx.rviz")
-    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
-                arguments=static_transform_args(config), parameters=[SIM_TIME]),
-           Node(package="robot_state_publisher", executable="robot_state_publisher",
-                name="robot_state_publisher",
-                parameters=[{"robot_description": urdf, "use_sim_time": True}])]
+    wanted = ["tf2_ros", "robot_state_publisher"]
     if LaunchConfiguration("rviz").perform(context).lower() == "true":
-        out.append(Node(package="rviz2", executable="rviz2", name="rviz2",
+        wanted.append("rviz2")
+    missing = missing_packages(wanted)
+    if missing:
+        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
+    have = [p for p in wanted if p not in missing]
+    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node", namespace=NS,
+                parameters=[LaunchConfiguration("config"), SIM_TIME,
+                            {"publish_static_tf": "tf2_ros" in missing}],
+                remappings=[("camera_info", "/camera/camera_info"),
+                            ("depth", "/camera/depth/image_raw")])]
+    if "tf2_ros" in have:
+        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
+                        name="camera_tf", namespace=NS, arguments=static_transform_args(config),
+                        parameters=[SIM_TIME]))
+    if "robot_state_publisher" in have:
+        out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                        name="robot_state_publisher", namespace=NS,
+                        parameters=[{"robot_description": urdf, "use_sim_time": True}]))
+    if "rviz2" in have:
+        out.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=NS,
                         arguments=["-d", str(rviz)], parameters=[SIM_TIME]))
     return out
 
@@ -65,32 +94,29 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("config", default_value=default_cfg,
                               description="parameter file (default: config/<robot>.yaml); use the "
                                           "recorded run's for the same tracker settings"),
-        Node(package="tracevla_ros", executable="bag_player_node", name="bag_player_node",
+        Node(package="tracevla_ros", executable="bag_player_node", name="bag_player_node", namespace=NS,
              parameters=[LaunchConfiguration("config"),
                          {"bag": LaunchConfiguration("bag"), "rate": LaunchConfiguration("rate")}]),
-        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node",
+        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node", namespace=NS,
              parameters=params, remappings=[("image", "/camera/image_raw")]),
-        Node(package="tracevla_ros", executable="policy_node", name="policy_node",
+        Node(package="tracevla_ros", executable="policy_node", name="policy_node", namespace=NS,
              parameters=params + [{"backend": LaunchConfiguration("policy"),
                                    "checkpoint": LaunchConfiguration("checkpoint")}],
              remappings=[("image", "/camera/image_raw"), ("action", "/policy/action")]),
         Node(package="tracevla_ros", executable="widowx_controller_node",
-             name="widowx_controller_node", parameters=params + [{"dry_run": True}],
+             name="widowx_controller_node", namespace=NS, parameters=params + [{"dry_run": True}],
              remappings=[("action", "/policy/action")],
              condition=LaunchConfigurationEquals("robot", "widowx")),
         Node(package="tracevla_ros", executable="franka_controller_node",
-             name="franka_controller_node", parameters=params + [{"dry_run": True}],
+             name="franka_controller_node", namespace=NS, parameters=params + [{"dry_run": True}],
              remappings=[("action", "/policy/action")],
              condition=LaunchConfigurationEquals("robot", "fr3")),
-        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
-             parameters=params,
-             remappings=[("camera_info", "/camera/camera_info"),
-                         ("depth", "/camera/depth/image_raw")]),
-        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
+        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node", namespace=NS,
              parameters=params + [{"output": LaunchConfiguration("record_bag"),
                                    "params_file": LaunchConfiguration("config")}],
              condition=IfCondition(LaunchConfiguration("record"))),
-        OpaqueFunction(function=_frames),
+        # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
+        OpaqueFunction(function=_external),
         LogInfo(msg=["tracevla_ros replay: ", LaunchConfiguration("bag"), " with ",
                      LaunchConfiguration("config")]),
     ])

@@ -9,6 +9,9 @@ arguments below overriding single values. TF: robot_state_publisher with
 urdf/wx250s.urdf (from /joint_states) and the camera extrinsic of the config's
 trace_viz_node section as a static transform (base -> camera optical frame).
 Set robot_model:=false when the Interbotix driver already publishes the model.
+tf2_ros, robot_state_publisher and rviz2 are optional: a missing one gets one
+warning and the rest starts (without tf2_ros, trace_viz_node publishes the camera
+transform on /tf_static itself).
 """
 
 from pathlib import Path
@@ -20,6 +23,11 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+# Every node gets an explicit (root) namespace: launch_ros then writes a node's dict
+# parameters (the launch arguments below) under its full name /<name>, so they override
+# its section in the config file. Without one they go under /**, and rcl lets the
+# file's node-specific section win: bag:=, policy:=, dry_run:= ... would be ignored.
+NS = ""
 ARGS = [
     ("robot_name", "wx250s", "Interbotix robot name (topic namespace of the xs_sdk driver)"),
     ("camera_device", "/dev/video0", "V4L2 device of the third-person camera"),
@@ -35,18 +43,44 @@ ARGS = [
 ]
 
 
-def _frames(context, urdf: str):  # noqa: ANN001, ANN202 (launch API)
-    """robot_state_publisher (URDF) and the camera's static transform (config extrinsic)."""
-    from tracevla_ros.viz.frames import static_transform_args
+def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch API)
+    """What needs other ROS packages, each started only where it is installed.
+
+    tf2_ros' static_transform_publisher (the camera extrinsic of the config's
+    trace_viz_node section), robot_state_publisher (URDF) and rviz2. One warning names
+    the missing ones; without tf2_ros, trace_viz_node publishes the camera transform
+    on /tf_static itself (publish_static_tf).
+    """
+    from launch.logging import get_logger
+
+    from tracevla_ros.viz.frames import degraded_warning, missing_packages, static_transform_args
 
     config = LaunchConfiguration("config").perform(context)
     share = FindPackageShare("tracevla_ros").perform(context)
-    out = [Node(package="tf2_ros", executable="static_transform_publisher", name="camera_tf",
-                arguments=static_transform_args(config))]
+    wanted = ["tf2_ros"]
     if LaunchConfiguration("robot_model").perform(context).lower() == "true":
+        wanted.append("robot_state_publisher")
+    if LaunchConfiguration("rviz").perform(context).lower() == "true":
+        wanted.append("rviz2")
+    missing = missing_packages(wanted)
+    if missing:
+        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
+    have = [p for p in wanted if p not in missing]
+    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node", namespace=NS,
+                parameters=[LaunchConfiguration("config"),
+                            {"publish_static_tf": "tf2_ros" in missing}],
+                remappings=[("camera_info", "/camera/camera_info"),
+                            ("depth", "/camera/depth/image_raw")])]
+    if "tf2_ros" in have:
+        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
+                        name="camera_tf", namespace=NS, arguments=static_transform_args(config)))
+    if "robot_state_publisher" in have:
         out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
-                        name="robot_state_publisher",
+                        name="robot_state_publisher", namespace=NS,
                         parameters=[{"robot_description": Path(share, "urdf", urdf).read_text()}]))
+    if "rviz2" in have:
+        out.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=NS,
+                        arguments=["-d", str(Path(share, "config", "rviz", rviz))]))
     return out
 
 
@@ -59,35 +93,29 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("config", default_value=default_cfg,
                               description="parameter file (default: the package's config/widowx.yaml)"),
         *[DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS],
-        Node(package="tracevla_ros", executable="camera_node", name="camera_node",
+        Node(package="tracevla_ros", executable="camera_node", name="camera_node", namespace=NS,
              parameters=params + [{"device": LaunchConfiguration("camera_device")}],
              remappings=[("image_raw", "/camera/image_raw"), ("camera_info", "/camera/camera_info")],
              condition=UnlessCondition(use_sim)),
-        Node(package="tracevla_ros", executable="sim_node", name="sim_node",
+        Node(package="tracevla_ros", executable="sim_node", name="sim_node", namespace=NS,
              parameters=params, condition=IfCondition(use_sim)),
-        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node",
+        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node", namespace=NS,
              parameters=params, remappings=[("image", "/camera/image_raw")]),
-        Node(package="tracevla_ros", executable="policy_node", name="policy_node",
+        Node(package="tracevla_ros", executable="policy_node", name="policy_node", namespace=NS,
              parameters=params + [{"backend": LaunchConfiguration("policy"),
                                    "checkpoint": LaunchConfiguration("checkpoint"),
                                    "instruction": LaunchConfiguration("instruction")}],
              remappings=[("image", "/camera/image_raw"), ("action", "/policy/action")]),
         Node(package="tracevla_ros", executable="widowx_controller_node",
-             name="widowx_controller_node",
+             name="widowx_controller_node", namespace=NS,
              parameters=params + [{"robot_name": LaunchConfiguration("robot_name"),
                                    "dry_run": LaunchConfiguration("dry_run")}],
              remappings=[("action", "/policy/action")]),
-        Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node",
-             parameters=params,
-             remappings=[("camera_info", "/camera/camera_info"),
-                         ("depth", "/camera/depth/image_raw")]),
-        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node",
+        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node", namespace=NS,
              parameters=params + [{"output": LaunchConfiguration("bag"),
                                    "params_file": LaunchConfiguration("config")}],
              condition=IfCondition(LaunchConfiguration("record"))),
-        OpaqueFunction(function=_frames, kwargs={"urdf": "wx250s.urdf"}),
-        Node(package="rviz2", executable="rviz2", name="rviz2",
-             arguments=["-d", PathJoinSubstitution([share, "config", "rviz", "widowx.rviz"])],
-             condition=IfCondition(LaunchConfiguration("rviz"))),
+        # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
+        OpaqueFunction(function=_external, kwargs={"urdf": "wx250s.urdf", "rviz": "widowx.rviz"}),
         LogInfo(msg=["tracevla_ros widowx: parameters from ", LaunchConfiguration("config")]),
     ])

@@ -11,12 +11,13 @@ Python (not this checkout) imports and publishes a custom message type.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from support.ros2_env import colcon_install
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,26 +34,7 @@ def _node_entries(repo: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def install(repo_root: Path) -> Path:
-    venv = Path(sys.prefix)
-    base = repo_root / "build" / "colcon_full"
-    src = base / "ws" / "src" / "tracevla_ros"
-    for stale in (src, base / "ws" / "install"):  # the build dir stays: incremental
-        if stale.exists():
-            shutil.rmtree(stale)
-    shutil.copytree(repo_root, src, ignore=shutil.ignore_patterns(
-        ".venv", "build", "install", "log", ".git", "__pycache__", ".*_cache", "out"))
-    env = {**os.environ, "AMENT_PREFIX_PATH": str(venv), "CMAKE_PREFIX_PATH": str(venv),
-           "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
-    cmd = [str(venv / "bin" / "colcon"), "--log-base", str(base / "ws" / "log"), "build",
-           "--base-paths", str(base / "ws" / "src"), "--build-base", str(base / "ws" / "build"),
-           "--install-base", str(base / "ws" / "install"),
-           "--event-handlers", "console_direct-", "console_cohesion-", "summary+",
-           "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"]
-    r = subprocess.run(cmd, cwd=base / "ws", env=env, capture_output=True, text=True, timeout=900)
-    print(r.stdout[-3000:])  # shows in CI's log with -rA / on failure
-    assert r.returncode == 0, f"colcon build failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
-    assert "1 package finished" in r.stdout
-    return base / "ws" / "install" / "tracevla_ros"
+    return colcon_install(repo_root)  # also used by test_ros2_launch.py
 
 
 def test_executables_installed_for_ros2_run(install: Path, repo_root: Path) -> None:

@@ -9,9 +9,14 @@ Launch files, read with ``ast``:
   every parameter in that section and every launch override is declared by the node's
   config class;
 * every remapped topic is one the node creates (from the node's source: literal names,
-  or config fields resolved with the YAML).
+  or config fields resolved with the YAML; a node's values = its section over ``/**``);
+* tf2_ros / robot_state_publisher / rviz2 nodes start only under an ``if`` on their
+  package being installed (one warning for the missing ones), trace_viz_node gets
+  ``publish_static_tf`` for the camera transform without tf2_ros;
+* every node names its namespace, so the launch arguments override the config file.
 rviz configs: every topic a display subscribes to is published by a node the launch files
 start, and every frame is a URDF link or the configured camera/base frame.
+The real ``ros2 launch`` runs in test_ros2_launch.py.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tracevla_ros.config import field_specs, load_params_file
+from tracevla_ros.config import field_specs, load_params_file, node_params
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
@@ -279,7 +284,7 @@ def test_remapped_topics_are_used_by_the_node(path: Path) -> None:
         for n in (n for n in nodes if n.package == "tracevla_ros" and n.remaps
                   and n.runs_with(cfg_name)):
             info = node_info(entry[n.executable])
-            topics = [t for _, t in node_topics(info, sections.get(n.name, {})) if t != UNKNOWN]
+            topics = [t for _, t in node_topics(info, node_params(sections, n.name)) if t != UNKNOWN]
             for src, dst in n.remaps:
                 assert src and dst, f"{path.name}:{n.line}: remap must be two constant names"
                 assert any(src == t or fnmatch.fnmatchcase(src, t) for t in topics), (
@@ -296,10 +301,12 @@ def _published(path: Path, cfg_name: str) -> set[str]:
             from tracevla_ros.bag.config import BagPlayerConfig
             from tracevla_ros.config import config_from_params
 
-            out |= set(config_from_params(BagPlayerConfig, sections[n.name]).played_topics())
+            known = {s.name for s in field_specs(BagPlayerConfig)}
+            out |= set(config_from_params(BagPlayerConfig, node_params(sections, n.name, known))
+                       .played_topics())
         if n.package == "tracevla_ros":
             info = node_info(entry[n.executable])
-            for kind, t in node_topics(info, sections.get(n.name, {})):
+            for kind, t in node_topics(info, node_params(sections, n.name)):
                 if kind == "create_publisher" and t != UNKNOWN:
                     out.add(_resolve(t, n.remaps))
         else:
@@ -330,7 +337,7 @@ def _rviz_topics_and_frames(rviz: Path) -> tuple[set[str], set[str]]:
 
 
 def _frames_of(cfg_name: str) -> set[str]:
-    viz = load_params_file(REPO / "config" / cfg_name)["trace_viz_node"]
+    viz = node_params(load_params_file(REPO / "config" / cfg_name), "trace_viz_node")
     urdf = "fr3.urdf" if cfg_name == "fr3.yaml" else "wx250s.urdf"
     links = {el.get("name") for el in ET.parse(REPO / "urdf" / urdf).getroot().iter("link")}
     return links | {viz["base_frame"], viz["camera_frame"]}
@@ -377,3 +384,71 @@ def test_launch_descriptions_build(path: Path) -> None:
     assert isinstance(ld, LaunchDescription) and ld.entities
     args = [a.name for a in ld.get_launch_arguments()]
     assert "config" in args and len(args) == len(set(args))
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_external_packages_are_optional(path: Path) -> None:
+    """Each tf2_ros / robot_state_publisher / rviz2 node starts only under an ``if`` on its
+    package having been found (missing_packages), the missing ones get one warning
+    (degraded_warning), and trace_viz_node publishes the camera transform without tf2_ros."""
+    mod, nodes = parse_launch(path)
+    parents = {child: parent for parent in ast.walk(mod.tree) for child in ast.iter_child_nodes(parent)}
+    calls = [c for c in ast.walk(mod.tree) if isinstance(c, ast.Call)]
+    assert any(_call_name(c) == "missing_packages" for c in calls), path.name
+    assert any(_call_name(c) == "degraded_warning" for c in calls), path.name
+    external = [c for c in calls if _call_name(c) == "Node" and
+                _const({k.arg: k.value for k in c.keywords}.get("package")) in EXTERNAL]
+    assert {_const({k.arg: k.value for k in c.keywords}["package"]) for c in external} == set(EXTERNAL)
+    for call in external:
+        package = _const({k.arg: k.value for k in call.keywords}["package"])
+        node: ast.AST = call
+        guarded = False
+        while node in parents and not guarded:
+            node = parents[node]
+            guarded = isinstance(node, ast.If) and any(
+                _const(c) == package for c in ast.walk(node.test) if isinstance(c, ast.expr))
+        assert guarded, f"{path.name}:{call.lineno}: {package} node is started unconditionally"
+    viz = [n for n in nodes if n.executable == "trace_viz_node"]
+    assert len(viz) == 1 and "publish_static_tf" in viz[0].overrides, path.name
+
+
+def test_missing_packages_reads_the_ament_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracevla_ros.viz.frames import degraded_warning, missing_packages
+
+    index = tmp_path / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "rviz2").write_text("")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    assert missing_packages(["tf2_ros", "rviz2", "robot_state_publisher"]) == \
+        ["tf2_ros", "robot_state_publisher"]
+    text = degraded_warning(["tf2_ros", "robot_state_publisher"])
+    assert text.startswith("not installed: tf2_ros, robot_state_publisher;")
+    assert "trace_viz_node publishes it on /tf_static" in text
+    assert degraded_warning([]) == ""
+
+
+def test_static_tf_fallback_matches_static_transform_publisher() -> None:
+    """trace_viz_node's /tf_static fallback uses the same extrinsic as the tf2_ros args."""
+    from tracevla_ros.config import load_node_config
+    from tracevla_ros.viz.config import TraceVizConfig
+    from tracevla_ros.viz.frames import static_transform_args
+
+    for cfg_name in ("widowx.yaml", "fr3.yaml"):
+        cfg = load_node_config(TraceVizConfig, REPO / "config" / cfg_name, "trace_viz_node")
+        args = static_transform_args(REPO / "config" / cfg_name)
+        assert not cfg.publish_static_tf  # only the launch files turn it on
+        assert args[args.index("--frame-id") + 1] == cfg.base_frame
+        assert [float(args[args.index(k) + 1]) for k in ("--x", "--y", "--z")] == \
+            list(cfg.camera_xyz)
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_overrides_beat_the_config_file(path: Path) -> None:
+    """launch_ros writes a node's dict parameters under /** unless its name AND namespace
+    are given, and rcl lets the config file's node section win over /** (bag:=, policy:=
+    ... were silently ignored). Every node therefore names its namespace."""
+    mod, _ = parse_launch(path)
+    for call in ast.walk(mod.tree):
+        if isinstance(call, ast.Call) and _call_name(call) == "Node":
+            kw = {k.arg for k in call.keywords}
+            assert {"name", "namespace"} <= kw, f"{path.name}:{call.lineno}: Node without namespace="

@@ -116,3 +116,43 @@ def test_metric_trace3d_is_drawn_directly() -> None:
     assert len(lines) == 2  # trace3d_stride 4 of 8 keypoints
     assert lines[1].header.frame_id == "fr3_link0"
     assert [lines[1].points[0].x, lines[1].points[0].y, lines[1].points[0].z] == [24.0, 25.0, 26.0]
+
+
+def test_publish_static_tf_publishes_the_camera_extrinsic_or_warns() -> None:
+    """publish_static_tf (set by the launch files without tf2_ros): base -> camera on
+    /tf_static, latched; where tf2_msgs is not installed the node still runs (one warning)."""
+    from rclpy.parameter import Parameter
+
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        TFMessage = None
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = TraceVizNode(context=ctx, parameter_overrides=[Parameter("publish_static_tf", value=True)])
+    try:
+        if TFMessage is None:
+            assert not node.static_tf_published  # warned, nothing else changes
+            return
+        assert node.static_tf_published
+        io = Node("tf_io", context=ctx)
+        from tracevla_ros.nodes.common import LATCHED_QOS
+
+        got: list[Any] = []
+        io.create_subscription(TFMessage, "/tf_static", got.append, LATCHED_QOS)  # after: latched
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        ex.add_node(io)
+        end = time.monotonic() + 10.0
+        while time.monotonic() < end and not got:
+            ex.spin_once(timeout_sec=0.1)
+        ex.shutdown()
+        io.destroy_node()
+        assert got, "nothing on /tf_static"
+        t = got[0].transforms[0]
+        assert (t.header.frame_id, t.child_frame_id) == (node.cfg.base_frame, FRAME)
+        assert t.transform.translation.y == pytest.approx(-0.35)
+        assert t.transform.rotation.w == pytest.approx(0.387558)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -34,6 +34,8 @@ __all__ = [
     "load_params_file",
     "parse_params_text",
     "load_node_config",
+    "node_params",
+    "SHARED",
     "config_dir",
 ]
 
@@ -205,6 +207,23 @@ def _flatten(d: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
             out[key] = v
 
 
+SHARED = "/**"  # the wildcard section: its parameters apply to every node that declares them
+
+
+def node_params(sections: Mapping[str, Mapping[str, Any]], node_name: str,
+                known: set[str] | None = None) -> dict[str, Any]:
+    """The parameters ``node_name`` runs with: the ``/**`` section merged into its own.
+
+    As rclpy/rclcpp do: a node's own value overrides the wildcard's, and a wildcard
+    key applies only to nodes that declare it (``known``: the node's parameter
+    names; None = keep every wildcard key).
+    """
+    shared = sections.get(SHARED, {})
+    merged = {k: v for k, v in shared.items() if known is None or k in known}
+    merged.update(sections.get(node_name, {}))
+    return merged
+
+
 def load_node_config(cls: type[T], path: str | Path, node_name: str) -> T:
     """Validate the ``node_name`` section of a parameter file against ``cls``.
 
@@ -212,13 +231,10 @@ def load_node_config(cls: type[T], path: str | Path, node_name: str) -> T:
     are ignored there (they belong to other nodes), but not in its own section.
     """
     sections = load_params_file(path)
-    if node_name not in sections and "/**" not in sections:
+    if node_name not in sections and SHARED not in sections:
         raise ConfigError(f"{path}: no section for node '{node_name}' (found {sorted(sections)})")
-    shared = sections.get("/**", {})
-    own = sections.get(node_name, {})
     known = {s.name for s in field_specs(cls)}
-    merged = {k: v for k, v in shared.items() if k in known}
-    merged.update(own)
+    merged = node_params(sections, node_name, known)
     return config_from_params(cls, merged, where=f"{path} [{node_name}]")
 
 

@@ -8,6 +8,10 @@ Subscribes:
 Publishes (stamp and frame_id of the trace's camera frame):
     trace_markers     visualization_msgs/MarkerArray: the 2D trace lifted to 3D
     trace3d_markers   visualization_msgs/MarkerArray: the 3D trace
+    /tf_static        tf2_msgs/TFMessage, once, latched (only with ``publish_static_tf``:
+                      base_frame -> camera_frame from the extrinsic, what tf2_ros'
+                      static_transform_publisher publishes; the launch files set it
+                      when tf2_ros is not installed. Without tf2_msgs: one warning.)
 Each array starts with DELETEALL, then per point its LINE_STRIP runs (ns 'trace', a
 missing step breaks the line) and a SPHERE at its newest position (ns 'head'), in
 the overlay's colours. 2D points take the depth of their frame (``depth`` with the
@@ -25,14 +29,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, TransformStamped
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from tracevla_ros.camera.base import CameraIntrinsics
 from tracevla_ros.msg import Trace3D, VisualTrace
-from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, stamp_to_sec
+from tracevla_ros.nodes.common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    declare_config,
+    run_node,
+    stamp_to_sec,
+)
 from tracevla_ros.ros_image import ImageConversionError, image_to_numpy, intrinsics_from_camera_info
 from tracevla_ros.stamped import StampedBuffer
 from tracevla_ros.viz.config import TraceVizConfig
@@ -58,6 +69,31 @@ class TraceVizNode(Node):
         self._pub2d = self.create_publisher(MarkerArray, "trace_markers", RELIABLE_QOS)
         self._pub3d = self.create_publisher(MarkerArray, "trace3d_markers", RELIABLE_QOS)
         self.create_timer(1.0 / self.cfg.publish_rate_hz, self._on_timer)
+        self.static_tf_published = False
+        if self.cfg.publish_static_tf:
+            self._publish_static_tf()
+
+    def _publish_static_tf(self) -> None:
+        """base_frame -> camera_frame on /tf_static, latched (transient local, depth 1),
+        as tf2_ros' static_transform_publisher does; one warning if tf2_msgs is absent."""
+        base, camera = self.cfg.base_frame, self.cfg.camera_frame
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().warning(
+                f"publish_static_tf: tf2_msgs is not installed, so the camera transform {base} -> "
+                f"{camera} is not published (install ros-<distro>-tf2-msgs or tf2_ros)")
+            return
+        t = TransformStamped()
+        t.header.stamp = self.get_clock().now().to_msg()
+        t.header.frame_id, t.child_frame_id = base, camera
+        tr, q = t.transform.translation, t.transform.rotation
+        tr.x, tr.y, tr.z = (float(v) for v in self.cfg.camera_xyz)
+        q.x, q.y, q.z, q.w = (float(v) for v in self.cfg.camera_quat_xyzw)
+        self._tf_static = self.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
+        self._tf_static.publish(TFMessage(transforms=[t]))
+        self.static_tf_published = True
+        self.get_logger().info(f"published the static transform {base} -> {camera} on /tf_static")
 
     # --- callbacks: O(1), keep the newest ---------------------------------------------
     def _on_trace(self, msg: VisualTrace) -> None:

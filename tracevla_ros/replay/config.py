@@ -30,6 +30,7 @@ from tracevla_ros.config import (
     config_dir,
     config_from_params,
     load_params_file,
+    node_params,
     parse_params_text,
 )
 from tracevla_ros.policy.base import Policy
@@ -107,13 +108,8 @@ def load_run_params(bag: BagReader, opts: ReplayOptions, recorded: RecordedRun) 
     else:
         path = config_dir() / ROBOT_FILES[robot]
         sections, source = load_params_file(path), f"{path} (robot '{robot}')"
-    shared = sections.get("/**", {})
-
     def section(node: str, cls: type) -> dict[str, Any]:
-        known = {f.name for f in dataclasses.fields(cls)}
-        merged = {k: v for k, v in shared.items() if k in known}
-        merged.update(sections.get(node, {}))
-        return merged
+        return node_params(sections, node, {f.name for f in dataclasses.fields(cls)})
 
     tparams = section("tracker_node", TrackerConfig)
     tparams.update(opts.tracker_overrides)

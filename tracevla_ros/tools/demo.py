@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tracevla_ros.config import ConfigError, config_dir, load_params_file
+from tracevla_ros.config import ConfigError, config_dir, load_params_file, node_params
 from tracevla_ros.stopping import StopRequest, install_stop_signals
 from tracevla_ros.tools.demo_stats import timing_report, write_json_atomic
 
@@ -198,8 +198,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         if "error" in sim_box:
             raise sim_box["error"]
         sim = sim_box["node"]
-        rate = float(params.get("policy_node", {}).get("ros__parameters", {})
-                     .get("control_rate_hz", 5.0))
+        rate = float(_node_values(params, "policy_node").get("control_rate_hz", 5.0))
         monitor = DemoMonitor(context=ctx, command_topic=_command_topic(params, args.robot))
         nodes.append(monitor)
         recorder = RecorderNode(output=str(out / "bag"), context=ctx,
@@ -316,7 +315,7 @@ def graph_node_args(robot: str) -> dict[str, list[str]]:
 
 
 def _sim_param(params: dict[str, Any], key: str, default: float) -> float:
-    return float(params.get("sim_node", {}).get("ros__parameters", {}).get(key, default))
+    return float(_node_values(params, "sim_node").get(key, default))
 
 
 def _checkpoint_path(checkpoint: str) -> str:
@@ -338,9 +337,14 @@ def _controller_class(robot: str) -> Any:
     return FrankaControllerNode
 
 
+def _node_values(params: dict[str, Any], node: str) -> dict[str, Any]:
+    """``node``'s parameters in the params data: its own section over the ``/**`` one."""
+    return node_params({k: v.get("ros__parameters", {}) for k, v in params.items()}, node)
+
+
 def _command_topic(params: dict[str, Any], robot: str) -> str:
     node = "widowx_controller_node" if robot == "widowx" else "franka_controller_node"
-    p = params.get(node, {}).get("ros__parameters", {})
+    p = _node_values(params, node)
     ctrl = p.get("trajectory_controller", p.get("arm_controller", "arm_controller"))
     return f"/{ctrl}/joint_trajectory"
 

@@ -31,6 +31,9 @@ class TraceVizConfig:
     head_diameter: float = param(0.012, "sphere at each point's newest position", "m")
     trace3d_stride: int = param(4, "draw every k-th TraceGen keypoint (400 lines clutter rviz)")
     publish_rate_hz: float = param(10.0, "how often new traces are turned into markers", "Hz")
+    publish_static_tf: bool = param(False, "publish base_frame -> camera_frame (camera_xyz, "
+                                    "camera_quat_xyzw) on /tf_static itself; the launch files "
+                                    "set it when tf2_ros is not installed")
 
     def __post_init__(self) -> None:
         check(bool(self.base_frame), "base_frame", "must name the robot base frame")
