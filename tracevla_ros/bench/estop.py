@@ -101,8 +101,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     node.create_subscription(JointTrajectory, cmd_topic, on_cmd, RELIABLE_QOS)
     js_pub = node.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/policy/action", RELIABLE_QOS)
-    estop = node.create_client(Trigger, f"/{exe}/estop")
-    reset = node.create_client(Trigger, f"/{exe}/reset")
+    estop: Any = node.create_client(Trigger, f"/{exe}/estop")
+    reset: Any = node.create_client(Trigger, f"/{exe}/reset")
     sending = threading.Event()
     sending.set()
     last_action = [0.0]
@@ -149,7 +149,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.0005)
         return None
 
-    estop_hold, estop_resp, wd_late = [], [], []
+    estop_hold: list[float] = []
+    estop_resp: list[float] = []
+    wd_late: list[float] = []
     try:
         if not estop.wait_for_service(timeout_sec=60.0) or not reset.wait_for_service(timeout_sec=10.0):
             raise RuntimeError(f"{exe} did not come up within 60 s")
@@ -178,9 +180,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        for h in hogs:
-            h.kill()
-            h.wait()
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         ex.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)

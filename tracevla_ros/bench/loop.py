@@ -278,8 +278,9 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     window = (t_start, t_end)
     topics = {t: topic_rates(data.get(t, []), configured.get(t), window) for t in _TOPICS[robot]}
     checks = {"camera": topics["/camera/image_raw"]}
-    if _POLICY_TOPIC[robot]:
-        checks["policy"] = topics[_POLICY_TOPIC[robot]]
+    policy_topic = _POLICY_TOPIC[robot]
+    if policy_topic is not None:
+        checks["policy"] = topics[policy_topic]
     real_time = {k: (v["ratio"] is not None and abs(float(v["ratio"]) - 1.0) <= RATE_TOLERANCE)
                  for k, v in checks.items()}
     processes = {}
