@@ -19,10 +19,11 @@ from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from tracevla_ros.launch_graph import launch_node, stack_nodes
 
 # Every node gets an explicit (root) namespace: launch_ros then writes a node's dict
 # parameters (the launch arguments below) under its full name /<name>, so they override
@@ -30,6 +31,12 @@ from launch_ros.substitutions import FindPackageShare
 # file's node-specific section win: bag:=, policy:=, dry_run:= ... would be ignored.
 NS = ""
 GRIPPER_TOPIC = "/sim_node/gripper_command"  # sim_node's Float64 openness
+# launch argument overrides per node: {executable: {parameter: launch argument}}
+OVERRIDES = {
+    "camera_node": {"device": "camera_serial"},
+    "tracegen_node": {"instruction": "instruction", "checkpoint": "checkpoint"},
+    "recorder_node": {"output": "bag", "params_file": "config"},
+}
 ARGS = [
     ("camera_serial", "", "RealSense serial number (empty = the first device)"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
@@ -67,11 +74,9 @@ def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch AP
     if missing:
         get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
     have = [p for p in wanted if p not in missing]
-    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node", namespace=NS,
-                parameters=[LaunchConfiguration("config"),
-                            {"publish_static_tf": "tf2_ros" in missing}],
-                remappings=[("camera_info", "/camera/camera_info"),
-                            ("depth", "/camera/depth/image_raw")])]
+    out = [launch_node("fr3", "trace_viz_node", [LaunchConfiguration("config"),
+                                                 {"publish_static_tf": "tf2_ros" in missing}],
+                       namespace=NS)]
     if "tf2_ros" in have:
         out.append(Node(package="tf2_ros", executable="static_transform_publisher",
                         name="camera_tf", namespace=NS, arguments=static_transform_args(config)))
@@ -99,43 +104,25 @@ def _controller(context):  # noqa: ANN001, ANN202 (launch API)
         get_logger("tracevla_ros.launch").warning(
             f"not installed: franka_msgs; in simulation franka_controller_node commands the "
             f"gripper on {GRIPPER_TOPIC} instead of the franka_gripper actions")
-    return [Node(package="tracevla_ros", executable="franka_controller_node",
-                 name="franka_controller_node", namespace=NS,
-                 parameters=[LaunchConfiguration("config"), {"dry_run": LaunchConfiguration("dry_run")}]
-                 + ([{"gripper_namespace": "", "gripper_command_topic": GRIPPER_TOPIC}]
-                    if sim_gripper else []))]
+    return [launch_node("fr3", "franka_controller_node",
+                        [LaunchConfiguration("config"), {"dry_run": LaunchConfiguration("dry_run")}]
+                        + ([{"gripper_namespace": "", "gripper_command_topic": GRIPPER_TOPIC}]
+                           if sim_gripper else []), namespace=NS)]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("tracevla_ros")
     default_cfg = PathJoinSubstitution([share, "config", "fr3.yaml"])
-    use_sim = LaunchConfiguration("use_sim")
     params = [LaunchConfiguration("config")]
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=default_cfg,
                               description="parameter file (default: the package's config/fr3.yaml)"),
         *[DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS],
-        Node(package="tracevla_ros", executable="camera_node", name="camera_node", namespace=NS,
-             parameters=params + [{"device": LaunchConfiguration("camera_serial")}],
-             remappings=[("image_raw", "/camera/image_raw"), ("camera_info", "/camera/camera_info"),
-                         ("depth/image_raw", "/camera/depth/image_raw"),
-                         ("depth/camera_info", "/camera/depth/camera_info")],
-             condition=UnlessCondition(use_sim)),
-        Node(package="tracevla_ros", executable="sim_node", name="sim_node", namespace=NS,
-             parameters=params, condition=IfCondition(use_sim)),
-        # 2D trace overlay (/image_trace) and markers for rviz; TraceGen does not use it
-        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node", namespace=NS,
-             parameters=params, remappings=[("image", "/camera/image_raw")]),
+        # the nodes and their remappings: tracevla_ros.graph (what tracevla-demo runs too);
+        # the controller's gripper interface depends on what is installed (see _controller)
+        *stack_nodes("fr3", params, OVERRIDES, namespace=NS,
+                     skip=("trace_viz_node", "franka_controller_node")),
         OpaqueFunction(function=_controller),
-        Node(package="tracevla_ros", executable="tracegen_node", name="tracegen_node", namespace=NS,
-             parameters=params + [{"instruction": LaunchConfiguration("instruction"),
-                                   "checkpoint": LaunchConfiguration("checkpoint")}],
-             remappings=[("image", "/camera/image_raw"), ("depth", "/camera/depth/image_raw"),
-                         ("camera_info", "/camera/camera_info")]),
-        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node", namespace=NS,
-             parameters=params + [{"output": LaunchConfiguration("bag"),
-                                   "params_file": LaunchConfiguration("config")}],
-             condition=IfCondition(LaunchConfiguration("record"))),
         # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
         OpaqueFunction(function=_external, kwargs={"urdf": "fr3.urdf", "rviz": "franka.rviz"}),
     ])

@@ -18,16 +18,24 @@ from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
-from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from tracevla_ros.launch_graph import launch_node, stack_nodes
 
 # Every node gets an explicit (root) namespace: launch_ros then writes a node's dict
 # parameters (the launch arguments below) under its full name /<name>, so they override
 # its section in the config file. Without one they go under /**, and rcl lets the
 # file's node-specific section win: bag:=, policy:=, dry_run:= ... would be ignored.
 NS = ""
+# launch argument overrides per node: {executable: {parameter: launch argument}}
+OVERRIDES = {
+    "camera_node": {"device": "camera_device"},
+    "policy_node": {"backend": "policy", "checkpoint": "checkpoint", "instruction": "instruction"},
+    "widowx_controller_node": {"robot_name": "robot_name", "dry_run": "dry_run"},
+    "recorder_node": {"output": "bag", "params_file": "config"},
+}
 ARGS = [
     ("robot_name", "wx250s", "Interbotix robot name (topic namespace of the xs_sdk driver)"),
     ("camera_device", "/dev/video0", "V4L2 device of the third-person camera"),
@@ -66,11 +74,9 @@ def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch AP
     if missing:
         get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
     have = [p for p in wanted if p not in missing]
-    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node", namespace=NS,
-                parameters=[LaunchConfiguration("config"),
-                            {"publish_static_tf": "tf2_ros" in missing}],
-                remappings=[("camera_info", "/camera/camera_info"),
-                            ("depth", "/camera/depth/image_raw")])]
+    out = [launch_node("widowx", "trace_viz_node", [LaunchConfiguration("config"),
+                                                    {"publish_static_tf": "tf2_ros" in missing}],
+                       namespace=NS)]
     if "tf2_ros" in have:
         out.append(Node(package="tf2_ros", executable="static_transform_publisher",
                         name="camera_tf", namespace=NS, arguments=static_transform_args(config)))
@@ -87,34 +93,13 @@ def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch AP
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("tracevla_ros")
     default_cfg = PathJoinSubstitution([share, "config", "widowx.yaml"])
-    use_sim = LaunchConfiguration("use_sim")
     params = [LaunchConfiguration("config")]
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=default_cfg,
                               description="parameter file (default: the package's config/widowx.yaml)"),
         *[DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS],
-        Node(package="tracevla_ros", executable="camera_node", name="camera_node", namespace=NS,
-             parameters=params + [{"device": LaunchConfiguration("camera_device")}],
-             remappings=[("image_raw", "/camera/image_raw"), ("camera_info", "/camera/camera_info")],
-             condition=UnlessCondition(use_sim)),
-        Node(package="tracevla_ros", executable="sim_node", name="sim_node", namespace=NS,
-             parameters=params, condition=IfCondition(use_sim)),
-        Node(package="tracevla_ros", executable="tracker_node", name="tracker_node", namespace=NS,
-             parameters=params, remappings=[("image", "/camera/image_raw")]),
-        Node(package="tracevla_ros", executable="policy_node", name="policy_node", namespace=NS,
-             parameters=params + [{"backend": LaunchConfiguration("policy"),
-                                   "checkpoint": LaunchConfiguration("checkpoint"),
-                                   "instruction": LaunchConfiguration("instruction")}],
-             remappings=[("image", "/camera/image_raw"), ("action", "/policy/action")]),
-        Node(package="tracevla_ros", executable="widowx_controller_node",
-             name="widowx_controller_node", namespace=NS,
-             parameters=params + [{"robot_name": LaunchConfiguration("robot_name"),
-                                   "dry_run": LaunchConfiguration("dry_run")}],
-             remappings=[("action", "/policy/action")]),
-        Node(package="tracevla_ros", executable="recorder_node", name="recorder_node", namespace=NS,
-             parameters=params + [{"output": LaunchConfiguration("bag"),
-                                   "params_file": LaunchConfiguration("config")}],
-             condition=IfCondition(LaunchConfiguration("record"))),
+        # the nodes and their remappings: tracevla_ros.graph (what tracevla-demo runs too)
+        *stack_nodes("widowx", params, OVERRIDES, namespace=NS, skip=("trace_viz_node",)),
         # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
         OpaqueFunction(function=_external, kwargs={"urdf": "wx250s.urdf", "rviz": "widowx.rviz"}),
         LogInfo(msg=["tracevla_ros widowx: parameters from ", LaunchConfiguration("config")]),

@@ -116,10 +116,47 @@ def _is_launch_config(expr: ast.expr, name: str) -> bool:
         _const(expr.args[0] if expr.args else None) == name
 
 
+def _graph_nodes(mod: _Module, call: ast.Call) -> list[LaunchedNode]:
+    """The nodes a ``stack_nodes(robot, params, OVERRIDES, skip=...)`` or ``launch_node(robot,
+    exe, params)`` call starts (tracevla_ros.launch_graph): names and remappings from
+    tracevla_ros.graph, parameters and overrides from the call."""
+    from tracevla_ros.graph import GRAPHS
+
+    kw = {k.arg: k.value for k in call.keywords if k.arg}
+    robot = _const(call.args[0])
+    specs = {s.executable: s for s in GRAPHS[robot]}
+    if _call_name(call) == "launch_node":
+        params = mod.parts(call.args[2] if len(call.args) > 2 else kw["parameters"])
+        chosen = {_const(call.args[1]): [p for p in params if isinstance(mod.resolve(p), ast.Dict)]}
+    else:
+        params = mod.parts(call.args[1])
+        over = mod.resolve(call.args[2] if len(call.args) > 2 else kw["overrides"])
+        assert isinstance(over, ast.Dict), "stack_nodes overrides must be a dict literal"
+        per_exe = {_const(k): [v] for k, v in zip(over.keys, over.values) if k is not None}
+        skip_expr = kw.get("skip")
+        skip = {_const(e) for e in skip_expr.elts} if isinstance(skip_expr, ast.Tuple) else set()
+        chosen = {exe: per_exe.get(exe, []) for exe in specs if exe not in skip}
+    out = []
+    for exe, dicts in chosen.items():
+        n = LaunchedNode("tracevla_ros", exe, specs[exe].name, line=call.lineno,
+                         remaps=list(specs[exe].remappings))
+        n.uses_config = any(_is_launch_config(mod.resolve(p), "config") for p in params)
+        for d in dicts:
+            d = mod.resolve(d)
+            if isinstance(d, ast.Dict):
+                n.overrides |= {_const(k) for k in d.keys if k is not None}
+        out.append(n)
+    return out
+
+
 def parse_launch(path: Path) -> tuple[_Module, list[LaunchedNode]]:
     mod = _Module(path)
     nodes = []
     for call in ast.walk(mod.tree):
+        if isinstance(call, ast.Call) and _call_name(call) in ("stack_nodes", "launch_node") \
+                and call.args and _const(call.args[0]):
+            nodes.extend(_graph_nodes(mod, call))
+            continue
         if not (isinstance(call, ast.Call) and _call_name(call) == "Node"):
             continue
         kw = {k.arg: k.value for k in call.keywords if k.arg}
@@ -452,3 +489,19 @@ def test_launch_overrides_beat_the_config_file(path: Path) -> None:
         if isinstance(call, ast.Call) and _call_name(call) == "Node":
             kw = {k.arg for k in call.keywords}
             assert {"name", "namespace"} <= kw, f"{path.name}:{call.lineno}: Node without namespace="
+
+
+@pytest.mark.parametrize("path,robot", [(REPO / "launch" / "widowx.launch.py", "widowx"),
+                                        (REPO / "launch" / "franka.launch.py", "fr3")],
+                         ids=["widowx", "franka"])
+def test_launch_file_starts_exactly_the_graph(path: Path, robot: str) -> None:
+    """The launch file, tracevla-demo and tracevla-bench loop --launch run one description
+    (tracevla_ros.graph): the same nodes, each once, with the graph's remappings."""
+    from tracevla_ros.graph import GRAPHS
+
+    _, nodes = parse_launch(path)
+    ours = [n for n in nodes if n.package == "tracevla_ros"]
+    assert sorted(n.executable for n in ours) == sorted(s.executable for s in GRAPHS[robot])
+    specs = {s.executable: s for s in GRAPHS[robot]}
+    for n in ours:
+        assert n.remaps == list(specs[n.executable].remappings), n.executable
