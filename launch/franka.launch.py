@@ -15,15 +15,12 @@ the launch arguments overriding single values; TF as in widowx.launch.py (urdf/f
 including its fallback when tf2_ros, robot_state_publisher or rviz2 is not installed.
 """
 
-from pathlib import Path
-
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from tracevla_ros.launch_graph import launch_node, stack_nodes
+from tracevla_ros.launch_graph import external_nodes, launch_node, stack_nodes
 
 # Every node gets an explicit (root) namespace: launch_ros then writes a node's dict
 # parameters (the launch arguments below) under its full name /<name>, so they override
@@ -49,45 +46,6 @@ ARGS = [
     ("record", "false", "record the stack's topics with recorder_node"),
     ("bag", "", "recording directory (record:=true); empty = ./bag_<date>_<time>"),
 ]
-
-
-def _external(context, urdf: str, rviz: str):  # noqa: ANN001, ANN202 (launch API)
-    """What needs other ROS packages, each started only where it is installed.
-
-    tf2_ros' static_transform_publisher (the camera extrinsic of the config's
-    trace_viz_node section), robot_state_publisher (URDF) and rviz2. One warning names
-    the missing ones; without tf2_ros, trace_viz_node publishes the camera transform
-    on /tf_static itself (publish_static_tf).
-    """
-    from launch.logging import get_logger
-
-    from tracevla_ros.viz.frames import degraded_warning, missing_packages, static_transform_args
-
-    config = LaunchConfiguration("config").perform(context)
-    share = FindPackageShare("tracevla_ros").perform(context)
-    wanted = ["tf2_ros"]
-    if LaunchConfiguration("robot_model").perform(context).lower() == "true":
-        wanted.append("robot_state_publisher")
-    if LaunchConfiguration("rviz").perform(context).lower() == "true":
-        wanted.append("rviz2")
-    missing = missing_packages(wanted)
-    if missing:
-        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
-    have = [p for p in wanted if p not in missing]
-    out = [launch_node("fr3", "trace_viz_node", [LaunchConfiguration("config"),
-                                                 {"publish_static_tf": "tf2_ros" in missing}],
-                       namespace=NS)]
-    if "tf2_ros" in have:
-        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
-                        name="camera_tf", namespace=NS, arguments=static_transform_args(config)))
-    if "robot_state_publisher" in have:
-        out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
-                        name="robot_state_publisher", namespace=NS,
-                        parameters=[{"robot_description": Path(share, "urdf", urdf).read_text()}]))
-    if "rviz2" in have:
-        out.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=NS,
-                        arguments=["-d", str(Path(share, "config", "rviz", rviz))]))
-    return out
 
 
 def _controller(context):  # noqa: ANN001, ANN202 (launch API)
@@ -123,6 +81,6 @@ def generate_launch_description() -> LaunchDescription:
         *stack_nodes("fr3", params, OVERRIDES, namespace=NS,
                      skip=("trace_viz_node", "franka_controller_node")),
         OpaqueFunction(function=_controller),
-        # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
-        OpaqueFunction(function=_external, kwargs={"urdf": "fr3.urdf", "rviz": "franka.rviz"}),
+        # trace_viz_node, camera TF, robot model, rviz: as installed (launch_graph.external_nodes)
+        OpaqueFunction(function=external_nodes, kwargs={"robot": "fr3", "namespace": NS}),
     ])

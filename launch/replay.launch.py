@@ -21,6 +21,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from tracevla_ros.launch_graph import external_nodes
+
 # Every node gets an explicit (root) namespace: launch_ros then writes a node's dict
 # parameters (the launch arguments below) under its full name /<name>, so they override
 # its section in the config file. Without one they go under /**, and rcl lets the
@@ -39,55 +41,11 @@ ARGS = [
 SIM_TIME = {"use_sim_time": True}
 
 
-def _external(context):  # noqa: ANN001, ANN202 (launch API)
-    """trace_viz_node, the camera's static transform, robot_state_publisher and rviz2 for
-    the chosen robot; each external package only where it is installed (one warning names
-    the missing ones; without tf2_ros trace_viz_node publishes the camera transform)."""
-    from pathlib import Path
-
-    from launch.logging import get_logger
-
-    from tracevla_ros.viz.frames import (
-        degraded_warning,
-        missing_packages,
-        static_transform_args,
-        urdf_for,
-    )
-
-    config = LaunchConfiguration("config").perform(context)
-    robot = LaunchConfiguration("robot").perform(context)
-    share = FindPackageShare("tracevla_ros").perform(context)
-    urdf = Path(share, "urdf", urdf_for(robot)).read_text()
-    rviz = Path(share, "config", "rviz", "franka.rviz" if robot == "fr3" else "widowx.rviz")
-    wanted = ["tf2_ros", "robot_state_publisher"]
-    if LaunchConfiguration("rviz").perform(context).lower() == "true":
-        wanted.append("rviz2")
-    missing = missing_packages(wanted)
-    if missing:
-        get_logger("tracevla_ros.launch").warning(degraded_warning(missing))
-    have = [p for p in wanted if p not in missing]
-    out = [Node(package="tracevla_ros", executable="trace_viz_node", name="trace_viz_node", namespace=NS,
-                parameters=[LaunchConfiguration("config"), SIM_TIME,
-                            {"publish_static_tf": "tf2_ros" in missing}],
-                remappings=[("camera_info", "/camera/camera_info"),
-                            ("depth", "/camera/depth/image_raw")])]
-    if "tf2_ros" in have:
-        out.append(Node(package="tf2_ros", executable="static_transform_publisher",
-                        name="camera_tf", namespace=NS, arguments=static_transform_args(config),
-                        parameters=[SIM_TIME]))
-    if "robot_state_publisher" in have:
-        out.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
-                        name="robot_state_publisher", namespace=NS,
-                        parameters=[{"robot_description": urdf, "use_sim_time": True}]))
-    if "rviz2" in have:
-        out.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=NS,
-                        arguments=["-d", str(rviz)], parameters=[SIM_TIME]))
-    return out
-
-
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("tracevla_ros")
-    default_cfg = PathJoinSubstitution([share, "config", [LaunchConfiguration("robot"), ".yaml"]])
+    # config/<robot>.yaml: a list of substitutions is concatenated (a nested list inside
+    # PathJoinSubstitution is refused by launch: "Failed to normalize given item")
+    default_cfg = [PathJoinSubstitution([share, "config", ""]), LaunchConfiguration("robot"), ".yaml"]
     params = [LaunchConfiguration("config"), SIM_TIME]
     return LaunchDescription([
         *[DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS],
@@ -116,7 +74,7 @@ def generate_launch_description() -> LaunchDescription:
                                    "params_file": LaunchConfiguration("config")}],
              condition=IfCondition(LaunchConfiguration("record"))),
         # trace_viz_node, camera TF, robot model, rviz: as installed (see _external)
-        OpaqueFunction(function=_external),
+        OpaqueFunction(function=external_nodes, kwargs={"namespace": NS, "sim_time": True}),
         LogInfo(msg=["tracevla_ros replay: ", LaunchConfiguration("bag"), " with ",
                      LaunchConfiguration("config")]),
     ])

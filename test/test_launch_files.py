@@ -149,9 +149,35 @@ def _graph_nodes(mod: _Module, call: ast.Call) -> list[LaunchedNode]:
     return out
 
 
+def _external_nodes(mod: _Module) -> list[LaunchedNode]:
+    """What ``OpaqueFunction(function=external_nodes, kwargs=...)`` starts
+    (tracevla_ros.launch_graph.external_nodes): trace_viz_node (with publish_static_tf) and
+    the external packages' nodes (each only where installed: test_external_packages_are_optional)."""
+    from tracevla_ros.graph import GRAPHS
+
+    out: list[LaunchedNode] = []
+    for call in ast.walk(mod.tree):
+        kw = {k.arg: k.value for k in call.keywords if k.arg} if isinstance(call, ast.Call) else {}
+        fn = kw.get("function")
+        if not (isinstance(fn, ast.Name) and fn.id == "external_nodes"):
+            continue
+        args = mod.resolve(kw["kwargs"]) if "kwargs" in kw else ast.Dict(keys=[], values=[])
+        assert isinstance(args, ast.Dict)
+        given = {_const(k): v for k, v in zip(args.keys, args.values) if k is not None}
+        robot = _const(given.get("robot")) or "widowx"
+        viz = next(sp for sp in GRAPHS[robot] if sp.executable == "trace_viz_node")
+        sim_time = isinstance(given.get("sim_time"), ast.Constant) and given["sim_time"].value is True
+        out.append(LaunchedNode("tracevla_ros", "trace_viz_node", viz.name, line=call.lineno,
+                                overrides={"publish_static_tf"} | ({"use_sim_time"} if sim_time else set()),
+                                uses_config=True, remaps=list(viz.remappings)))
+        for package, exes in EXTERNAL.items():
+            out += [LaunchedNode(package, exe, exe, line=call.lineno) for exe in exes]
+    return out
+
+
 def parse_launch(path: Path) -> tuple[_Module, list[LaunchedNode]]:
     mod = _Module(path)
-    nodes = []
+    nodes = _external_nodes(mod)
     for call in ast.walk(mod.tree):
         if isinstance(call, ast.Call) and _call_name(call) in ("stack_nodes", "launch_node") \
                 and call.args and _const(call.args[0]):
@@ -273,7 +299,10 @@ def test_executables_are_installed(path: Path) -> None:
 @pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
 def test_named_files_exist(path: Path) -> None:
     mod, _ = parse_launch(path)
-    named = {n.value for n in ast.walk(mod.tree) if isinstance(n, ast.Constant)
+    trees = [mod.tree]
+    if "external_nodes" in path.read_text():  # rviz configs and URDFs are named there
+        trees.append(_Module(REPO / "tracevla_ros" / "launch_graph.py").tree)
+    named = {n.value for t in trees for n in ast.walk(t) if isinstance(n, ast.Constant)
              and isinstance(n.value, str) and n.value.endswith((".yaml", ".rviz", ".urdf"))
              and "/" not in n.value and not n.value.startswith(".")}
     for name in named:
@@ -425,14 +454,21 @@ def test_launch_descriptions_build(path: Path) -> None:
 
 @pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
 def test_external_packages_are_optional(path: Path) -> None:
-    """Each tf2_ros / robot_state_publisher / rviz2 node starts only under an ``if`` on its
-    package having been found (missing_packages), the missing ones get one warning
-    (degraded_warning), and trace_viz_node publishes the camera transform without tf2_ros."""
-    mod, nodes = parse_launch(path)
-    parents = {child: parent for parent in ast.walk(mod.tree) for child in ast.iter_child_nodes(parent)}
-    calls = [c for c in ast.walk(mod.tree) if isinstance(c, ast.Call)]
-    assert any(_call_name(c) == "missing_packages" for c in calls), path.name
-    assert any(_call_name(c) == "degraded_warning" for c in calls), path.name
+    """Every launch file starts trace_viz_node and the external packages' nodes through
+    launch_graph.external_nodes, where each tf2_ros / robot_state_publisher / rviz2 node
+    starts only under an ``if`` on its package having been found (missing_packages), the
+    missing ones get one warning (degraded_warning), and trace_viz_node publishes the
+    camera transform without tf2_ros."""
+    _, nodes = parse_launch(path)
+    viz = [n for n in nodes if n.executable == "trace_viz_node"]
+    assert len(viz) == 1 and "publish_static_tf" in viz[0].overrides, path.name
+    mod = _Module(REPO / "tracevla_ros" / "launch_graph.py")
+    fn = next(f for f in ast.walk(mod.tree)
+              if isinstance(f, ast.FunctionDef) and f.name == "external_nodes")
+    parents = {child: parent for parent in ast.walk(fn) for child in ast.iter_child_nodes(parent)}
+    calls = [c for c in ast.walk(fn) if isinstance(c, ast.Call)]
+    assert any(_call_name(c) == "missing_packages" for c in calls)
+    assert any(_call_name(c) == "degraded_warning" for c in calls)
     external = [c for c in calls if _call_name(c) == "Node" and
                 _const({k.arg: k.value for k in c.keywords}.get("package")) in EXTERNAL]
     assert {_const({k.arg: k.value for k in c.keywords}["package"]) for c in external} == set(EXTERNAL)
@@ -444,9 +480,7 @@ def test_external_packages_are_optional(path: Path) -> None:
             node = parents[node]
             guarded = isinstance(node, ast.If) and any(
                 _const(c) == package for c in ast.walk(node.test) if isinstance(c, ast.expr))
-        assert guarded, f"{path.name}:{call.lineno}: {package} node is started unconditionally"
-    viz = [n for n in nodes if n.executable == "trace_viz_node"]
-    assert len(viz) == 1 and "publish_static_tf" in viz[0].overrides, path.name
+        assert guarded, f"launch_graph.py:{call.lineno}: {package} node is started unconditionally"
 
 
 def test_missing_packages_reads_the_ament_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -173,3 +173,25 @@ def test_franka_launch_flows_and_stops_cleanly_on_sigint(
     assert {"sim_node", "tracker_node", "franka_controller_node", "tracegen_node",
             "trace_viz_node"} <= started, started
     _check_clean_exit(output, code)
+
+
+def test_replay_launch_plays_a_bag_and_stops_cleanly_on_sigint(
+        ros2_env: dict[str, str], tmp_path: Path) -> None:
+    """replay.launch.py (its trace_viz_node and external nodes through
+    launch_graph.external_nodes): the bag's camera is played, the stack recomputes traces."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_replay import write_recorded_bag
+
+    bag = tmp_path / "in_bag"
+    write_recorded_bag(bag, frames=200)
+    topics = dict.fromkeys(["/camera/image_raw", "/trace"], MIN_MESSAGES)
+    counts, output, code = _launch_and_interrupt(
+        ros2_env, tmp_path, ["replay.launch.py", f"bag:={bag}", "robot:=widowx", "rviz:=false"],
+        topics)
+    assert all(counts[t] >= n for t, n in topics.items()), \
+        f"topics that did not flow: {counts}\n{output[-4000:]}"
+    started = {n.rsplit("-", 1)[0] for n, _ in STARTED.findall(output)}
+    assert {"bag_player_node", "tracker_node", "policy_node", "trace_viz_node"} <= started, started
+    _check_clean_exit(output, code)
