@@ -194,6 +194,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
         from tracegen_ros.nodes.tracegen_node import TraceGenNode
         from tracevla_ros.nodes.franka_controller_node import FrankaControllerNode
         from tracevla_ros.nodes.recorder_node import RecorderNode
+        from tracevla_ros.nodes.tracker_node import TrackerNode
 
         sim_thread.start()
         sim_ready.wait(timeout=120.0)
@@ -210,7 +211,9 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
         recorder = RecorderNode(output=str(out / "bag"), context=ctx,
                                 cli_args=node_args["recorder_node"])
         tracegen = TraceGenNode(predictor=predictor, context=ctx, cli_args=node_args["tracegen_node"])
-        nodes += [monitor, recorder, tracegen,
+        # the launch file's graph: tracker_node too (the 2D overlay /image_trace for rviz)
+        tracker = TrackerNode(context=ctx, cli_args=node_args["tracker_node"])
+        nodes += [monitor, recorder, tracegen, tracker,
                   FrankaControllerNode(context=ctx, cli_args=node_args["franka_controller_node"])]
         for n in nodes:
             executor.add_node(n)

@@ -25,18 +25,23 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from tracevla_ros.config import config_dir
 from tracevla_ros.loopstats import percentiles
 
+# The FR3 controller shares the e-stop and watchdog code (ArmControllerNodeBase), but its arm
+# follows TraceGen's ee_waypoints, not PolicyAction deltas: the action stream here would not
+# load it, and its commands could not be told from holds. So the bench drives the WidowX one.
 _ROBOTS = {"widowx": ("widowx_controller_node", "widowx250s", "/arm_controller/joint_trajectory",
-                      "widowx.yaml"),
-           "fr3": ("franka_controller_node", "fr3", "/fr3_arm_controller/joint_trajectory", "fr3.yaml")}
+                      "widowx.yaml")}
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -52,7 +57,11 @@ def main(argv: list[str]) -> dict[str, Any]:
     if args.trials < 1 or args.watchdog_trials < 0 or not 0 < args.action_rate <= 1000 or args.hog < 0:
         raise SystemExit("tracevla-bench estop: --trials >= 1, --watchdog-trials >= 0, "
                          "--action-rate in (0, 1000], --hog >= 0")
-    return _run(args)
+    try:
+        return _run(args)
+    except RuntimeError as exc:  # the controller did not come up or answer: one line, exit 2
+        print(f"tracevla-bench estop: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,14 +83,18 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     spec = get_robot(robot)
     q0 = [float(v) for v in spec.home]
-    from tracevla_ros.config import load_params_file
+    from tracevla_ros.config import load_params_file, node_params
 
-    params = load_params_file(config_dir() / yaml_name).get(exe, {})
+    params = node_params(load_params_file(config_dir() / yaml_name), exe)
     watchdog_s = float(params.get("watchdog_timeout_s", 1.0))
     base_frame = str(params.get("base_frame", ""))
 
-    proc = subprocess.Popen(node_command(exe) + ["--ros-args", "--params-file",
-                                                 str(config_dir() / yaml_name),
+    # the parameters tracevla-demo runs the controller with
+    from tracevla_ros.tools.demo import demo_params
+
+    params_file = Path(tempfile.mkdtemp(prefix="tracevla_estop_")) / "params.yaml"
+    params_file.write_text(yaml.safe_dump(demo_params(args.robot), sort_keys=False))
+    proc = subprocess.Popen(node_command(exe) + ["--ros-args", "--params-file", str(params_file),
                                                  "-r", "action:=/policy/action"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -184,6 +197,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             hog.kill()
             hog.wait()
         ex.shutdown(timeout_sec=2.0)
+        spin.join(timeout=5.0)
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
     return {

@@ -81,11 +81,11 @@ _STAGES: dict[str, tuple[Stage, ...]] = {
         Stage("camera_to_trace3d", "/trace3d", "/trace3d", "stamp"),
         Stage("trace3d_to_waypoints", "/trace3d", "/ee_waypoints", "next"),
         Stage("waypoints_to_command", "/ee_waypoints", "/fr3_arm_controller/joint_trajectory", "next"),
-        Stage("end_to_end", "/ee_waypoints", "/fr3_arm_controller/joint_trajectory", "next_stamp"),
+        Stage("end_to_end", "/trace3d", "/fr3_arm_controller/joint_trajectory", "next_stamp"),
     ),
 }
 # the topic whose first message means "the loop runs", and the policy's output topic
-_READY = {"widowx": "/policy/action", "fr3": "/trace"}
+_READY = {"widowx": "/policy/action", "fr3": "/camera/image_raw"}
 _POLICY_TOPIC = {"widowx": "/policy/action", "fr3": None}
 
 
@@ -194,6 +194,9 @@ def main(argv: list[str]) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     try:
         return _run(args, work)
+    except LoopBenchError as exc:  # one line, exit 2: the stack did not come up
+        print(f"tracevla-bench loop: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
