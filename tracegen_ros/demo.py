@@ -49,7 +49,8 @@ from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, stamp_to_sec
 from tracevla_ros.plugins import DemoPlugin
 from tracevla_ros.ros_image import image_to_rgb
 from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
-from tracevla_ros.tools.demo import STOP, graph_node_args
+from tracevla_ros.stopping import StopRequest
+from tracevla_ros.tools.demo import graph_node_args
 from tracevla_ros.tools.demo_stats import (percentiles_ms, shutdown_nodes, timing_report,
                                            write_json_atomic)
 
@@ -173,9 +174,14 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
     from rclpy.signals import SignalHandlerOptions
 
     out: Path = args.out
+    # tracevla-demo's stop request (its signal handlers set it); passed in, since a module-level
+    # one would be a second object when tracevla-demo runs as ``python -m`` (__main__)
+    stop: StopRequest | None = getattr(args, "stop", None)
+    if stop is None:
+        stop = StopRequest()
     ctx = rclpy.Context()
     # parameters from the YAML; each node's remappings from tracevla_ros.graph (as the
-    # launch file); stop signals are tracevla-demo's (STOP), not rclpy's
+    # launch file); stop signals are tracevla-demo's (args.stop), not rclpy's
     rclpy.init(args=["--ros-args", "--params-file", str(params_file)], context=ctx,
                signal_handler_options=SignalHandlerOptions.NO)
     node_args = graph_node_args("fr3")
@@ -221,7 +227,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
         start_when_matched(spin, [sim, *nodes], recorder, sim_box["go"])
         timeout = args.timeout or 60.0 * args.rounds + 60.0
         last_print = 0.0
-        while time.monotonic() - t0 < timeout and not STOP:
+        while time.monotonic() - t0 < timeout and not stop:
             time.sleep(0.1)
             if not spin.is_alive() or not sim_thread.is_alive():
                 raise RuntimeError("a node crashed (see the traceback above); stopping the demo")
@@ -248,7 +254,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
             "arm_commands": monitor.commands,
             "success": monitor.success_at_trace is not None or bool(sim.env.success()),
             "success_at_trace": monitor.success_at_trace, "success_at_end": bool(sim.env.success()),
-            "wall_time_s": round(wall, 2), "stopped_by": STOP.reason or None,
+            "wall_time_s": round(wall, 2), "stopped_by": stop.reason or None,
             "latency": monitor.latency(),
             "gripper_interface": f"franka_controller_node -> {GRIPPER_TOPIC} (std_msgs/Float64)",
             "topics": topic_stats(recorder),
@@ -266,10 +272,10 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
     write_json_atomic(out / "summary.json", summary)
     print(json.dumps({k: summary[k] for k in ("robot", "task", "policy", "traces", "success",
                                               "success_at_end", "wall_time_s")}))
-    if STOP:
-        print(f"tracevla-demo: stopped by {STOP.reason} after {summary.get('traces')} traces; "
+    if stop:
+        print(f"tracevla-demo: stopped by {stop.reason} after {summary.get('traces')} traces; "
               f"bag, summary and video written to {out}", file=sys.stderr)
-        return STOP.exit_code
+        return stop.exit_code
     return 0
 
 

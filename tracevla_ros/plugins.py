@@ -38,7 +38,8 @@ class DemoPlugin:
     """A ``tracevla-demo --robot NAME`` loop provided by another package.
 
     ``configure(params, policy, checkpoint)`` edits config/<robot>.yaml's parameters in place;
-    ``run(args, params, params_file, sim_thread_fn, topic_stats)`` runs the loop and returns the
+    ``run(args, params, params_file, sim_thread_fn, topic_stats)`` runs the loop (until
+    ``args.stop``, a ``tracevla_ros.stopping.StopRequest``, is set) and returns the
     exit status (``sim_thread_fn`` and ``topic_stats`` are tracevla-demo's own helpers).
     """
 

@@ -19,7 +19,8 @@ meanwhile. An observer node in this process timestamps every message of the loop
   periods between consecutive stamps) per topic;
 - ``latency``: per stage and end to end (camera stamp -> arm command), p50/p95/max ms;
 - ``processes``: CPU % (of one core) and RSS per process (per node with ``--launch``),
-  their exit codes after the SIGINT that stops them, and whether any printed a traceback;
+  their exit codes and time to exit (``stop_s``) after the SIGINT that stops them (as a
+  terminal's Ctrl-C), and whether any printed a traceback;
 - ``real_time``: camera and policy rates within 2 % of the configured ones.
 """
 
@@ -102,6 +103,7 @@ class _Proc:
     t0: float = 0.0
     cpu_percent: float | None = None
     rss_mb: float | None = None
+    stop_s: float | None = None  # SIGINT -> exit [s]; None = killed after the grace period
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -155,18 +157,23 @@ def _start(name: str, cmd: list[str], logdir: Path, env: dict[str, str]) -> _Pro
     return _Proc(name, popen, log)
 
 
-def _stop(procs: list[_Proc], grace_s: float = 20.0) -> None:
-    """Ctrl-C as a terminal sends it (SIGINT to each process group), then SIGKILL if needed."""
+def _stop(procs: list[_Proc], grace_s: float = 60.0) -> None:
+    """Ctrl-C as a terminal sends it (SIGINT to each process group), then SIGKILL after
+    ``grace_s``; each process's time from SIGINT to exit goes into ``stop_s``."""
+    t0 = time.monotonic()
     for p in procs:
         if p.popen.poll() is None:
             os.killpg(p.popen.pid, signal.SIGINT)
-    end = time.monotonic() + grace_s
-    for p in procs:
-        try:
-            p.popen.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.popen.pid, signal.SIGKILL)
-            p.popen.wait()
+    end = t0 + grace_s
+    pending = [p for p in procs if p.popen.poll() is None]
+    while pending and time.monotonic() < end:
+        for p in [p for p in pending if p.popen.poll() is not None]:
+            p.stop_s = round(time.monotonic() - t0, 2)
+            pending.remove(p)
+        time.sleep(0.05)
+    for p in pending:
+        os.killpg(p.popen.pid, signal.SIGKILL)
+        p.popen.wait()
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -290,7 +297,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for p in procs:
         text = p.log.read_text(errors="replace")
         processes[p.name] = {"cpu_percent": p.cpu_percent, "rss_mb": p.rss_mb,
-                             "exit_code": p.popen.returncode, "traceback": "Traceback" in text}
+                             "exit_code": p.popen.returncode, "stop_s": p.stop_s,
+                             "traceback": "Traceback" in text}
     return {
         "benchmark": "loop", "robot": robot,
         "layout": "one process per node (launch graph)" if args.launch else "tracevla-demo (one process)",

@@ -116,6 +116,7 @@ def demo_params(robot: str, task: str = "", seed: int = 0, tracker: str = "lk", 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     install_stop_signals(STOP)
+    args.stop = STOP  # for demo plugins (see tracevla_ros.plugins.DemoPlugin)
     if args.steps < 1 or args.rounds < 1:
         return _fail("--steps and --rounds must be >= 1")
     from tracevla_ros.plugins import DemoPlugin, PluginMissing, load_demo
