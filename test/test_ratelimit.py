@@ -82,3 +82,42 @@ def test_timing_report_flags_rates_below_ninety_percent() -> None:
     assert "camera_to_tracker p95 400.0 ms" in rep["warnings"][0]
     ok = timing_report({"/policy/action": {"rate_hz": 5.0}}, {"/policy/action": 5.0}, {})
     assert ok["real_time"] and ok["warnings"] == []
+
+
+def test_wake_worker_coalesces_wakes_reports_errors_and_stops() -> None:
+    import threading
+
+    from tracevla_ros.worker import WakeWorker
+
+    seen: list[int] = []
+    errors: list[str] = []
+    gate = threading.Event()
+    value = [0]
+
+    def step() -> None:
+        gate.wait(5.0)  # hold the first step while more wakes arrive
+        seen.append(value[0])
+        if value[0] == 99:
+            raise RuntimeError("bad frame")
+
+    worker = WakeWorker(step, "test_worker", on_error=lambda e: errors.append(str(e)))
+    worker.start()
+    worker.wake()
+    for v in range(1, 6):  # five wakes during one step: one more step, on the newest value
+        value[0] = v
+        worker.wake()
+    gate.set()
+    for _ in range(200):
+        if len(seen) >= 2:
+            break
+        threading.Event().wait(0.01)
+    assert seen[-1] == 5 and len(seen) <= 2 + 1
+    value[0] = 99
+    worker.wake()
+    for _ in range(200):
+        if errors:
+            break
+        threading.Event().wait(0.01)
+    assert errors == ["bad frame"]  # reported, and the worker lives on
+    worker.close()
+    assert worker.stopping.is_set()

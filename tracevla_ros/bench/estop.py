@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -72,7 +70,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory
 
-    from tracevla_ros.bench.loop import node_command
+    from tracevla_ros.bench.loop import (node_command, start_hogs, start_process, stop_hogs,
+                                         stop_processes)
     from tracevla_ros.msg import PolicyAction
     from tracevla_ros.nodes.common import RELIABLE_QOS
     from tracevla_ros.robots import get_robot
@@ -94,11 +93,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     params_file = Path(tempfile.mkdtemp(prefix="tracevla_estop_")) / "params.yaml"
     params_file.write_text(yaml.safe_dump(demo_params(args.robot), sort_keys=False))
-    proc = subprocess.Popen(node_command(exe) + ["--ros-args", "--params-file", str(params_file),
-                                                 "-r", "action:=/policy/action"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hog)]
+    proc = start_process(exe, node_command(exe) + ["--ros-args", "--params-file", str(params_file),
+                                                   "-r", "action:=/policy/action"],
+                         params_file.parent, env)
+    hogs = start_hogs(args.hog)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("estop_bench", context=ctx)
@@ -187,15 +185,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 wd_late.append(h - t - watchdog_s)
             sending.set()
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+        stop_processes([proc], grace_s=20.0)
+        stop_hogs(hogs)
         ex.shutdown(timeout_sec=2.0)
         spin.join(timeout=5.0)
         node.destroy_node()
@@ -210,5 +201,5 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "watchdog_timeout_s": watchdog_s,
         "watchdog_hold_after_timeout": percentiles(wd_late),
         "watchdog_trials": args.watchdog_trials,
-        "controller_exit_code": proc.returncode,
+        "controller_exit_code": proc.popen.returncode,
     }

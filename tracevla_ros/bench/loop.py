@@ -95,7 +95,7 @@ class LoopBenchError(RuntimeError):
 
 
 @dataclass
-class _Proc:
+class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
@@ -148,16 +148,27 @@ def _configured(params: dict[str, Any], robot: str) -> dict[str, float | None]:
             "/fr3_arm_controller/joint_trajectory": None}
 
 
-def _start(name: str, cmd: list[str], logdir: Path, env: dict[str, str]) -> _Proc:
+def start_hogs(n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` CPU-bound processes: another program keeping cores busy, as on a user's machine."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop_hogs(hogs: list[subprocess.Popen[bytes]]) -> None:
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
+
+
+def start_process(name: str, cmd: list[str], logdir: Path, env: dict[str, str]) -> Proc:
     log = logdir / f"{name}.log"
     fh = log.open("wb")
     popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                              start_new_session=True)
     fh.close()
-    return _Proc(name, popen, log)
+    return Proc(name, popen, log)
 
 
-def _stop(procs: list[_Proc], grace_s: float = 60.0) -> None:
+def stop_processes(procs: list[Proc], grace_s: float = 60.0) -> None:
     """Ctrl-C as a terminal sends it (SIGINT to each process group), then SIGKILL after
     ``grace_s``; each process's time from SIGINT to exit goes into ``stop_s``."""
     t0 = time.monotonic()
@@ -234,20 +245,20 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     executor.add_node(observer)
     spin = threading.Thread(target=executor.spin, name="observer", daemon=True)
     spin.start()
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hog)]
-    procs: list[_Proc] = []
+    hogs = start_hogs(args.hog)
+    procs: list[Proc] = []
     try:
         if args.launch:
             for spec in graph(robot, sim=True, record=True, viz=True):
                 extra = ["-p", f"output:={work / 'bag'}"] if spec.executable == "recorder_node" else []
                 cmd = node_command(spec.executable) + ["--ros-args", "--params-file", str(params_file),
                                                        *spec.ros_args(), *extra]
-                procs.append(_start(spec.name, cmd, work, env))
+                procs.append(start_process(spec.name, cmd, work, env))
         else:
             cmd = [sys.executable, "-m", "tracevla_ros.tools.demo", "--robot", robot,
                    "--steps", "100000", "--rounds", "1000", "--out", str(work / "demo"),
                    "--timeout", str(args.start_timeout + args.warmup + args.seconds + 600)]
-            procs.append(_start("tracevla-demo", cmd, work, env))
+            procs.append(start_process("tracevla-demo", cmd, work, env))
         ready = _READY[robot]
         end = time.monotonic() + args.start_timeout
         while observer.count(ready) == 0:
@@ -275,10 +286,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 p.rss_mb = round(_rss_mb(p.popen.pid), 1)
         load = os.getloadavg()
     finally:
-        _stop(procs)
-        for h in hogs:
-            h.kill()
-            h.wait()
+        stop_processes(procs)
+        stop_hogs(hogs)
         executor.shutdown(timeout_sec=2.0)
         spin.join(timeout=5.0)
         observer.destroy_node()

@@ -19,7 +19,6 @@ so a recorded run's observations can be rebuilt exactly by tracevla-replay.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -44,6 +43,7 @@ from tracevla_ros.policy.registry import make_policy
 from tracevla_ros.ratelimit import StampRateLimiter
 from tracevla_ros.ros_image import ImageConversionError, image_to_rgb
 from tracevla_ros.stamped import StampedBuffer
+from tracevla_ros.worker import WakeWorker
 
 # Joint states kept for pairing: > max_input_age_s of a 1 kHz arm (franka_ros2).
 _JOINT_STATES_KEPT = 2000
@@ -60,8 +60,6 @@ class PolicyNode(Node):
                                          tolerance_s=self.cfg.pairing_tolerance_s)
         self._instruction = self.cfg.instruction.strip()
         self._proprio: StampedBuffer[np.ndarray] = StampedBuffer(_JOINT_STATES_KEPT)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._limit = StampRateLimiter(self.cfg.control_rate_hz)
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
         self.create_subscription(Image, "image_trace", self._on_image_trace, SENSOR_QOS)
@@ -70,7 +68,7 @@ class PolicyNode(Node):
         self.create_subscription(JointState, "joint_states", self._on_joint_states, SENSOR_QOS)
         self._pub = self.create_publisher(PolicyAction, "action", RELIABLE_QOS)
         self.published = 0
-        self._worker = threading.Thread(target=self._run, name="policy_worker", daemon=True)
+        self._worker = WakeWorker(self._on_wake, "policy_worker", on_error=self._on_worker_error)
         self._worker.start()
         self.get_logger().info(f"policy '{self._policy.name}' at {self.cfg.control_rate_hz} Hz, "
                                f"trace {'on' if self.cfg.use_trace else 'off'}")
@@ -79,20 +77,20 @@ class PolicyNode(Node):
     def _on_image(self, msg: Image) -> None:
         try:
             self._pairer.add_image(stamp_to_sec(msg.header.stamp), image_to_rgb(msg), msg.header.stamp)
-            self._wake.set()
+            self._worker.wake()
         except ImageConversionError as exc:
             self.get_logger().error(f"image dropped: {exc}", throttle_duration_sec=5.0)
 
     def _on_image_trace(self, msg: Image) -> None:
         try:
             self._pairer.add_overlay(stamp_to_sec(msg.header.stamp), image_to_rgb(msg))
-            self._wake.set()
+            self._worker.wake()
         except ImageConversionError as exc:
             self.get_logger().error(f"overlay dropped: {exc}", throttle_duration_sec=5.0)
 
     def _on_trace(self, msg: VisualTrace) -> None:
         self._pairer.add_trace(TraceInfo(stamp_to_sec(msg.header.stamp), bool(msg.valid)))
-        self._wake.set()
+        self._worker.wake()
 
     def _on_instruction(self, msg: String) -> None:
         text = msg.data.strip()
@@ -108,15 +106,15 @@ class PolicyNode(Node):
         self._proprio.add(stamp_to_sec(msg.header.stamp), np.asarray(msg.position, dtype=np.float32))
 
     # --- worker ---------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self._wake.wait(timeout=0.2):
-                continue
-            self._wake.clear()
-            paired = self._pairer.latest()
-            if paired is not None and self._limit.due(paired.stamp):
-                self._wait_for_joint_state(paired.stamp)
-                self._step(paired)
+    def _on_wake(self) -> None:
+        paired = self._pairer.latest()
+        if paired is not None and self._limit.due(paired.stamp):
+            self._wait_for_joint_state(paired.stamp)
+            self._step(paired)
+
+    def _on_worker_error(self, exc: Exception) -> None:  # the node keeps running; logged
+        self.get_logger().error(f"policy step failed: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=2.0)
 
     def _wait_for_joint_state(self, stamp: float) -> None:
         """Wait (at most ``_PROPRIO_WAIT_S``) until a joint state stamped at or after the
@@ -124,11 +122,11 @@ class PolicyNode(Node):
         computes, whatever order the callbacks ran in (the sim stamps the frame and a joint
         state alike). Without joint states at all, the newest one is used at once."""
         end = time.monotonic() + _PROPRIO_WAIT_S
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             newest = self._proprio.newest_stamp()
             if newest is None or newest >= stamp or time.monotonic() >= end:
                 return
-            self._stop.wait(0.001)
+            self._worker.stopping.wait(0.001)
 
     def _step(self, paired: Paired) -> None:
         log = self.get_logger()
@@ -173,10 +171,7 @@ class PolicyNode(Node):
         self.published += 1
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout=2.0)
+        self._worker.close()
         close = getattr(self._policy, "close", None)  # e.g. the remote backend's connection
         if callable(close):
             close()

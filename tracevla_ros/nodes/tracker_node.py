@@ -26,7 +26,6 @@ config/widowx.yaml -r image:=/camera/image_raw``
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from typing import Any
 
@@ -48,6 +47,7 @@ from tracevla_ros.tracking import (
     decode_image,
     encode_image,
 )
+from tracevla_ros.worker import WakeWorker
 
 _THROTTLE_S = 2.0
 
@@ -85,8 +85,6 @@ class TrackerNode(Node):
         except (FileNotFoundError, ImportError) as exc:  # backend weights/package missing
             raise ConfigError(f"tracker backend '{cfg.backend}': {exc}") from None
         self._latest: Image | None = None  # newest message, written by _on_image only
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._schedule = FrameSchedule(cfg.control_rate_hz, cfg.observe_rate_hz)
         self._step_stamps: deque[Any] = deque(maxlen=cfg.history)
         self._resets = 0
@@ -96,7 +94,8 @@ class TrackerNode(Node):
         self._image_pub = (self.create_publisher(Image, "image_trace", SENSOR_QOS)
                            if cfg.publish_overlay else None)
         self.create_timer(5.0, self._on_idle_check)
-        self._worker = threading.Thread(target=self._run, name="tracker_worker", daemon=True)
+        self._done: Image | None = None  # the message the worker tracked last
+        self._worker = WakeWorker(self._on_wake, "tracker_worker", on_error=self._on_worker_error)
         self._worker.start()
         self.get_logger().info(
             f"tracking with preset '{cfg.preset}' backend '{cfg.backend}': K={cfg.grid_size} "
@@ -106,7 +105,7 @@ class TrackerNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         self._latest = msg
-        self._wake.set()
+        self._worker.wake()
 
     def _on_idle_check(self) -> None:
         if self._latest is None:
@@ -114,21 +113,15 @@ class TrackerNode(Node):
                 f"waiting for camera images on {self.resolve_topic_name('image')}")
 
     # --- worker ---------------------------------------------------------------------------
-    def _run(self) -> None:
-        done: Image | None = None
-        while not self._stop.is_set():
-            if not self._wake.wait(timeout=0.2):
-                continue
-            self._wake.clear()
-            msg = self._latest
-            if msg is None or msg is done:
-                continue
-            done = msg
-            try:
-                self._on_frame(msg)
-            except Exception as exc:  # noqa: BLE001 - the node keeps running; logged, never silent
-                self.get_logger().error(f"tracking failed on a frame: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=_THROTTLE_S)
+    def _on_wake(self) -> None:
+        msg = self._latest
+        if msg is not None and msg is not self._done:
+            self._done = msg
+            self._on_frame(msg)
+
+    def _on_worker_error(self, exc: Exception) -> None:  # the node keeps running; logged
+        self.get_logger().error(f"tracking failed on a frame: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=_THROTTLE_S)
 
     def _on_frame(self, msg: Image) -> None:
         stamp = stamp_to_sec(msg.header.stamp)
@@ -169,10 +162,7 @@ class TrackerNode(Node):
         self.published += 1
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout=2.0)
+        self._worker.close()
 
 
 def main(args: list[str] | None = None) -> int:
