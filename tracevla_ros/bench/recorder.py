@@ -27,11 +27,11 @@ def make_stream(seconds: float, camera_hz: float, robot: str = "widowx",
     """([(topic, msgtype)], [(topic, receive time ns, cdr)]) of ``seconds`` of the sim stack."""
     from tracevla_ros.bag import messages as bm
     from tracevla_ros.sim.env import SimEnv
-    from tracevla_ros.sim.experts import make_expert
+    from tracevla_ros.sim.experts import ExpertEpisodes
     from tracevla_ros.tracking import IncrementalTracker, TrackerConfig
 
     env = SimEnv(robot=robot, seed=seed, control_hz=camera_hz)
-    expert = make_expert(env)
+    expert = ExpertEpisodes(env, seed)
     tracker = IncrementalTracker(TrackerConfig(backend="lk", observe_rate_hz=camera_hz,
                                                control_rate_hz=5.0))
     t0 = 1_700_000_000 * 1_000_000_000
@@ -41,8 +41,6 @@ def make_stream(seconds: float, camera_hz: float, robot: str = "widowx",
     out: list[tuple[str, int, bytes]] = [("/instruction", t0 - period,
                                           bm.string_msg(env.instruction)[1])]
     steps: list[int] = []
-    steps_in_episode = 0
-    episodes = 1
     for i in range(frames):
         stamp = t0 + i * period
         image = env.render()
@@ -52,7 +50,7 @@ def make_stream(seconds: float, camera_hz: float, robot: str = "widowx",
             ts = stamp + k * 20 * MS
             out.append(("/joint_states", ts + 1 * MS, bm.joint_state_msg(js.names, js.position, ts)[1]))
         tracker.observe(image, stamp * 1e-9)
-        action = expert.act()
+        action = expert.step()  # applied to the sim; the chunk below records it
         if i % step_every == step_every - 1:
             res = tracker.step()
             steps.append(stamp)
@@ -62,13 +60,6 @@ def make_stream(seconds: float, camera_hz: float, robot: str = "widowx",
             chunk = np.tile(np.asarray(action, np.float32).reshape(1, -1), (4, 1))
             out.append(("/policy/action", stamp + 60 * MS,
                         bm.policy_action_msg(stamp, chunk, "expert", True, 0.03)[1]))
-        env.step_ee_delta(action)
-        steps_in_episode += 1
-        if env.success() or steps_in_episode >= 150:
-            env.reset(seed + episodes)
-            expert = make_expert(env)
-            episodes += 1
-            steps_in_episode = 0
     env.close()
     out.sort(key=lambda m: m[1])
     topics = [("/instruction", bm.STRING), ("/camera/image_raw", bm.IMAGE),

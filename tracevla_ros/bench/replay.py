@@ -72,13 +72,12 @@ def write_sim_bag(path: Path, frames: int, camera_hz: float, robot: str = "widow
     from tracevla_ros.bag import messages as bm
     from tracevla_ros.bag.writer import BagRecorder
     from tracevla_ros.sim.env import SimEnv
-    from tracevla_ros.sim.experts import make_expert
+    from tracevla_ros.sim.experts import ExpertEpisodes
 
     env = SimEnv(robot=robot, seed=seed, control_hz=camera_hz)
-    expert = make_expert(env)
+    expert = ExpertEpisodes(env, seed)
     t0 = 1_700_000_000 * 1_000_000_000
     period = int(round(1e9 / camera_hz))
-    episodes, steps_in_episode = 1, 0
     tw = time.perf_counter()
     with BagRecorder(path) as bag:
         bag.add_topic("/instruction", bm.STRING)
@@ -91,15 +90,9 @@ def write_sim_bag(path: Path, frames: int, camera_hz: float, robot: str = "widow
             bag.write("/joint_states", stamp + 1_000_000,
                       bm.joint_state_msg(js.names, js.position, stamp)[1])
             bag.write("/camera/image_raw", stamp + 2_000_000, bm.image_msg(env.render(), stamp)[1])
-            env.step_ee_delta(expert.act())
-            steps_in_episode += 1
-            if env.success() or steps_in_episode >= 150:
-                env.reset(seed + episodes)
-                expert = make_expert(env)
-                episodes += 1
-                steps_in_episode = 0
+            expert.step()
     env.close()
-    return {"frames": frames, "episodes": episodes, "write_s": round(time.perf_counter() - tw, 2)}
+    return {"frames": frames, "episodes": expert.episodes, "write_s": round(time.perf_counter() - tw, 2)}
 
 
 def main(argv: list[str]) -> dict:

@@ -341,3 +341,26 @@ def run_expert_episode(env: SimEnv, seed: int, max_steps: int | None = None,
                 return True, step + 1
             after += 1
     return env.success(), limit
+
+
+class ExpertEpisodes:
+    """The scripted expert acting on ``env`` episode after episode (benchmark streams): each
+    ``step()`` plans an action, applies it and returns it; an episode that succeeds or runs
+    ``max_steps`` is followed by a new one with seed ``seed + k``."""
+
+    def __init__(self, env: SimEnv, seed: int, max_steps: int = 150) -> None:
+        self.env, self.seed, self.max_steps = env, seed, max_steps
+        self.expert = make_expert(env)
+        self.episodes = 1
+        self._steps = 0
+
+    def step(self) -> np.ndarray:
+        action = self.expert.act()
+        self.env.step_ee_delta(action)
+        self._steps += 1
+        if self.env.success() or self._steps >= self.max_steps:
+            self.env.reset(self.seed + self.episodes)
+            self.expert = make_expert(self.env)
+            self.episodes += 1
+            self._steps = 0
+        return action
