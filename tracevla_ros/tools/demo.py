@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from tracevla_ros.config import ConfigError, config_dir, load_params_file, node_params
