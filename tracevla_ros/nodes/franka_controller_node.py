@@ -3,7 +3,9 @@
 Subscribes: ``action`` (tracevla_ros/PolicyAction, ``ee_delta_7d`` single steps or
 chunks), ``ee_waypoints`` (geometry_msgs/PoseArray, hand-TCP waypoints in ``fr3_link0``:
 one multi-point trajectory), joint states. Publishes trajectory_msgs/JointTrajectory on
-``/<arm_controller>/joint_trajectory`` (the topic form of fr3_arm_controller); gripper via
+``/<arm_controller>/joint_trajectory`` (the topic form of fr3_arm_controller) or, with
+``interface: trajectory_action``, control_msgs/FollowJointTrajectory goals on
+``/<arm_controller>/follow_joint_trajectory`` (nodes/trajectory_action.py); gripper via
 the franka_gripper actions ``<gripper_namespace>/move`` (open) and ``.../grasp`` (close), or,
 with ``gripper_namespace: ''`` and ``gripper_command_topic`` set, a std_msgs/Float64 openness
 (1 = open, 0 = closed) on that topic: sim_node's ``~/gripper_command``, for simulation
@@ -44,6 +46,8 @@ class FrankaControllerNode(ArmControllerNodeBase):
         cfg = self.cfg
         topic = "~/would_send" if cfg.dry_run else f"/{cfg.arm_controller}/joint_trajectory"
         self._arm = self.create_publisher(JointTrajectory, topic, RELIABLE_QOS)
+        if cfg.interface == "trajectory_action" and not cfg.dry_run:
+            topic = self._make_action_sink().name
         self._move: Any = None  # rclpy ActionClient when the gripper is enabled
         self._grasp: Any = None
         self._gripper_topic: Any = None  # Float64 openness publisher (sim without franka_msgs)
@@ -74,8 +78,12 @@ class FrankaControllerNode(ArmControllerNodeBase):
 
     # --- output -------------------------------------------------------------------
     def _emit(self, q: np.ndarray, gripper_open: bool | None) -> None:
-        stamp = self.get_clock().now().to_msg()
-        self._arm.publish(trajectory_msg(self._names, [list(q)], [self.cfg.step_period_s], stamp))
+        if self._action_sink is not None:
+            self._action_sink.send(q, hold=self._holding)
+        else:
+            stamp = self.get_clock().now().to_msg()
+            self._arm.publish(trajectory_msg(self._names, [list(q)], [self.cfg.step_period_s],
+                                             stamp))
         if gripper_open is not None:
             self._command_gripper(gripper_open)
 
@@ -116,7 +124,9 @@ class FrankaControllerNode(ArmControllerNodeBase):
             self._holding = False
         for r in plan.interventions:
             self.get_logger().warning(f"waypoints [{r.check}]: {r.reason}", throttle_duration_sec=1.0)
-        if len(plan.q):
+        if len(plan.q) and self._action_sink is not None:
+            self._action_sink.send_points(plan.q.tolist(), plan.times.tolist())
+        elif len(plan.q):
             self._arm.publish(trajectory_msg(self._names, plan.q.tolist(), plan.times.tolist(),
                                              self.get_clock().now().to_msg()))
 
