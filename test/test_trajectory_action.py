@@ -251,3 +251,70 @@ def test_trajectory_action_without_control_msgs_is_a_config_error() -> None:
                     Parameter("interface", value="trajectory_action"), *extra])
         finally:
             rclpy.shutdown(context=ctx)
+
+
+def _quat_xyzw(r: np.ndarray) -> list[float]:
+    """Rotation matrix -> unit quaternion (x, y, z, w), robust near 180 degrees."""
+    k = np.array([[r[0, 0] - r[1, 1] - r[2, 2], r[1, 0] + r[0, 1], r[2, 0] + r[0, 2], r[2, 1] - r[1, 2]],
+                  [r[1, 0] + r[0, 1], r[1, 1] - r[0, 0] - r[2, 2], r[2, 1] + r[1, 2], r[0, 2] - r[2, 0]],
+                  [r[2, 0] + r[0, 2], r[2, 1] + r[1, 2], r[2, 2] - r[0, 0] - r[1, 1], r[1, 0] - r[0, 1]],
+                  [r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1], r[0, 0] + r[1, 1] + r[2, 2]]]) / 3.0
+    w, v = np.linalg.eigh(k)
+    return [float(x) for x in v[:, int(np.argmax(w))]]
+
+
+def test_fr3_actions_and_waypoints_execute_through_the_action(ros: Any, repo_root: Path,
+                                                               standin_env: dict[str, str]) -> None:
+    """franka_controller_node with interface trajectory_action on the FR3 sim: PolicyAction
+    steps and an ee waypoint sequence (one multi-point goal) move the arm; hand via Grasp."""
+    from geometry_msgs.msg import Pose, PoseArray
+
+    from tracevla_ros.control.kinematics import load_kinematics
+    from tracevla_ros.msg import PolicyAction
+
+    env = _env(repo_root, standin_env)
+    node, ex = ros
+    kin = load_kinematics("fr3")
+    js: list[JointState] = []
+    diags: list[DiagnosticArray] = []
+    node.create_subscription(JointState, "/joint_states", js.append, RELIABLE_QOS)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, RELIABLE_QOS)
+    act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
+    wp_pub = node.create_publisher(PoseArray, "/ee_waypoints", RELIABLE_QOS)
+    sim = _start(repo_root, env, "tracevla_ros.nodes.sim_node", "config/fr3.yaml")
+    ctl = _start(repo_root, env, "tracevla_ros.nodes.franka_controller_node", "config/fr3.yaml",
+                 "interface:=trajectory_action", "action_server_timeout_s:=60.0")
+    try:
+        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0
+                           and wp_pub.get_subscription_count() > 0, 90, sim, ctl)
+        _spin_until(ex, lambda: False, 1.5, sim, ctl)
+        p0, r0 = kin.fk(np.array(js[-1].position[:7]))
+        msg = PolicyAction(action_space="ee_delta_7d", chunk_length=4, action_dim=7,
+                           values=[0.0, 0.0, -0.02, 0.0, 0.0, 0.0, 0.0] * 4, policy_name="test")
+        msg.header.frame_id = "fr3_link0"
+        msg.header.stamp = node.get_clock().now().to_msg()
+        act_pub.publish(msg)
+        _spin_until(ex, lambda: False, 2.0, sim, ctl)
+        p1, _ = kin.fk(np.array(js[-1].position[:7]))
+        assert p0[2] - p1[2] > 0.05, f"ee moved {p1 - p0}"
+        assert js[-1].position[7] < 0.005, "hand did not close on the Grasp goal"
+        # a waypoint sequence: one goal with several points
+        wp = PoseArray()
+        wp.header.frame_id = "fr3_link0"
+        q = _quat_xyzw(r0)  # keep the start orientation
+        for dy in (0.03, 0.06):
+            pose = Pose()
+            pose.position.x, pose.position.y, pose.position.z = float(p1[0]), float(p1[1] + dy), float(p1[2])
+            pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
+            wp.poses.append(pose)
+        wp_pub.publish(wp)
+        assert _spin_until(ex, lambda: kin.fk(np.array(js[-1].position[:7]))[0][1] - p1[1] > 0.05,
+                           10, sim, ctl)
+        assert _spin_until(ex, lambda: _diag(diags, "franka_controller_node").get(
+            "action.succeeded", "0") != "0", 5, sim, ctl)
+        d = _diag(diags, "franka_controller_node")
+        assert d["action.server"] == "/fr3_arm_controller/follow_joint_trajectory"
+        assert d["action.aborted"] == "0" and d["action.rejected"] == "0", d
+    finally:
+        _stop(ctl)
+        _stop(sim)
