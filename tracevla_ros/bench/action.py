@@ -84,8 +84,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     logdir = Path(tempfile.mkdtemp(prefix="tracevla_action_"))
-    code = "import sys; from tracevla_ros.nodes.sim_node import main; sys.exit(main())"
-    sim = start_process("sim_node", [sys.executable, "-c", code, "--ros-args",
+    sim_code = "import sys; from tracevla_ros.nodes.sim_node import main; sys.exit(main())"
+    sim = start_process("sim_node", [sys.executable, "-c", sim_code, "--ros-args",
                                      "-p", f"robot:={robot}", "-p", f"arm_controller:={ctrl}",
                                      "-p", "joint_state_rate_hz:=100.0",
                                      "-p", "camera_rate_hz:=1.0"], logdir, env)
@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         del js[:-2000]
 
     node.create_subscription(JointState, "/joint_states", on_js, RELIABLE_QOS)
-    client = ActionClient(node, FollowJointTrajectory, f"/{ctrl}/follow_joint_trajectory")
+    client: Any = ActionClient(node, FollowJointTrajectory, f"/{ctrl}/follow_joint_trajectory")
 
     def spin_until(cond: Callable[[], bool], timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"sim_node exited ({sim.popen.returncode}); log {sim.log}")
         return False
 
-    def goal(q: list[float], t: float, path_tol: float = 0.0, goal_tol: float = 0.0,
+    def goal(q: Any, t: float, path_tol: float = 0.0, goal_tol: float = 0.0,
              goal_time: float = 0.0, joint_names: list[str] | None = None,
              times: list[float] | None = None) -> Any:
         jn = joint_names or names
@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     def send(g: Any) -> tuple[Any, float]:
         fut = client.send_goal_async(g)
-        if not spin_until(fut.done, 10.0) or not fut.result().accepted:
+        if not spin_until(fut.done, 10.0) or fut.result() is None or not fut.result().accepted:
             raise RuntimeError("goal not accepted")
         return fut.result(), time.monotonic()
 
@@ -188,14 +188,14 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 preempt_accept.append(got["new"] - t_send)
                 result(f2.result())
         # hold after a path-tolerance abort
-        aborted_codes = []
+        aborted_codes: list[int] = []
         for _ in range(args.trials):
             go_home()
             target = home.copy()
             target[0] += 0.6
             h, _ = send(goal(target, 0.3, path_tol=0.05))  # aborts mid-motion
-            status, code, t_res = result(h)
-            aborted_codes.append(code)
+            _status, err_code, t_res = result(h)
+            aborted_codes.append(err_code)
             q_res = js[-1][1].copy()
             if spin_until(lambda: js[-1][0] > t_res and float(np.max(np.abs(js[-1][2]))) < 0.05, 5.0):
                 hold_s.append(js[-1][0] - t_res)

@@ -66,7 +66,7 @@ class TrajectoryActionSink:
         self._goal_time_tol = goal_time_tolerance_s
         self._on_failure = on_failure
         self.name = f"/{controller}/follow_joint_trajectory"
-        self._client = ActionClient(node, FollowJointTrajectory, self.name)
+        self._client: Any = ActionClient(node, FollowJointTrajectory, self.name)
         if not self._client.wait_for_server(timeout_sec=server_timeout_s):
             self._client.destroy()
             raise ConfigError(f"no FollowJointTrajectory action server on {self.name} after "
