@@ -22,6 +22,10 @@ Subscribes (the interfaces the real controllers take):
     /<franka_gripper_namespace>/move, .../grasp   franka_msgs Move / Grasp action servers (goal
                                  width [m] = finger distance; replies at once, the hand then
                                  moves); only if franka_msgs imports and the namespace is set
+Action server (only if control_msgs imports):
+    /<arm_controller>/follow_joint_trajectory   control_msgs/FollowJointTrajectory, executed by
+                                 the tick like the topic; path/goal tolerances, JTC result codes;
+                                 a new goal preempts the running one (see README)
 Services:
     ~/reset                      std_srvs/Trigger: new episode (seed + number of resets)
 
