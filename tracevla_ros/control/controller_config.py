@@ -183,6 +183,13 @@ class FrankaControllerConfig(ArmSafetyParams):
     gripper_speed: float = param(0.1, "gripper move speed", unit="m/s")
     grasp_force: float = param(20.0, "grasp force", unit="N")
     base_frame: str = param("fr3_link0", "frame actions and waypoints must be expressed in")
+    robot_state_topic: str = param("/franka_robot_state_broadcaster/robot_state",
+                                   "franka_msgs/FrankaRobotState (franka_robot_state_broadcaster): "
+                                   "a reflex (robot_mode REFLEX or any current_errors flag) holds "
+                                   "and blocks actions until ~/recover; '' = not watched")
+    error_recovery_action: str = param("/action_server/error_recovery",
+                                       "franka_msgs/ErrorRecovery action (franka_hardware) that "
+                                       "~/recover calls")
 
     def __post_init__(self) -> None:
         _check_robot(self.robot)

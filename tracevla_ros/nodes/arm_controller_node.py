@@ -53,10 +53,12 @@ def trajectory_msg(names: list[str], points: list[list[float]], times: list[floa
 def diagnostics_msg(node: Node, core: ArmController, extra: dict[str, str]) -> DiagnosticArray:
     """One DiagnosticStatus: e-stop state and intervention counts per check."""
     st = DiagnosticStatus(name=f"{node.get_name()}: safety", hardware_id=core.spec.name)
-    st.level = DiagnosticStatus.ERROR if core.estop.latched else (
+    st.level = DiagnosticStatus.ERROR if core.estop.latched or extra.get(
+        "robot_fault", "none") != "none" else (
         DiagnosticStatus.WARN if core.counts.get("watchdog") or core.counts.get("stale_state")
         or core.counts.get("trajectory_aborted") else DiagnosticStatus.OK)
     st.message = "e-stop latched" if core.estop.latched else (
+        f"robot fault: {extra['robot_fault']}" if extra.get("robot_fault", "none") != "none" else
         f"holding: {extra['hold_reason']}" if extra.get("hold_reason", "none") != "none"
         else "running")
     kv = {"estop_latched": str(core.estop.latched), "steps": str(core.steps_done), **extra}
@@ -85,6 +87,7 @@ class ArmControllerNodeBase(Node):
         self._gripper_sent: bool | None = None
         self._holding = False
         self._hold_reason = ""  # why the arm holds after a failed action goal ('' = it does not)
+        self._fault = ""  # a robot fault (Franka reflex) blocking actions until recovered
         self._action_sink: Any = None  # TrajectoryActionSink with interface trajectory_action
         self.control_group = MutuallyExclusiveCallbackGroup()
         safety = MutuallyExclusiveCallbackGroup()  # watchdog + e-stop never wait on IK
@@ -184,6 +187,9 @@ class ArmControllerNodeBase(Node):
             if self.core.estop.latched:
                 self.core.counts["estop"] += 1
                 return
+            if self._fault:
+                self.core.counts["robot_fault"] += 1
+                return
             try:
                 self.core.push_action(msg.values, msg.chunk_length, msg.action_dim, self._now())
             except ActionError as exc:
@@ -260,5 +266,6 @@ class ArmControllerNodeBase(Node):
             if self._action_sink is not None:
                 extra.update(self._action_sink.diagnostics())
             extra["hold_reason"] = self._hold_reason or "none"
+            extra["robot_fault"] = self._fault or "none"
             msg = diagnostics_msg(self, self.core, extra)
         self._diag.publish(msg)

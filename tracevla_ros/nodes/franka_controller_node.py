@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 from geometry_msgs.msg import PoseArray
 from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from tracevla_ros.config import ConfigError
 from tracevla_ros.control.controller_config import FrankaControllerConfig
+from tracevla_ros.control.safety import Intervention
 from tracevla_ros.nodes.arm_controller_node import ArmControllerNodeBase, trajectory_msg
 from tracevla_ros.nodes.common import RELIABLE_QOS, run_node
 
@@ -67,6 +69,32 @@ class FrankaControllerNode(ArmControllerNodeBase):
             self._grasp = ActionClient(self, Grasp, f"{cfg.gripper_namespace}/grasp")
         self.create_subscription(PoseArray, cfg.waypoints_topic, self._on_waypoints, RELIABLE_QOS,
                                  callback_group=self.control_group)
+        self._watch = "off"  # robot state watching, for /diagnostics
+        self._recovery: Any = None  # ErrorRecovery ActionClient
+        self._recovery_state = "none"
+        self._recovered_at = 0.0  # node time [s] of the last successful recovery
+        if cfg.robot_state_topic and not cfg.dry_run:
+            try:
+                from franka_msgs.action import ErrorRecovery
+                from franka_msgs.msg import FrankaRobotState
+                from rclpy.action import ActionClient
+            except ImportError:
+                self._watch = "not watched: franka_msgs is not installed"
+                self.get_logger().warning(f"robot_state_topic '{cfg.robot_state_topic}' is set but "
+                                          "franka_msgs is not installed: Franka reflexes are not "
+                                          "watched (set robot_state_topic:='' to silence this)")
+            else:
+                from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+                self._FrankaRobotState, self._ErrorRecovery = FrankaRobotState, ErrorRecovery
+                self._error_fields = [f for f in FrankaRobotState().current_errors.get_fields_and_field_types()]
+                faults = MutuallyExclusiveCallbackGroup()
+                self.create_subscription(FrankaRobotState, cfg.robot_state_topic,
+                                         self._on_robot_state, RELIABLE_QOS, callback_group=faults)
+                self._recovery = ActionClient(self, ErrorRecovery, cfg.error_recovery_action,
+                                              callback_group=faults)
+                self.create_service(Trigger, "~/recover", self._on_recover, callback_group=faults)
+                self._watch = cfg.robot_state_topic
         try:
             import moveit  # noqa: F401  (moveit_py)
             planner = "moveit_py installed but not used: IK only (no collision-aware planning)"
@@ -75,6 +103,68 @@ class FrankaControllerNode(ArmControllerNodeBase):
         self.get_logger().info(f"{self.spec.name}: {topic}{' (DRY RUN)' if cfg.dry_run else ''}, "
                                f"gripper '{cfg.gripper_namespace or cfg.gripper_command_topic or 'off'}'"
                                f"; {planner}")
+
+    # --- Franka reflexes and error recovery ----------------------------------------
+    def _diagnostics_extra(self) -> dict[str, str]:
+        return {"dry_run": str(self.cfg.dry_run), "interface": self.cfg.interface,
+                "robot_state": self._watch, "recovery": self._recovery_state}
+
+    def _on_robot_state(self, msg: Any) -> None:
+        errors = [f for f in self._error_fields if getattr(msg.current_errors, f)]
+        reflex = msg.robot_mode == self._FrankaRobotState.ROBOT_MODE_REFLEX
+        if not (reflex or errors):
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if stamp and stamp <= self._recovered_at:
+            return  # published before the recovery that cleared it
+        with self._lock:
+            if self._fault:
+                return
+            self._fault = (f"reflex (robot_mode {msg.robot_mode}"
+                           + (f"; {', '.join(errors)}" if errors else "") + "): call ~/recover")
+            out = self.core.hold(self._now(), Intervention("robot_fault", self._fault))
+            self._holding = True
+        self.get_logger().error(f"Franka {self._fault}; holding, actions blocked")
+        self._send(out)
+
+    def _on_recover(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        """~/recover: franka_ros2's ErrorRecovery action; actions resume once it succeeds.
+        Answers at once (no callback waits): the outcome goes to the log and /diagnostics."""
+        if not self._fault:
+            resp.success, resp.message = False, "no robot fault to recover from"
+            return resp
+        if not self._recovery.server_is_ready():
+            resp.success, resp.message = False, (f"error recovery server "
+                                                 f"{self.cfg.error_recovery_action} not available")
+            return resp
+        self._recovery_state = "requested"
+        self._recovery.send_goal_async(self._ErrorRecovery.Goal()).add_done_callback(
+            self._on_recovery_accepted)
+        resp.success = True
+        resp.message = "error recovery requested; actions resume when it succeeds (see /diagnostics)"
+        return resp
+
+    def _on_recovery_accepted(self, fut: Any) -> None:
+        handle = fut.result() if fut.exception() is None else None
+        if handle is None or not handle.accepted:
+            self._recovery_state = "rejected"
+            self.get_logger().error("error recovery goal rejected: still blocked")
+            return
+        handle.get_result_async().add_done_callback(self._on_recovery_result)
+
+    def _on_recovery_result(self, fut: Any) -> None:
+        from action_msgs.msg import GoalStatus
+
+        res = fut.result()
+        if res is None or res.status != GoalStatus.STATUS_SUCCEEDED:
+            self._recovery_state = f"failed (status {getattr(res, 'status', '?')})"
+            self.get_logger().error(f"error recovery {self._recovery_state}: still blocked")
+            return
+        with self._lock:
+            was, self._fault = self._fault, ""
+            self._recovered_at = self.get_clock().now().nanoseconds * 1e-9
+        self._recovery_state = "succeeded"
+        self.get_logger().warning(f"error recovery succeeded ({was}): actions accepted again")
 
     # --- output -------------------------------------------------------------------
     def _emit(self, q: np.ndarray, gripper_open: bool | None) -> None:
@@ -116,6 +206,9 @@ class FrankaControllerNode(ArmControllerNodeBase):
         with self._lock:
             if self.core.estop.latched:
                 self.core.counts["estop"] += 1
+                return
+            if self._fault:
+                self.core.counts["robot_fault"] += 1
                 return
             now = self._now()
             plan = self.core.plan_waypoints(pos, rot, now, self.cfg.waypoint_speed)

@@ -60,6 +60,11 @@ try:  # franka_ros2 interfaces exist only where franka_ros2 is installed.
     from franka_msgs.action import Grasp, Move
 except ImportError:
     Grasp = Move = None
+try:
+    from franka_msgs.action import ErrorRecovery
+    from franka_msgs.msg import FrankaRobotState
+except ImportError:
+    ErrorRecovery = FrankaRobotState = None
 try:  # ros2_control's action interface (control_msgs) exists only where it is installed.
     from control_msgs.action import FollowJointTrajectory
 except ImportError:
@@ -99,6 +104,15 @@ class SimNodeConfig:
     depth_topic: str = param("/camera/depth/image_raw", "depth image topic (RGB-D worlds)")
     depth_info_topic: str = param("/camera/depth/camera_info", "depth camera_info topic")
     stamp_source: str = param("wall", "'wall': node clock; 'sim': sim time, also on /clock")
+    franka_robot_state_topic: str = param("", "franka_msgs/FrankaRobotState topic (robot_mode, "
+                                          "current_errors) as franka_robot_state_broadcaster's; "
+                                          "empty = none; only if franka_msgs imports")
+    franka_error_recovery_action: str = param("", "franka_msgs/ErrorRecovery action server that "
+                                              "clears a reflex; empty = none")
+    reflex_contact_force_n: float = param(0.0, "a contact force between the robot and anything "
+                                          "else above this puts the robot in reflex (it holds and "
+                                          "ignores commands until error recovery), like "
+                                          "libfranka's collision thresholds; 0 = never", "N")
 
     def __post_init__(self) -> None:
         check(self.physics_rate_hz >= 10.0, "physics_rate_hz", "must be >= 10 Hz")
@@ -107,6 +121,7 @@ class SimNodeConfig:
             check(0.0 < v <= self.physics_rate_hz, key, f"must be in (0, physics_rate_hz={self.physics_rate_hz}]")
         check(self.stamp_source in ("wall", "sim"), "stamp_source", "must be 'wall' or 'sim'")
         check(bool(self.arm_controller), "arm_controller", "must name the controller (e.g. arm_controller)")
+        check(self.reflex_contact_force_n >= 0.0, "reflex_contact_force_n", "must be >= 0 N (0 = off)")
 
 
 # control_msgs/action/FollowJointTrajectory result codes (the JTC's; kept here so the
@@ -224,6 +239,23 @@ class SimNode(Node):
         else:
             self.get_logger().info("control_msgs is not installed: no "
                                    f"/{cfg.arm_controller}/follow_joint_trajectory action server")
+        self._reflex = ""  # why the simulated robot is in reflex ('' = it is not)
+        self._reflex_armed = True  # re-armed once the contact force fell below half the threshold
+        self._robot_bodies = self._find_robot_bodies()
+        self._pub_fstate: Any = None
+        if (cfg.franka_robot_state_topic or cfg.franka_error_recovery_action) and (
+                FrankaRobotState is None or ErrorRecovery is None):
+            self.get_logger().warning("franka_msgs is not installed: no robot state topic and no "
+                                      "error recovery action server")
+        elif cfg.franka_robot_state_topic or cfg.franka_error_recovery_action:
+            from rclpy.action import ActionServer
+
+            if cfg.franka_robot_state_topic:
+                self._pub_fstate = self.create_publisher(FrankaRobotState,
+                                                         cfg.franka_robot_state_topic, RELIABLE_QOS)
+            if cfg.franka_error_recovery_action:
+                self._recovery = ActionServer(self, ErrorRecovery, cfg.franka_error_recovery_action,
+                                              self._on_error_recovery)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / cfg.physics_rate_hz, self._on_tick)
         self._pub_instr.publish(String(data=self.env.instruction))
@@ -269,10 +301,89 @@ class SimNode(Node):
         result.success = True
         return result
 
+    # -- Franka reflex / error recovery (franka_ros2's interfaces) -------------------------
+    def _find_robot_bodies(self) -> set[int]:
+        """Bodies of the arm and hand: the first arm joint's body and everything below it."""
+        m, r = self.env.model, self.env.robot
+        root = int(m.jnt_bodyid[r.arm_jnt[0]])
+        out = set()
+        for b in range(m.nbody):
+            a = b
+            while a > 0 and a != root:
+                a = int(m.body_parentid[a])
+            if a == root:
+                out.add(b)
+        return out
+
+    def _contact_force(self) -> float:
+        """Largest normal force [N] of a contact between the robot and anything else."""
+        import mujoco
+
+        m, d = self.env.model, self.env.data
+        f = np.zeros(6)
+        best = 0.0
+        for i in range(d.ncon):
+            c = d.contact[i]
+            if (int(m.geom_bodyid[c.geom1]) in self._robot_bodies) != (
+                    int(m.geom_bodyid[c.geom2]) in self._robot_bodies):
+                mujoco.mj_contactForce(m, d, i, f)
+                best = max(best, abs(float(f[0])))
+        return best
+
+    def _check_reflex(self) -> None:
+        thr = self.cfg.reflex_contact_force_n
+        if thr <= 0.0 or self._reflex:
+            return
+        force = self._contact_force()
+        if not self._reflex_armed:
+            self._reflex_armed = force < thr / 2
+            return
+        if force <= thr:
+            return
+        self._reflex = f"cartesian_reflex: contact force {force:.1f} N > {thr} N"
+        self._reflex_armed = False
+        self.get_logger().error(f"REFLEX ({self._reflex}): holding, commands ignored until error "
+                                "recovery")
+        s = self.env.robot.spec
+        actual = self.env.joint_state().position[: s.dof + 1]
+        self._arbiter.clear()
+        self._pending_traj.clear()
+        self._pending_group = None
+        self.env.set_joint_targets(actual[: s.dof])
+        if self._goal is not None:
+            g, self._goal = self._goal, None
+            self._finish_goal(g.handle, "abort", PATH_TOLERANCE_VIOLATED,
+                              f"robot in reflex ({self._reflex})")
+
+    def _publish_franka_state(self, stamp: Any) -> None:
+        if self._pub_fstate is None:
+            return
+        msg = FrankaRobotState()
+        msg.header.stamp = stamp
+        msg.header.frame_id = ""
+        if self._reflex:
+            msg.robot_mode = FrankaRobotState.ROBOT_MODE_REFLEX
+            msg.current_errors.cartesian_reflex = True
+            msg.last_motion_errors.cartesian_reflex = True
+        else:
+            msg.robot_mode = (FrankaRobotState.ROBOT_MODE_MOVE if self._arbiter.plans
+                              else FrankaRobotState.ROBOT_MODE_IDLE)
+        self._pub_fstate.publish(msg)
+
+    def _on_error_recovery(self, handle: Any) -> Any:
+        """franka_msgs/ErrorRecovery: clears the reflex (the arm keeps holding where it is)."""
+        was, self._reflex = self._reflex, ""
+        self.get_logger().warning(f"error recovery: {'cleared ' + was if was else 'no error'}")
+        handle.succeed()
+        return ErrorRecovery.Result()
+
     # -- FollowJointTrajectory (the joint_trajectory_controller's action interface) ------
     def _on_fjt_accepted(self, handle: Any) -> None:
         """A new goal: validated and started at once; it preempts the running one, which is
         aborted with an empty (SUCCESSFUL) result, as the JTC's preempt_active_goal does."""
+        if self._reflex:
+            self._finish_goal(handle, "abort", INVALID_GOAL, f"robot in reflex ({self._reflex})")
+            return
         req = handle.request
         traj = req.trajectory
         names = list(traj.joint_names)
@@ -410,6 +521,9 @@ class SimNode(Node):
 
     def _apply_commands(self) -> None:
         env, s, arb = self.env, self.env.robot.spec, self._arbiter
+        if self._reflex:  # commands are ignored until error recovery
+            self._pending_traj.clear()
+            self._pending_group = None
         for ctrl, msg in list(self._pending_traj.items()):
             del self._pending_traj[ctrl]
             try:
@@ -465,6 +579,7 @@ class SimNode(Node):
             self._apply_commands()
             self.env.advance(self._substeps)
         self._ticks += n
+        self._check_reflex()
         self._update_goal()
         t = self.env.sim_time
         if self.cfg.stamp_source == "sim":
@@ -481,6 +596,7 @@ class SimNode(Node):
                              effort=js.effort.tolist())
             for pub in self._pub_js:
                 pub.publish(msg)
+            self._publish_franka_state(stamp)
         if t + 1e-9 >= self._next_cam:
             self._next_cam = _next_due(self._next_cam, t, 1.0 / self.cfg.camera_rate_hz)
             self._publish_camera(stamp)
