@@ -318,3 +318,82 @@ def test_fr3_actions_and_waypoints_execute_through_the_action(ros: Any, repo_roo
     finally:
         _stop(ctl)
         _stop(sim)
+
+
+def test_fr3_reflex_holds_until_recover(ros: Any, repo_root: Path, standin_env: dict[str, str]) -> None:
+    """The sim's contact reflex (hand pushed into the table) -> FrankaRobotState REFLEX ->
+    franka_controller_node holds and blocks actions; ~/recover calls ErrorRecovery, after
+    which actions move the arm again (the controller never resumes on its own)."""
+    from builtin_interfaces.msg import Duration
+    from std_srvs.srv import Trigger
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from tracevla_ros.control.kinematics import load_kinematics
+    from tracevla_ros.msg import PolicyAction
+
+    env = _env(repo_root, standin_env)
+    node, ex = ros
+    kin = load_kinematics("fr3")
+    js: list[JointState] = []
+    diags: list[DiagnosticArray] = []
+    node.create_subscription(JointState, "/joint_states", js.append, RELIABLE_QOS)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, RELIABLE_QOS)
+    act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
+    traj_pub = node.create_publisher(JointTrajectory, "/fr3_arm_controller/joint_trajectory", RELIABLE_QOS)
+    recover = node.create_client(Trigger, "/franka_controller_node/recover")
+    sim = _start(repo_root, env, "tracevla_ros.nodes.sim_node", "config/fr3.yaml",
+                 "reflex_contact_force_n:=50.0")
+    ctl = _start(repo_root, env, "tracevla_ros.nodes.franka_controller_node", "config/fr3.yaml")
+
+    def act(dz: float) -> None:
+        msg = PolicyAction(action_space="ee_delta_7d", chunk_length=1, action_dim=7,
+                           values=[0.0, 0.0, dz, 0.0, 0.0, 0.0, 1.0], policy_name="test")
+        msg.header.frame_id = "fr3_link0"
+        msg.header.stamp = node.get_clock().now().to_msg()
+        act_pub.publish(msg)
+
+    def z() -> float:
+        return float(kin.fk(np.array(js[-1].position[:7]))[0][2])
+
+    try:
+        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0
+                           and traj_pub.get_subscription_count() > 0, 90, sim, ctl)
+        assert recover.wait_for_service(timeout_sec=20)
+        # no fault yet: ~/recover refuses
+        fut = recover.call_async(Trigger.Request())
+        assert _spin_until(ex, fut.done, 10, sim, ctl) and not fut.result().success
+        # push the hand into the table: joint 2 forward (the sim's reflex fires on contact)
+        q = list(js[-1].position[:7])
+        q[1] = 0.9
+        push = JointTrajectory(joint_names=[f"fr3_joint{i}" for i in range(1, 8)])
+        push.points = [JointTrajectoryPoint(positions=q, time_from_start=Duration(sec=2))]
+        traj_pub.publish(push)
+
+        def fault() -> str:
+            return _diag(diags, "franka_controller_node").get("robot_fault", "none")
+
+        assert _spin_until(ex, lambda: "reflex" in fault(), 20, sim, ctl), \
+            _diag(diags, "franka_controller_node")
+        d = _diag(diags, "franka_controller_node")
+        assert "cartesian_reflex" in d["robot_fault"] and d["_message"].startswith("robot fault")
+        # blocked: actions do nothing
+        z0 = z()
+        for _ in range(3):
+            act(0.02)
+            _spin_until(ex, lambda: False, 0.3, sim, ctl)
+        _spin_until(ex, lambda: False, 1.0, sim, ctl)
+        assert abs(z() - z0) < 0.01
+        assert _spin_until(ex, lambda: int(_diag(diags, "franka_controller_node").get(
+            "interventions.robot_fault", "0")) >= 3, 5, sim, ctl)
+        # recover on request, then actions move the arm up again
+        fut = recover.call_async(Trigger.Request())
+        assert _spin_until(ex, fut.done, 10, sim, ctl) and fut.result().success, fut.result()
+        assert _spin_until(ex, lambda: fault() == "none", 10, sim, ctl)
+        assert _diag(diags, "franka_controller_node")["recovery"] == "succeeded"
+        for _ in range(4):
+            act(0.02)
+            _spin_until(ex, lambda: False, 0.3, sim, ctl)
+        assert _spin_until(ex, lambda: z() - z0 > 0.04, 5, sim, ctl), f"z {z0} -> {z()}"
+    finally:
+        _stop(ctl)
+        _stop(sim)
