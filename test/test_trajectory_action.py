@@ -315,6 +315,17 @@ def test_fr3_actions_and_waypoints_execute_through_the_action(ros: Any, repo_roo
         d = _diag(diags, "franka_controller_node")
         assert d["action.server"] == "/fr3_arm_controller/follow_joint_trajectory"
         assert d["action.aborted"] == "0" and d["action.rejected"] == "0", d
+        assert d["gripper"] == "grasp: succeeded", d  # the Grasp result was checked
+        # franka_gripper Homing through ~/home_gripper: result checked, the hand opens
+        from std_srvs.srv import Trigger
+
+        home = node.create_client(Trigger, "/franka_controller_node/home_gripper")
+        assert home.wait_for_service(timeout_sec=10)
+        fut = home.call_async(Trigger.Request())
+        assert _spin_until(ex, fut.done, 10, sim, ctl) and fut.result().success
+        assert _spin_until(ex, lambda: _diag(diags, "franka_controller_node").get("gripper")
+                           == "homing: succeeded", 10, sim, ctl)
+        assert _spin_until(ex, lambda: js[-1].position[7] > 0.035, 10, sim, ctl)
     finally:
         _stop(ctl)
         _stop(sim)

@@ -50,6 +50,8 @@ class FrankaControllerNode(ArmControllerNodeBase):
         self._arm = self.create_publisher(JointTrajectory, topic, RELIABLE_QOS)
         if cfg.interface == "trajectory_action" and not cfg.dry_run:
             topic = self._make_action_sink().name
+        self._gripper_state = "none"  # last franka_gripper goal and its result, for /diagnostics
+        self._homing: Any = None
         self._move: Any = None  # rclpy ActionClient when the gripper is enabled
         self._grasp: Any = None
         self._gripper_topic: Any = None  # Float64 openness publisher (sim without franka_msgs)
@@ -64,9 +66,13 @@ class FrankaControllerNode(ArmControllerNodeBase):
                 raise ConfigError("gripper_namespace is set but franka_msgs is not installed "
                                   "(franka_ros2); install it or set gripper_namespace:='' "
                                   "to run without the gripper") from None
-            self._Move, self._Grasp = Move, Grasp
+            from franka_msgs.action import Homing
+
+            self._Move, self._Grasp, self._Homing = Move, Grasp, Homing
             self._move = ActionClient(self, Move, f"{cfg.gripper_namespace}/move")
             self._grasp = ActionClient(self, Grasp, f"{cfg.gripper_namespace}/grasp")
+            self._homing = ActionClient(self, Homing, f"{cfg.gripper_namespace}/homing")
+            self.create_service(Trigger, "~/home_gripper", self._on_home_gripper)
         self.create_subscription(PoseArray, cfg.waypoints_topic, self._on_waypoints, RELIABLE_QOS,
                                  callback_group=self.control_group)
         self._watch = "off"  # robot state watching, for /diagnostics
@@ -107,7 +113,8 @@ class FrankaControllerNode(ArmControllerNodeBase):
     # --- Franka reflexes and error recovery ----------------------------------------
     def _diagnostics_extra(self) -> dict[str, str]:
         return {"dry_run": str(self.cfg.dry_run), "interface": self.cfg.interface,
-                "robot_state": self._watch, "recovery": self._recovery_state}
+                "robot_state": self._watch, "recovery": self._recovery_state,
+                "gripper": self._gripper_state}
 
     def _on_robot_state(self, msg: Any) -> None:
         errors = [f for f in self._error_fields if getattr(msg.current_errors, f)]
@@ -195,7 +202,42 @@ class FrankaControllerNode(ArmControllerNodeBase):
             self.get_logger().error("franka gripper action server not available: gripper command "
                                     "dropped", throttle_duration_sec=5.0)
             return
-        client.send_goal_async(goal)
+        what = "move" if is_open else "grasp"
+        self._gripper_state = f"{what}: sent"
+        client.send_goal_async(goal).add_done_callback(
+            lambda f: self._on_gripper_response(what, f))
+
+    def _on_gripper_response(self, what: str, fut: Any) -> None:
+        handle = fut.result() if fut.exception() is None else None
+        if handle is None or not handle.accepted:
+            self._gripper_state = f"{what}: rejected"
+            self.get_logger().error(f"franka gripper {what} goal rejected")
+            return
+        handle.get_result_async().add_done_callback(lambda f: self._on_gripper_result(what, f))
+
+    def _on_gripper_result(self, what: str, fut: Any) -> None:
+        from action_msgs.msg import GoalStatus
+
+        res = fut.result()
+        ok = res is not None and res.status == GoalStatus.STATUS_SUCCEEDED and res.result.success
+        if ok:
+            self._gripper_state = f"{what}: succeeded"
+            return
+        err = getattr(getattr(res, "result", None), "error", "") or f"status {getattr(res, 'status', '?')}"
+        self._gripper_state = f"{what}: failed ({err})"
+        self.get_logger().error(f"franka gripper {what} failed: {err}")
+
+    def _on_home_gripper(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        """~/home_gripper: franka_gripper's Homing action (answers at once; result on
+        /diagnostics 'gripper')."""
+        if self._homing is None or not self._homing.server_is_ready():
+            resp.success, resp.message = False, "franka gripper homing server not available"
+            return resp
+        self._gripper_state = "homing: sent"
+        self._homing.send_goal_async(self._Homing.Goal()).add_done_callback(
+            lambda f: self._on_gripper_response("homing", f))
+        resp.success, resp.message = True, "homing requested (result on /diagnostics 'gripper')"
+        return resp
 
     def _on_waypoints(self, msg: PoseArray) -> None:
         if not msg.poses or not self._frame_ok(msg.header.frame_id, "waypoints"):

@@ -19,7 +19,7 @@ Subscribes (the interfaces the real controllers take):
                                  "arm": 6 joint positions [rad]) and .../joint_single (name
                                  "gripper", PWM: > 0 opens, < 0 closes); only if that package imports
     ~/gripper_command            std_msgs/Float64 openness [0, 1], 1 = open
-    /<franka_gripper_namespace>/move, .../grasp   franka_msgs Move / Grasp action servers (goal
+    /<franka_gripper_namespace>/move, .../grasp, .../homing   franka_msgs Move / Grasp / Homing (goal
                                  width [m] = finger distance; replies at once, the hand then
                                  moves); only if franka_msgs imports and the namespace is set
 Action server (only if control_msgs imports):
@@ -57,9 +57,9 @@ from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.trajectory import CommandArbiter, JointTrajectoryPlan, TrajectoryError
 
 try:  # franka_ros2 interfaces exist only where franka_ros2 is installed.
-    from franka_msgs.action import Grasp, Move
+    from franka_msgs.action import Grasp, Homing, Move
 except ImportError:
-    Grasp = Move = None
+    Grasp = Homing = Move = None
 try:
     from franka_msgs.action import ErrorRecovery
     from franka_msgs.msg import FrankaRobotState
@@ -217,7 +217,8 @@ class SimNode(Node):
                 from rclpy.action import ActionServer
 
                 self._actions = [ActionServer(self, Move, f"{ns}/move", self._on_gripper_goal),
-                                 ActionServer(self, Grasp, f"{ns}/grasp", self._on_gripper_goal)]
+                                 ActionServer(self, Grasp, f"{ns}/grasp", self._on_gripper_goal),
+                                 ActionServer(self, Homing, f"{ns}/homing", self._on_homing)]
             else:
                 self.get_logger().warning(f"franka_msgs is not installed: no {ns}/move, {ns}/grasp "
                                           "action servers (use ~/gripper_command)")
@@ -492,6 +493,12 @@ class SimNode(Node):
             self._finish_goal(g.handle, "abort", GOAL_TOLERANCE_VIOLATED,
                               f"{g.names[j]}: |error| {abs(final_err[j]):.4f} > goal tolerance "
                               f"{g.goal_tol[j]:.4f} {g.goal_time_tol} s after the end")
+
+    def _on_homing(self, goal_handle: Any) -> Any:
+        """franka_gripper Homing: the hand opens fully (replies at once, as Move/Grasp)."""
+        self._pending_gripper = 1.0
+        goal_handle.succeed()
+        return Homing.Result(success=True)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # Rare operator action: done here (0.3 s of settling) so the reply means "reset done".
