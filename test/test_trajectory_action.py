@@ -56,13 +56,27 @@ def _start(repo: Path, env: dict[str, str], module: str, params_file: str,
     fd, path = tempfile.mkstemp(prefix=f"{node}_", suffix=".yaml")
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(data, fh)
+    _TMP.append(path)
     args = [sys.executable, "-c", code, "--ros-args", "--params-file", path]
     return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+_TMP: list[str] = []  # parameter files written by _start
+
+
+@pytest.fixture(autouse=True)
+def _remove_params_files() -> Any:
+    yield
+    while _TMP:
+        Path(_TMP.pop()).unlink(missing_ok=True)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> str:
     if proc.poll() is None:
         proc.terminate()
+    if proc.stdout is None or proc.stdout.closed:
+        proc.wait(timeout=15)
+        return ""  # already stopped and read
     try:
         out, _ = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:
@@ -179,6 +193,8 @@ def test_widowx_chunk_executes_through_the_action(ros: Any, repo_root: Path,
         assert d["action.rejected"] == "0" and d["action.aborted"] == "0", d
         assert int(d["action.preempted"]) + int(d["action.succeeded"]) >= 5, d
         assert d["hold_reason"] == "none" and d["_message"] == "running"
+        out = _stop(ctl)  # shutdown: the hold goes out as a goal, and the server accepts it
+        assert "hold goal accepted by the server" in out, out
     finally:
         _stop(ctl)
         _stop(sim)

@@ -234,6 +234,11 @@ class ArmControllerNodeBase(Node):
         """Shutdown: the arm holds where it is (logged), then the node may go."""
         if self.context.ok() and self.hold_and_flush("controller shutting down: holding position"):
             self.get_logger().warning("shutting down: hold command sent")
+            if self._action_sink is not None:
+                ok = self._action_sink.flush(0.5)
+                self.get_logger().warning(
+                    "shutting down: hold goal accepted by the server" if ok else
+                    "shutting down: the hold goal was not confirmed within 0.5 s")
 
     def _on_watchdog(self) -> None:
         with self._lock:

@@ -104,6 +104,22 @@ class TrajectoryActionSink:
         self.sent += 1
         fut = self._client.send_goal_async(goal)
         fut.add_done_callback(lambda f: self._on_response(seq, hold, f))
+        self._last_goal = fut
+
+    def flush(self, timeout_s: float) -> bool:
+        """Shutdown only (no executor is spinning then): spin the node's executor until the
+        newest goal's response arrives; True when the server accepted it."""
+        import time
+
+        fut = getattr(self, "_last_goal", None)
+        executor = self._node.executor
+        if fut is None or executor is None:
+            return False
+        end = time.monotonic() + timeout_s
+        while not fut.done() and time.monotonic() < end and self._node.context.ok():
+            executor.spin_once(timeout_sec=0.02)
+        return bool(fut.done() and fut.exception() is None and fut.result() is not None
+                    and fut.result().accepted)
 
     def _fail(self, seq: int, hold: bool, why: str) -> None:
         self.last_error = why
