@@ -506,6 +506,7 @@ class SimNode(Node):
         self._resets += 1
         self.env.reset(self.cfg.seed + self._resets)
         self._arbiter.clear()
+        self._reflex, self._reflex_armed = "", True  # a new episode starts without a reflex
         if self._goal is not None:
             g, self._goal = self._goal, None
             self._finish_goal(g.handle, "abort", SUCCESSFUL, "sim reset")
