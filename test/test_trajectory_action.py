@@ -231,6 +231,37 @@ def test_widowx_aborted_goal_holds_the_arm(ros: Any, repo_root: Path,
         _stop(sim)
 
 
+def test_widowx_server_gone_holds_and_says_so(ros: Any, repo_root: Path,
+                                             standin_env: dict[str, str]) -> None:
+    """The action server disappears while the controller runs (sim_node stopped): the next
+    command is not sent into the void; the controller holds and /diagnostics says why."""
+    node, ex, js, diags, act_pub, sim, ctl, send = _run_widowx(ros, repo_root, standin_env)
+    try:
+        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 90, sim, ctl)
+        _spin_until(ex, lambda: False, 1.0, sim, ctl)
+        _stop(sim)
+        # the joint states go on (a driver without its controller): the controller stays live
+        last = js[-1]
+        js_pub = node.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
+
+        def republish() -> None:
+            last.header.stamp = node.get_clock().now().to_msg()
+            js_pub.publish(last)
+
+        node.create_timer(0.02, republish)
+        _spin_until(ex, lambda: False, 1.0, ctl)  # the graph notices the server is gone
+        send([0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+        assert _spin_until(ex, lambda: "not available" in _diag(
+            diags, "widowx_controller_node").get("hold_reason", ""), 10, ctl), \
+            _diag(diags, "widowx_controller_node")
+        d = _diag(diags, "widowx_controller_node")
+        assert d["_message"].startswith("holding: /arm_controller/follow_joint_trajectory not available")
+        assert int(d["interventions.trajectory_aborted"]) >= 1
+    finally:
+        _stop(ctl)
+        _stop(sim)
+
+
 def test_no_action_server_is_one_configuration_error(repo_root: Path,
                                                      standin_env: dict[str, str]) -> None:
     env = _env(repo_root, standin_env)

@@ -11,7 +11,7 @@ canceled or aborted with an empty, SUCCESSFUL result code), so the new trajector
 where the arm is, without a cancel round trip and without the hold-position the JTC applies
 between a cancel and the next goal (a jerk at every chunk step).
 
-Failures: a rejected goal, or a result with a non-SUCCESSFUL error code (path/goal tolerance
+Failures: a server that is no longer there when a goal is due, a rejected goal, or a result with a non-SUCCESSFUL error code (path/goal tolerance
 violated, invalid goal/joints), or the newest goal ending aborted, calls ``on_failure(why)``:
 the controller node holds (its safety layer) and reports ``why`` on /diagnostics. The result
 of a goal superseded by a newer one with a SUCCESSFUL code is the normal preemption and ignored.
@@ -101,6 +101,10 @@ class TrajectoryActionSink:
             goal.goal_tolerance = [self._tol(name=n, position=self._goal_tol) for n in self._names]
         self._seq += 1
         seq = self._seq
+        if not self._client.server_is_ready():  # gone since start-up: the goal would hang
+            self.rejected += 1
+            self._fail(seq, hold, f"{self.name} not available (controller or driver gone?)")
+            return
         self.sent += 1
         fut = self._client.send_goal_async(goal)
         fut.add_done_callback(lambda f: self._on_response(seq, hold, f))
