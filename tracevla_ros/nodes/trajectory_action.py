@@ -11,8 +11,9 @@ canceled or aborted with an empty, SUCCESSFUL result code), so the new trajector
 where the arm is, without a cancel round trip and without the hold-position the JTC applies
 between a cancel and the next goal (a jerk at every chunk step).
 
-Failures: a server that is no longer there when a goal is due, a rejected goal, or a result with a non-SUCCESSFUL error code (path/goal tolerance
-violated, invalid goal/joints), or the newest goal ending aborted, calls ``on_failure(why)``:
+Failures: a server that is no longer there when a goal is due, a rejected goal, a result
+with a non-SUCCESSFUL error code (path/goal tolerance violated, invalid goal/joints), or the
+newest goal ending aborted, calls ``on_failure(why)``:
 the controller node holds (its safety layer) and reports ``why`` on /diagnostics. The result
 of a goal superseded by a newer one with a SUCCESSFUL code is the normal preemption and ignored.
 A failure of a goal that was itself sent as a hold is reported but does not hold again (no
