@@ -18,4 +18,5 @@ BENCHMARKS: dict[str, str] = {
     "loop": "loop",
     "estop": "estop",
     "recorder": "recorder",
+    "action": "action",
 }

@@ -15,7 +15,8 @@ from tracevla_ros.control.safety import (
 )
 from tracevla_ros.robots import RobotSpec, UnknownRobotError, get_robot
 
-INTERFACES = ("trajectory", "interbotix_topic", "interbotix_api")
+INTERFACES = ("trajectory", "trajectory_action", "interbotix_topic", "interbotix_api")
+FRANKA_INTERFACES = ("trajectory", "trajectory_action")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,17 @@ class ArmSafetyParams:
                                          "orientation error is worth", unit="m/rad")
     ik_restarts: int = param(1, "IK: extra attempts (from home, then random) when the seed fails")
     diagnostics_period_s: float = param(1.0, "period of the /diagnostics status", unit="s")
+    path_tolerance: float = param(0.0, "interface trajectory_action: per-joint position error "
+                                  "the controller may have along a goal before it aborts it; "
+                                  "0 = not sent (the JTC's own constraints apply)", unit="rad")
+    goal_tolerance: float = param(0.05, "interface trajectory_action: per-joint position error "
+                                  "allowed at a goal's end; 0 = not sent", unit="rad")
+    goal_time_tolerance_s: float = param(0.5, "interface trajectory_action: time after a goal's "
+                                         "end to reach goal_tolerance before the JTC aborts it; "
+                                         "0 = no limit", unit="s")
+    action_server_timeout_s: float = param(5.0, "interface trajectory_action: wait this long at "
+                                           "start-up for the follow_joint_trajectory server, "
+                                           "then exit with a configuration error", unit="s")
 
     def _check_safety(self) -> None:
         check(self.step_period_s > 0.0, "step_period_s", "must be > 0 s")
@@ -67,6 +79,9 @@ class ArmSafetyParams:
               "gripper_close_below", "must satisfy 0 <= gripper_close_below < gripper_open_above <= 1")
         check(self.ik_orientation_weight >= 0.0, "ik_orientation_weight", "must be >= 0")
         check(self.ik_restarts >= 0, "ik_restarts", "must be >= 0")
+        for key in ("path_tolerance", "goal_tolerance", "goal_time_tolerance_s"):
+            check(getattr(self, key) >= 0.0, key, "must be >= 0 (0 = not used)")
+        check(self.action_server_timeout_s > 0.0, "action_server_timeout_s", "must be > 0 s")
 
     def safety_config(self, spec: RobotSpec) -> SafetyConfig:
         """The pure safety settings for ``spec``."""
@@ -106,11 +121,13 @@ class WidowXControllerConfig(ArmSafetyParams):
 
     robot: str = param("widowx250s", "robot model (tracevla_ros.robots registry)", read_only=True)
     interface: str = param("trajectory", "command interface: trajectory (ros2_control "
-                           "JointTrajectory), interbotix_topic (Interbotix SDK topics), "
+                           "JointTrajectory topic), trajectory_action (ros2_control "
+                           "FollowJointTrajectory action), interbotix_topic (Interbotix SDK topics), "
                            "interbotix_api (interbotix_xs_modules Python API)", read_only=True)
     robot_name: str = param("wx250s", "Interbotix robot namespace (/<robot_name>/commands/...)")
     arm_controller: str = param("arm_controller", "ros2_control arm controller name "
-                                "(/<arm_controller>/joint_trajectory)")
+                                "(/<arm_controller>/joint_trajectory, "
+                                "/<arm_controller>/follow_joint_trajectory)")
     gripper_controller: str = param("gripper_controller", "ros2_control gripper controller name; "
                                     "'' = do not command the gripper")
     joint_states_topic: str = param("", "joint state topic; '' = /<robot_name>/joint_states for "
@@ -144,8 +161,12 @@ class FrankaControllerConfig(ArmSafetyParams):
                                              "lower corner in fr3_link0", unit="m")
     workspace_max: tuple[float, ...] = param((0.80, 0.50, 0.80), "ee workspace box upper corner",
                                              unit="m")
+    interface: str = param("trajectory", "command interface: trajectory (ros2_control "
+                           "JointTrajectory topic) or trajectory_action (FollowJointTrajectory "
+                           "action)", read_only=True)
     arm_controller: str = param("fr3_arm_controller", "ros2_control arm controller "
-                                "(/<arm_controller>/joint_trajectory)")
+                                "(/<arm_controller>/joint_trajectory, "
+                                "/<arm_controller>/follow_joint_trajectory)")
     gripper_namespace: str = param("fr3_gripper", "franka_gripper action namespace "
                                    "(<ns>/move, <ns>/grasp); '' = no gripper")
     gripper_command_topic: str = param("", "std_msgs/Float64 gripper openness topic (1 = open, "
@@ -162,10 +183,19 @@ class FrankaControllerConfig(ArmSafetyParams):
     gripper_speed: float = param(0.1, "gripper move speed", unit="m/s")
     grasp_force: float = param(20.0, "grasp force", unit="N")
     base_frame: str = param("fr3_link0", "frame actions and waypoints must be expressed in")
+    robot_state_topic: str = param("/franka_robot_state_broadcaster/robot_state",
+                                   "franka_msgs/FrankaRobotState (franka_robot_state_broadcaster): "
+                                   "a reflex (robot_mode REFLEX or any current_errors flag) holds "
+                                   "and blocks actions until ~/recover; '' = not watched")
+    error_recovery_action: str = param("/action_server/error_recovery",
+                                       "franka_msgs/ErrorRecovery action (franka_hardware) that "
+                                       "~/recover calls")
 
     def __post_init__(self) -> None:
         _check_robot(self.robot)
         check(bool(self.arm_controller), "arm_controller", "must not be empty")
+        check(self.interface in FRANKA_INTERFACES, "interface",
+              f"must be one of {FRANKA_INTERFACES}, got '{self.interface}'")
         check(not (self.gripper_namespace and self.gripper_command_topic), "gripper_command_topic",
               "must be '' while gripper_namespace is set (one gripper interface at a time)")
         check(self.waypoint_speed > 0.0, "waypoint_speed", "must be > 0 m/s")

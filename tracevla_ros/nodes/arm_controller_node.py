@@ -53,10 +53,14 @@ def trajectory_msg(names: list[str], points: list[list[float]], times: list[floa
 def diagnostics_msg(node: Node, core: ArmController, extra: dict[str, str]) -> DiagnosticArray:
     """One DiagnosticStatus: e-stop state and intervention counts per check."""
     st = DiagnosticStatus(name=f"{node.get_name()}: safety", hardware_id=core.spec.name)
-    st.level = DiagnosticStatus.ERROR if core.estop.latched else (
+    st.level = DiagnosticStatus.ERROR if core.estop.latched or extra.get(
+        "robot_fault", "none") != "none" else (
         DiagnosticStatus.WARN if core.counts.get("watchdog") or core.counts.get("stale_state")
-        else DiagnosticStatus.OK)
-    st.message = "e-stop latched" if core.estop.latched else "running"
+        or core.counts.get("trajectory_aborted") else DiagnosticStatus.OK)
+    st.message = "e-stop latched" if core.estop.latched else (
+        f"robot fault: {extra['robot_fault']}" if extra.get("robot_fault", "none") != "none" else
+        f"holding: {extra['hold_reason']}" if extra.get("hold_reason", "none") != "none"
+        else "running")
     kv = {"estop_latched": str(core.estop.latched), "steps": str(core.steps_done), **extra}
     kv.update({f"interventions.{k}": str(v) for k, v in sorted(core.counts.items())})
     st.values = [KeyValue(key=k, value=v) for k, v in kv.items()]
@@ -82,6 +86,9 @@ class ArmControllerNodeBase(Node):
         self._next_step_t = 0.0
         self._gripper_sent: bool | None = None
         self._holding = False
+        self._hold_reason = ""  # why the arm holds after a failed action goal ('' = it does not)
+        self._fault = ""  # a robot fault (Franka reflex) blocking actions until recovered
+        self._action_sink: Any = None  # TrajectoryActionSink with interface trajectory_action
         self.control_group = MutuallyExclusiveCallbackGroup()
         safety = MutuallyExclusiveCallbackGroup()  # watchdog + e-stop never wait on IK
         self.create_subscription(JointState, self._state_topic(), self._on_joint_states,
@@ -110,6 +117,31 @@ class ArmControllerNodeBase(Node):
         return {"dry_run": str(self.cfg.dry_run)}
 
     # --- shared -----------------------------------------------------------------------
+    def _make_action_sink(self) -> Any:
+        """The FollowJointTrajectory client (interface trajectory_action); ConfigError when
+        control_msgs is missing or no server answers within action_server_timeout_s."""
+        from tracevla_ros.nodes.trajectory_action import TrajectoryActionSink
+
+        cfg = self.cfg
+        self._action_sink = TrajectoryActionSink(
+            self, cfg.arm_controller, self._names, cfg.step_period_s, cfg.path_tolerance,
+            cfg.goal_tolerance, cfg.goal_time_tolerance_s, cfg.action_server_timeout_s,
+            self._command_failed)
+        return self._action_sink
+
+    def _command_failed(self, why: str) -> None:
+        """The command interface reports a failed command (aborted/rejected goal): hold the
+        measured position; the next fresh action resumes (as after a watchdog hold)."""
+        self.get_logger().error(f"command failed, holding position: {why}")
+        with self._lock:
+            self._hold_reason = why
+            if self.core.q_state is None:
+                self.core.counts["trajectory_aborted"] += 1
+                return
+            out = self.core.hold(self._now(), Intervention("trajectory_aborted", why))
+            self._holding = True
+        self._send(out)
+
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
@@ -155,6 +187,9 @@ class ArmControllerNodeBase(Node):
             if self.core.estop.latched:
                 self.core.counts["estop"] += 1
                 return
+            if self._fault:
+                self.core.counts["robot_fault"] += 1
+                return
             try:
                 self.core.push_action(msg.values, msg.chunk_length, msg.action_dim, self._now())
             except ActionError as exc:
@@ -162,6 +197,7 @@ class ArmControllerNodeBase(Node):
                 self.get_logger().error(f"action rejected: {exc}", throttle_duration_sec=2.0)
                 return
             self._holding = False
+            self._hold_reason = ""
             self._next_step_t = 0.0  # the first step goes out now, not on the next tick
         self._on_control_tick()
 
@@ -198,6 +234,11 @@ class ArmControllerNodeBase(Node):
         """Shutdown: the arm holds where it is (logged), then the node may go."""
         if self.context.ok() and self.hold_and_flush("controller shutting down: holding position"):
             self.get_logger().warning("shutting down: hold command sent")
+            if self._action_sink is not None:
+                ok = self._action_sink.flush(0.5)
+                self.get_logger().warning(
+                    "shutting down: hold goal accepted by the server" if ok else
+                    "shutting down: the hold goal was not confirmed within 0.5 s")
 
     def _on_watchdog(self) -> None:
         with self._lock:
@@ -226,5 +267,10 @@ class ArmControllerNodeBase(Node):
 
     def _on_diagnostics(self) -> None:
         with self._lock:
-            msg = diagnostics_msg(self, self.core, self._diagnostics_extra())
+            extra = self._diagnostics_extra()
+            if self._action_sink is not None:
+                extra.update(self._action_sink.diagnostics())
+            extra["hold_reason"] = self._hold_reason or "none"
+            extra["robot_fault"] = self._fault or "none"
+            msg = diagnostics_msg(self, self.core, extra)
         self._diag.publish(msg)

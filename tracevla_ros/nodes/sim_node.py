@@ -19,9 +19,13 @@ Subscribes (the interfaces the real controllers take):
                                  "arm": 6 joint positions [rad]) and .../joint_single (name
                                  "gripper", PWM: > 0 opens, < 0 closes); only if that package imports
     ~/gripper_command            std_msgs/Float64 openness [0, 1], 1 = open
-    /<franka_gripper_namespace>/move, .../grasp   franka_msgs Move / Grasp action servers (goal
+    /<franka_gripper_namespace>/move, .../grasp, .../homing   franka_msgs Move / Grasp / Homing (goal
                                  width [m] = finger distance; replies at once, the hand then
                                  moves); only if franka_msgs imports and the namespace is set
+Action server (only if control_msgs imports):
+    /<arm_controller>/follow_joint_trajectory   control_msgs/FollowJointTrajectory, executed by
+                                 the tick like the topic; path/goal tolerances, JTC result codes;
+                                 a new goal preempts the running one (see README)
 Services:
     ~/reset                      std_srvs/Trigger: new episode (seed + number of resets)
 
@@ -50,12 +54,21 @@ from tracevla_ros.config import check, param
 from tracevla_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, sec_to_stamp
 from tracevla_ros.sim.camera import CameraIntrinsics
 from tracevla_ros.sim.env import SimEnv
-from tracevla_ros.sim.trajectory import CommandArbiter, TrajectoryError
+from tracevla_ros.sim.trajectory import CommandArbiter, JointTrajectoryPlan, TrajectoryError
 
 try:  # franka_ros2 interfaces exist only where franka_ros2 is installed.
-    from franka_msgs.action import Grasp, Move
+    from franka_msgs.action import Grasp, Homing, Move
 except ImportError:
-    Grasp = Move = None
+    Grasp = Homing = Move = None
+try:
+    from franka_msgs.action import ErrorRecovery
+    from franka_msgs.msg import FrankaRobotState
+except ImportError:
+    ErrorRecovery = FrankaRobotState = None
+try:  # ros2_control's action interface (control_msgs) exists only where it is installed.
+    from control_msgs.action import FollowJointTrajectory
+except ImportError:
+    FollowJointTrajectory = None
 try:  # Interbotix interfaces exist only where the Interbotix stack is installed.
     from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 except ImportError:
@@ -91,6 +104,15 @@ class SimNodeConfig:
     depth_topic: str = param("/camera/depth/image_raw", "depth image topic (RGB-D worlds)")
     depth_info_topic: str = param("/camera/depth/camera_info", "depth camera_info topic")
     stamp_source: str = param("wall", "'wall': node clock; 'sim': sim time, also on /clock")
+    franka_robot_state_topic: str = param("", "franka_msgs/FrankaRobotState topic (robot_mode, "
+                                          "current_errors) as franka_robot_state_broadcaster's; "
+                                          "empty = none; only if franka_msgs imports")
+    franka_error_recovery_action: str = param("", "franka_msgs/ErrorRecovery action server that "
+                                              "clears a reflex; empty = none")
+    reflex_contact_force_n: float = param(0.0, "a contact force between the robot and anything "
+                                          "else above this puts the robot in reflex (it holds and "
+                                          "ignores commands until error recovery), like "
+                                          "libfranka's collision thresholds; 0 = never", "N")
 
     def __post_init__(self) -> None:
         check(self.physics_rate_hz >= 10.0, "physics_rate_hz", "must be >= 10 Hz")
@@ -99,6 +121,31 @@ class SimNodeConfig:
             check(0.0 < v <= self.physics_rate_hz, key, f"must be in (0, physics_rate_hz={self.physics_rate_hz}]")
         check(self.stamp_source in ("wall", "sim"), "stamp_source", "must be 'wall' or 'sim'")
         check(bool(self.arm_controller), "arm_controller", "must name the controller (e.g. arm_controller)")
+        check(self.reflex_contact_force_n >= 0.0, "reflex_contact_force_n", "must be >= 0 N (0 = off)")
+
+
+# control_msgs/action/FollowJointTrajectory result codes (the JTC's; kept here so the
+# bookkeeping below does not need control_msgs to import).
+SUCCESSFUL, INVALID_GOAL, INVALID_JOINTS = 0, -1, -2
+PATH_TOLERANCE_VIOLATED, GOAL_TOLERANCE_VIOLATED = -4, -5
+
+
+@dataclass
+class _Goal:
+    """A FollowJointTrajectory goal the tick is executing."""
+
+    handle: Any
+    plan: JointTrajectoryPlan
+    names: list[str]
+    path_tol: np.ndarray  # (k,) rad/m per goal joint, 0 = not checked
+    goal_tol: np.ndarray  # (k,) rad/m, 0 = not checked
+    goal_time_tol: float  # s after the last point, 0 = no limit (as the JTC)
+    t_end: float  # sim time of the last point [s]
+    next_feedback: float = 0.0
+
+
+def _duration_s(d: Any) -> float:
+    return float(d.sec) + float(d.nanosec) * 1e-9
 
 
 def _camera_info(intr: CameraIntrinsics, header: Header) -> CameraInfo:
@@ -170,10 +217,46 @@ class SimNode(Node):
                 from rclpy.action import ActionServer
 
                 self._actions = [ActionServer(self, Move, f"{ns}/move", self._on_gripper_goal),
-                                 ActionServer(self, Grasp, f"{ns}/grasp", self._on_gripper_goal)]
+                                 ActionServer(self, Grasp, f"{ns}/grasp", self._on_gripper_goal),
+                                 ActionServer(self, Homing, f"{ns}/homing", self._on_homing)]
             else:
                 self.get_logger().warning(f"franka_msgs is not installed: no {ns}/move, {ns}/grasp "
                                           "action servers (use ~/gripper_command)")
+        self._goal: _Goal | None = None
+        self._outcomes: dict[bytes, tuple[str, int, str]] = {}  # goal id -> result to send
+        self._fjt: Any = None
+        if FollowJointTrajectory is not None:
+            from rclpy.action import ActionServer, CancelResponse, GoalResponse
+
+            # Goals are accepted here and executed by the tick; the result is produced by the
+            # execute callback only once the tick knows it (see _finish_goal): an execute
+            # callback that waited would busy-poll or block the single-threaded executor.
+            self._fjt = ActionServer(
+                self, FollowJointTrajectory, f"/{cfg.arm_controller}/follow_joint_trajectory",
+                execute_callback=self._fjt_result,
+                goal_callback=lambda _goal: GoalResponse.ACCEPT,
+                handle_accepted_callback=self._on_fjt_accepted,
+                cancel_callback=lambda _handle: CancelResponse.ACCEPT)
+        else:
+            self.get_logger().info("control_msgs is not installed: no "
+                                   f"/{cfg.arm_controller}/follow_joint_trajectory action server")
+        self._reflex = ""  # why the simulated robot is in reflex ('' = it is not)
+        self._reflex_armed = True  # re-armed once the contact force fell below half the threshold
+        self._robot_bodies = self._find_robot_bodies()
+        self._pub_fstate: Any = None
+        if (cfg.franka_robot_state_topic or cfg.franka_error_recovery_action) and (
+                FrankaRobotState is None or ErrorRecovery is None):
+            self.get_logger().warning("franka_msgs is not installed: no robot state topic and no "
+                                      "error recovery action server")
+        elif cfg.franka_robot_state_topic or cfg.franka_error_recovery_action:
+            from rclpy.action import ActionServer
+
+            if cfg.franka_robot_state_topic:
+                self._pub_fstate = self.create_publisher(FrankaRobotState,
+                                                         cfg.franka_robot_state_topic, RELIABLE_QOS)
+            if cfg.franka_error_recovery_action:
+                self._recovery = ActionServer(self, ErrorRecovery, cfg.franka_error_recovery_action,
+                                              self._on_error_recovery)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / cfg.physics_rate_hz, self._on_tick)
         self._pub_instr.publish(String(data=self.env.instruction))
@@ -219,12 +302,214 @@ class SimNode(Node):
         result.success = True
         return result
 
+    # -- Franka reflex / error recovery (franka_ros2's interfaces) -------------------------
+    def _find_robot_bodies(self) -> set[int]:
+        """Bodies of the arm and hand: the first arm joint's body and everything below it."""
+        m, r = self.env.model, self.env.robot
+        root = int(m.jnt_bodyid[r.arm_jnt[0]])
+        out = set()
+        for b in range(m.nbody):
+            a = b
+            while a > 0 and a != root:
+                a = int(m.body_parentid[a])
+            if a == root:
+                out.add(b)
+        return out
+
+    def _contact_force(self) -> float:
+        """Largest normal force [N] of a contact between the robot and anything else."""
+        import mujoco
+
+        m, d = self.env.model, self.env.data
+        f = np.zeros(6)
+        best = 0.0
+        for i in range(d.ncon):
+            c = d.contact[i]
+            if (int(m.geom_bodyid[c.geom1]) in self._robot_bodies) != (
+                    int(m.geom_bodyid[c.geom2]) in self._robot_bodies):
+                mujoco.mj_contactForce(m, d, i, f)
+                best = max(best, abs(float(f[0])))
+        return best
+
+    def _check_reflex(self) -> None:
+        thr = self.cfg.reflex_contact_force_n
+        if thr <= 0.0 or self._reflex:
+            return
+        force = self._contact_force()
+        if not self._reflex_armed:
+            self._reflex_armed = force < thr / 2
+            return
+        if force <= thr:
+            return
+        self._reflex = f"cartesian_reflex: contact force {force:.1f} N > {thr} N"
+        self._reflex_armed = False
+        self.get_logger().error(f"REFLEX ({self._reflex}): holding, commands ignored until error "
+                                "recovery")
+        s = self.env.robot.spec
+        actual = self.env.joint_state().position[: s.dof + 1]
+        self._arbiter.clear()
+        self._pending_traj.clear()
+        self._pending_group = None
+        self.env.set_joint_targets(actual[: s.dof])
+        if self._goal is not None:
+            g, self._goal = self._goal, None
+            self._finish_goal(g.handle, "abort", PATH_TOLERANCE_VIOLATED,
+                              f"robot in reflex ({self._reflex})")
+
+    def _publish_franka_state(self, stamp: Any) -> None:
+        if self._pub_fstate is None:
+            return
+        msg = FrankaRobotState()
+        msg.header.stamp = stamp
+        msg.header.frame_id = ""
+        if self._reflex:
+            msg.robot_mode = FrankaRobotState.ROBOT_MODE_REFLEX
+            msg.current_errors.cartesian_reflex = True
+            msg.last_motion_errors.cartesian_reflex = True
+        else:
+            msg.robot_mode = (FrankaRobotState.ROBOT_MODE_MOVE if self._arbiter.plans
+                              else FrankaRobotState.ROBOT_MODE_IDLE)
+        self._pub_fstate.publish(msg)
+
+    def _on_error_recovery(self, handle: Any) -> Any:
+        """franka_msgs/ErrorRecovery: clears the reflex (the arm keeps holding where it is)."""
+        was, self._reflex = self._reflex, ""
+        self.get_logger().warning(f"error recovery: {'cleared ' + was if was else 'no error'}")
+        handle.succeed()
+        return ErrorRecovery.Result()
+
+    # -- FollowJointTrajectory (the joint_trajectory_controller's action interface) ------
+    def _on_fjt_accepted(self, handle: Any) -> None:
+        """A new goal: validated and started at once; it preempts the running one, which is
+        aborted with an empty (SUCCESSFUL) result, as the JTC's preempt_active_goal does."""
+        if self._reflex:
+            self._finish_goal(handle, "abort", INVALID_GOAL, f"robot in reflex ({self._reflex})")
+            return
+        req = handle.request
+        traj = req.trajectory
+        names = list(traj.joint_names)
+        known = self._cmd_names
+        unknown = [n for n in names if n not in known]
+        unknown_tol = [t.name for t in list(req.path_tolerance) + list(req.goal_tolerance)
+                       if t.name not in names]
+        if unknown or unknown_tol or len(set(names)) != len(names):
+            self._finish_goal(handle, "abort", INVALID_JOINTS,
+                              f"unknown or repeated joint(s) {unknown or unknown_tol or names}; "
+                              f"this robot has {known}")
+            return
+        env = self.env
+        try:
+            plan = self._arbiter.add_trajectory(
+                self.cfg.arm_controller, names,
+                [_duration_s(p.time_from_start) for p in traj.points],
+                [list(p.positions) for p in traj.points], self._command_vector(), env.sim_time)
+        except TrajectoryError as exc:
+            self._finish_goal(handle, "abort", INVALID_GOAL, str(exc))
+            return
+
+        def tol(items: Any) -> np.ndarray:
+            by_name = {t.name: float(t.position) for t in items}
+            return np.array([max(by_name.get(n, 0.0), 0.0) for n in names])
+
+        old = self._goal
+        self._goal = _Goal(handle, plan, names, tol(req.path_tolerance), tol(req.goal_tolerance),
+                           max(_duration_s(req.goal_time_tolerance), 0.0),
+                           env.sim_time + float(plan.times[-1]))
+        if old is not None:
+            self._finish_goal(old.handle, "abort", SUCCESSFUL, "preempted by a new goal")
+
+    def _fjt_result(self, handle: Any) -> Any:
+        """Execute callback: the outcome is already known (stored by _finish_goal)."""
+        status, code, text = self._outcomes.pop(bytes(handle.goal_id.uuid))
+        if status == "succeed":
+            handle.succeed()
+        elif status == "canceled" and handle.is_cancel_requested:
+            handle.canceled()
+        else:
+            handle.abort()
+        return FollowJointTrajectory.Result(error_code=code, error_string=text)
+
+    def _finish_goal(self, handle: Any, status: str, code: int, text: str) -> None:
+        self._outcomes[bytes(handle.goal_id.uuid)] = (status, code, text)
+        if code != SUCCESSFUL:
+            self.get_logger().warning(f"follow_joint_trajectory goal aborted ({code}): {text}")
+        handle.execute(self._fjt_result)  # runs the execute callback: the result goes out
+
+    def _hold_goal_joints(self, actual: np.ndarray) -> None:
+        """The JTC holds the measured position after an abort or a cancel."""
+        self._arbiter.plans.pop(self.cfg.arm_controller, None)
+        s = self.env.robot.spec
+        self.env.set_joint_targets(actual[: s.dof])
+
+    def _update_goal(self) -> None:
+        g = self._goal
+        if g is None:
+            return
+        t = self.env.sim_time
+        s = self.env.robot.spec
+        actual_all = self.env.joint_state().position[: s.dof + 1]
+        idx = g.plan.indices
+        # the plan may have lost joints to a newer command; compare what it still owns
+        current = self._arbiter.plans.get(self.cfg.arm_controller)
+        if current is not None and current.t0 != g.plan.t0:
+            self._goal = None
+            self._finish_goal(g.handle, "abort", SUCCESSFUL, "preempted by a topic trajectory")
+            return
+        desired = g.plan.sample(t)
+        err = desired - actual_all[idx]
+        if t + 1e-9 >= g.next_feedback:
+            g.next_feedback = t + 1.0 / self.cfg.joint_state_rate_hz
+            fb = FollowJointTrajectory.Feedback(joint_names=g.names)
+            fb.header.stamp = self.get_clock().now().to_msg()
+            fb.desired.positions = desired.tolist()
+            fb.actual.positions = actual_all[idx].tolist()
+            fb.error.positions = err.tolist()
+            g.handle.publish_feedback(fb)
+        if g.handle.is_cancel_requested:
+            self._goal = None
+            self._hold_goal_joints(actual_all)
+            self._finish_goal(g.handle, "canceled", SUCCESSFUL, "canceled")
+            return
+        over = (g.path_tol > 0) & (np.abs(err) > g.path_tol)
+        if t < g.t_end and np.any(over):
+            j = int(np.argmax(over))
+            self._goal = None
+            self._hold_goal_joints(actual_all)
+            self._finish_goal(g.handle, "abort", PATH_TOLERANCE_VIOLATED,
+                              f"{g.names[j]}: |error| {abs(err[j]):.4f} > path tolerance "
+                              f"{g.path_tol[j]:.4f}")
+            return
+        if t + 1e-9 < g.t_end:
+            return
+        final_err = g.plan.positions[-1] - actual_all[idx]
+        bad = (g.goal_tol > 0) & (np.abs(final_err) > g.goal_tol)
+        if not np.any(bad):
+            self._goal = None
+            self._finish_goal(g.handle, "succeed", SUCCESSFUL, "")
+        elif g.goal_time_tol > 0 and t > g.t_end + g.goal_time_tol:
+            j = int(np.argmax(bad))
+            self._goal = None
+            self._hold_goal_joints(actual_all)
+            self._finish_goal(g.handle, "abort", GOAL_TOLERANCE_VIOLATED,
+                              f"{g.names[j]}: |error| {abs(final_err[j]):.4f} > goal tolerance "
+                              f"{g.goal_tol[j]:.4f} {g.goal_time_tol} s after the end")
+
+    def _on_homing(self, goal_handle: Any) -> Any:
+        """franka_gripper Homing: the hand opens fully (replies at once, as Move/Grasp)."""
+        self._pending_gripper = 1.0
+        goal_handle.succeed()
+        return Homing.Result(success=True)
+
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # Rare operator action: done here (0.3 s of settling) so the reply means "reset done".
         self._sim_offset += self.env.sim_time
         self._resets += 1
         self.env.reset(self.cfg.seed + self._resets)
         self._arbiter.clear()
+        self._reflex, self._reflex_armed = "", True  # a new episode starts without a reflex
+        if self._goal is not None:
+            g, self._goal = self._goal, None
+            self._finish_goal(g.handle, "abort", SUCCESSFUL, "sim reset")
         self._pending_traj.clear()
         self._pending_group = self._pending_gripper = None
         self._next_cam = self._next_js = 0.0
@@ -244,6 +529,9 @@ class SimNode(Node):
 
     def _apply_commands(self) -> None:
         env, s, arb = self.env, self.env.robot.spec, self._arbiter
+        if self._reflex:  # commands are ignored until error recovery
+            self._pending_traj.clear()
+            self._pending_group = None
         for ctrl, msg in list(self._pending_traj.items()):
             del self._pending_traj[ctrl]
             try:
@@ -299,6 +587,8 @@ class SimNode(Node):
             self._apply_commands()
             self.env.advance(self._substeps)
         self._ticks += n
+        self._check_reflex()
+        self._update_goal()
         t = self.env.sim_time
         if self.cfg.stamp_source == "sim":
             stamp = sec_to_stamp(self._now())
@@ -314,6 +604,7 @@ class SimNode(Node):
                              effort=js.effort.tolist())
             for pub in self._pub_js:
                 pub.publish(msg)
+            self._publish_franka_state(stamp)
         if t + 1e-9 >= self._next_cam:
             self._next_cam = _next_due(self._next_cam, t, 1.0 / self.cfg.camera_rate_hz)
             self._publish_camera(stamp)

@@ -4,6 +4,9 @@ Subscribes: ``action`` (tracevla_ros/PolicyAction), joint states (sensor_msgs/Jo
 ``/<robot_name>/joint_states`` or ``/joint_states``). Commands the arm through the
 ``interface`` parameter: ``trajectory`` (ros2_control trajectory_msgs/JointTrajectory on
 ``/<arm_controller>/joint_trajectory``, gripper on ``/<gripper_controller>/joint_trajectory``),
+``trajectory_action`` (ros2_control control_msgs/FollowJointTrajectory goals on
+``/<arm_controller>/follow_joint_trajectory``, see nodes/trajectory_action.py; gripper on the
+gripper controller's topic as above),
 ``interbotix_topic`` (interbotix_xs_msgs JointGroupCommand "arm" on
 ``/<robot_name>/commands/joint_group``, JointSingleCommand "gripper" on ``.../joint_single``)
 or ``interbotix_api`` (interbotix_xs_modules). ``dry_run``: everything goes to
@@ -68,6 +71,21 @@ class WidowXControllerNode(ArmControllerNodeBase):
                 if grip is not None and g is not None:
                     grip.publish(trajectory_msg([spec.gripper_joints[0]], [[gpos]], [cfg.step_period_s], stamp))
             return send_traj
+        if cfg.interface == "trajectory_action":
+            action = self._make_action_sink()
+            grip_pub = None
+            if cfg.gripper_controller:
+                grip_pub = self.create_publisher(
+                    JointTrajectory, f"/{cfg.gripper_controller}/joint_trajectory", RELIABLE_QOS)
+
+            def send_action(q: np.ndarray, g: bool | None) -> None:
+                action.send(q, hold=self._holding)
+                if grip_pub is not None and g is not None:
+                    gpos = spec.gripper_position(1.0 if g else 0.0)
+                    grip_pub.publish(trajectory_msg([spec.gripper_joints[0]], [[gpos]],
+                                                    [cfg.step_period_s],
+                                                    self.get_clock().now().to_msg()))
+            return send_action
         if cfg.interface == "interbotix_topic":
             try:
                 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand

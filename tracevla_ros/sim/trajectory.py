@@ -97,11 +97,13 @@ class CommandArbiter:
         self.plans.clear()
 
     def add_trajectory(self, source: str, joint_names: list[str], times: list[float],
-                       positions: list[list[float]], current: np.ndarray, t: float) -> None:
-        """Start a plan for ``source``; raises TrajectoryError (older plans then stay untouched)."""
+                       positions: list[list[float]], current: np.ndarray, t: float) -> JointTrajectoryPlan:
+        """Start a plan for ``source`` and return it; raises TrajectoryError (older plans
+        then stay untouched)."""
         plan = plan_from_points(joint_names, self.names, times, positions, current, t)
         self.plans[source] = plan
         self.take_over(plan.indices, keep=source)
+        return plan
 
     def take_over(self, indices: np.ndarray, keep: str = "") -> None:
         """A newer command owns ``indices``: drop them from every plan except ``keep``'s."""
