@@ -281,9 +281,13 @@ def test_interbotix_group_and_single_commands(ros: Any, repo_root: Path,
 
 
 def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_root: Path,
-                                                               standin_env: dict[str, str]) -> None:
+                                                               standin_env: dict[str, str],
+                                                               tmp_path: Path) -> None:
     """widowx_controller_node with interface=interbotix_topic (JointGroupCommand/JointSingleCommand
-    over the stand-in interbotix_xs_msgs) moves the simulated arm like the xs_sdk would."""
+    over the stand-in interbotix_xs_msgs) moves the simulated arm like the xs_sdk would, and
+    sends nothing on the trajectory topic."""
+    import yaml
+
     from tracevla_ros.control.kinematics import load_kinematics
     from tracevla_ros.msg import PolicyAction
 
@@ -291,11 +295,18 @@ def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_ro
     node, ex = ros
     kin = load_kinematics("widowx250s")
     js: list[JointState] = []
+    traj: list[JointTrajectory] = []
     node.create_subscription(JointState, "/wx250s/joint_states", js.append, RELIABLE_QOS)
+    node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", traj.append,
+                             RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
+    # the override inside the node's own section: rcl lets a file's node section win over -p
+    params = yaml.safe_load((repo_root / "config" / "widowx.yaml").read_text())
+    params["widowx_controller_node"]["ros__parameters"]["interface"] = "interbotix_topic"
+    params_file = tmp_path / "widowx_interbotix.yaml"
+    params_file.write_text(yaml.safe_dump(params))
     sim = _start_env(repo_root, env, "tracevla_ros.nodes.sim_node", "config/widowx.yaml")
-    ctl = _start_env(repo_root, env, "tracevla_ros.nodes.widowx_controller_node",
-                     "config/widowx.yaml", "interface:=interbotix_topic")
+    ctl = _start_env(repo_root, env, "tracevla_ros.nodes.widowx_controller_node", str(params_file))
     try:
         assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
         _spin_until(ex, lambda: False, 1.5, ctl)
@@ -311,6 +322,7 @@ def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_ro
         p1, _ = kin.fk(np.array(js[-1].position[:6]))
         assert 0.035 < p1[0] - p0[0] < 0.065, f"ee moved {p1 - p0}"
         assert abs(p1[1] - p0[1]) < 0.01 and abs(p1[2] - p0[2]) < 0.01
+        assert not traj, "the interbotix interface published on the trajectory topic"
     finally:
         _stop(ctl)
         _stop(sim)
