@@ -279,6 +279,7 @@ class CoTrackerBackend(PointTrackerBackend):
         self.session: OnlineSession | None = None
         self.inits = 0  # predictor re-initialisations (dense passes + sparse sessions)
         self.last_info = StepInfo(0, False, 0, False)
+        self.windows_run = 0  # model windows run in all (dense passes and steps)
 
     def _session(self, frames: Sequence[Frame], queries: np.ndarray) -> OnlineSession:
         self.inits += 1
@@ -321,6 +322,7 @@ class CoTrackerBackend(PointTrackerBackend):
         tracks[0] = q
         visible[0] = True
         self.last_info = StepInfo(s.model_calls, False, 0, True)
+        self.windows_run += s.model_calls
         return tracks, visible
 
     def keep(self, frames: Sequence[Frame], tracks: np.ndarray, visible: np.ndarray) -> None:
@@ -331,6 +333,7 @@ class CoTrackerBackend(PointTrackerBackend):
         s.pos = tracks[-1].copy()
         s.vis = np.asarray(visible, bool)[-1].copy()
         s.plan.processed = s.plan.fed  # the dense pass gave the newest positions
+        self.windows_run += s.model_calls  # only when the buffer holds a full window
         self.session = s
 
     def track_step(self, prev: Frame, frame: Frame, points: np.ndarray,
@@ -338,16 +341,18 @@ class CoTrackerBackend(PointTrackerBackend):
         p = np.asarray(points, np.float32).reshape(-1, 2)
         if p.shape[0] == 0:
             return np.zeros((0, 2), np.float32), np.zeros(0, bool)
-        rows = self.session.match(prev, p) if self.session is not None else None
+        session = self.session
+        rows = session.match(prev, p) if session is not None else None
         reinit = rows is None
-        if rows is None:  # no session for these points (e.g. no dense pass of ours)
-            self.session = self._session([prev], p)
+        if session is None or rows is None:  # no session for these points
+            session = self.session = self._session([prev], p)
             rows = np.arange(p.shape[0])
-        info = self.session.feed(frame)
+        info = session.feed(frame)
         self.last_info = StepInfo(info.model_calls, info.provisional, info.lag_frames, reinit)
+        self.windows_run += info.model_calls
         w, h = frame.size
-        new = self.session.pos[rows]
-        ok = (self.session.vis[rows] & (new[:, 0] >= 0) & (new[:, 0] <= w - 1)
+        new = session.pos[rows]
+        ok = (session.vis[rows] & (new[:, 0] >= 0) & (new[:, 0] <= w - 1)
               & (new[:, 1] >= 0) & (new[:, 1] <= h - 1))
         # the session keeps its own estimate of a lost point; the caller gets the input
         return np.where(ok[:, None], new, p).astype(np.float32), ok
