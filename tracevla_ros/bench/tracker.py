@@ -47,6 +47,20 @@ def _size(text: str) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"size must be N or WxH, got '{text}'")
 
 
+class _AllVisible:
+    """Predictor wrapper: every point visible (``--assume-visible``, random weights)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __call__(self, video_chunk: Any, is_first_step: bool = False, **kw: Any) -> Any:
+        out = self.inner(video_chunk, is_first_step=is_first_step, **kw)
+        return out if is_first_step else (out[0], out[1] | True)
+
+
 def _torch_setup(tracker: IncrementalTracker, args: argparse.Namespace) -> tuple[Any, Any]:
     """(report, context factory) for the CoTracker3 options; no torch import for LK."""
     cots = [b for b in {id(tracker.backend): tracker.backend,
@@ -63,6 +77,9 @@ def _torch_setup(tracker: IncrementalTracker, args: argparse.Namespace) -> tuple
         for b in cots:
             model = b.predictor.model  # type: ignore[attr-defined]
             model.fnet = torch.compile(model.fnet)
+    if args.assume_visible:
+        for b in cots:
+            b.predictor = _AllVisible(b.predictor)  # type: ignore[attr-defined]
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.autocast)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -77,6 +94,7 @@ def _torch_setup(tracker: IncrementalTracker, args: argparse.Namespace) -> tuple
             "device": str(device), "autocast": args.autocast, "compile": bool(args.compile),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cotracker_window_len": args.window_len, "cotracker_lag": args.lag,
+            "assume_visible": bool(args.assume_visible),
             "model_windows": int(np.sum([getattr(b, "windows_run", 0) for b in cots])),
             "predictor_inits": int(np.sum([getattr(b, "inits", 0) for b in cots])),
         }
@@ -108,7 +126,12 @@ def main(argv: list[str]) -> dict:
     ap.add_argument("--autocast", default="none", choices=["none", "fp16", "bf16"],
                     help="cotracker3: torch.autocast dtype on the device")
     ap.add_argument("--compile", action="store_true", help="cotracker3: torch.compile model.fnet")
+    ap.add_argument("--assume-visible", action="store_true",
+                    help="cotracker3: treat every point as visible (random weights give no "
+                    "visibility, so nothing is traced and no incremental step runs); cost only")
     ap.add_argument("--grid-size", type=int, default=-1, help="K (-1 = preset)")
+    ap.add_argument("--kappa", type=float, default=-1.0,
+                    help="kappa_px (-1 = preset; 0 makes every kept track active)")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0 = default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -117,6 +140,7 @@ def main(argv: list[str]) -> dict:
     width, height = args.size
     cfg = TrackerConfig(preset=args.preset, backend=args.backend, seed=args.seed,
                         cotracker_checkpoint=args.checkpoint, grid_size=args.grid_size,
+                        kappa_px=args.kappa,
                         dense_backend=args.dense_backend, sparse_backend=args.sparse_backend,
                         cotracker_device=args.device, cotracker_window_len=args.window_len,
                         cotracker_lag=args.lag)
