@@ -232,3 +232,55 @@ def test_incremental_session_across_a_dense_requery(random_checkpoint: str, mode
     session = backend.session  # type: ignore[attr-defined]
     assert session is not None and session.plan.fed == cfg.history + 15 - 12
     assert session.plan.ind == 4  # the full window [0, 8) was committed, [4, 9) pending
+
+
+def test_cotracker3_backend_contract_with_a_local_checkpoint() -> None:
+    """Shapes, dtypes and query handling with the released weights (TRACEVLA_COTRACKER_CKPT)."""
+    pytest.importorskip("torch", reason="torch not installed: CoTracker3 backend unavailable")
+    pytest.importorskip("cotracker", reason="cotracker package not installed "
+                        "(pip install -e a clone of facebookresearch/co-tracker)")
+    ckpt = os.environ.get("TRACEVLA_COTRACKER_CKPT", "")
+    if not ckpt or not os.path.isfile(ckpt):
+        pytest.skip(f"no CoTracker3 checkpoint: set TRACEVLA_COTRACKER_CKPT (got '{ckpt}')")
+    from tracevla_ros.tracking.frames import make_frame
+    from tracevla_ros.tracking.tracker import grid_points
+
+    backend = make_backend(TrackerConfig(backend="cotracker3", cotracker_checkpoint=ckpt))
+    assert backend.needs_color
+    images, times = SyntheticScene.default(128, 128).sequence(fps=5.0, n_frames=6)
+    frames = [make_frame(img, t, keep_color=True) for img, t in zip(images, times)]
+    queries = grid_points(128, 128, 4)
+    tracks, visible = backend.track(frames, queries)
+    assert tracks.shape == (6, 16, 2) and tracks.dtype == np.float32
+    assert visible.shape == (6, 16) and visible.dtype == bool
+    np.testing.assert_array_equal(tracks[0], queries)
+    assert np.isfinite(tracks).all()
+
+
+def test_dense_pass_of_one_full_window_matches_the_predictor(random_checkpoint: str) -> None:
+    """A buffer of exactly one full window is read from the committed model state; it
+    equals the predictor's own output for that window (random weights, 64x64 model input)."""
+    import torch
+
+    from tracevla_ros.tracking.frames import make_frame
+    from tracevla_ros.tracking.tracker import grid_points
+
+    torch.set_num_threads(1)
+    backend = make_backend(TrackerConfig(backend="cotracker3", cotracker_window_len=8,
+                                         cotracker_checkpoint=random_checkpoint))
+    pred = backend.predictor  # type: ignore[attr-defined]
+    pred.interp_shape = (64, 64)
+    images, times = SyntheticScene.default(64, 64).sequence(fps=5.0, n_frames=8)
+    frames = [make_frame(img, t, keep_color=True) for img, t in zip(images, times)]
+    q = grid_points(64, 64, 3)
+    tracks, visible = backend.track(frames, q)
+    video = torch.stack([torch.from_numpy(f.color).permute(2, 0, 1).float() for f in frames])[None]
+    q3 = torch.from_numpy(np.concatenate([np.zeros((9, 1), np.float32), q], 1))[None]
+    pred(video_chunk=video[:, :1], is_first_step=True, queries=q3)
+    ref_t, ref_v = pred(video_chunk=video)
+    ref = ref_t[0].numpy()
+    ref[0] = q
+    vis = ref_v[0].numpy()
+    vis[0] = True
+    np.testing.assert_array_equal(tracks, ref)
+    np.testing.assert_array_equal(visible, vis)
