@@ -46,6 +46,11 @@ Incremental use here (``OnlineSession``, bookkeeping in ``OnlineWindowPlan``)
   a 30 Hz ``observe_rate_hz`` (frames at camera rate) 267..500 ms and
   0..233 ms. The trace published each step uses the newest estimate
   (provisional or held); positions already in the trace are not revised.
+  In ``"hold"`` mode the first committed window after a re-query needs
+  S frames since the buffer's oldest frame, i.e. S - N frames after the
+  re-query (10 with N=6), during which the dense positions are held.
+  Every frame fed costs a window in ``"provisional"`` mode, so with CoTracker3
+  as the sparse backend keep ``observe_rate_hz = 0`` (or use ``"hold"``).
 
 The model keeps per-frame predictions since its initialisation (they grow
 with the session), which is bounded by the dense re-query period.
