@@ -284,3 +284,13 @@ def test_dense_pass_of_one_full_window_matches_the_predictor(random_checkpoint: 
     vis[0] = True
     np.testing.assert_array_equal(tracks, ref)
     np.testing.assert_array_equal(visible, vis)
+
+
+def test_bench_tracker_reports_the_backend_pair() -> None:
+    """``tracevla-bench tracker`` with the mixed-backend options (LK only: runs on CI)."""
+    from tracevla_ros.bench.tracker import main
+
+    out = main(["--frames", "10", "--size", "96", "--grid-size", "12",
+                "--dense-backend", "lk", "--sparse-backend", "lk"])
+    assert out["backend"] == "lk" and out["config"]["dense_backend"] == "lk"
+    assert "model_windows" not in out  # no CoTracker3 in this run: no torch report
