@@ -8,14 +8,24 @@ Examples::
 
     tracevla-bench tracker --backend lk --size 256 --frames 300 --preset paper
     tracevla-bench tracker --size 640x480 --preset authors --camera-per-step 6
+    tracevla-bench tracker --backend cotracker3 --checkpoint scaled_online.pth --device cuda
+    tracevla-bench tracker --dense-backend cotracker3 --sparse-backend lk --checkpoint ...
+
+CoTracker3 (``--backend``/``--dense-backend``/``--sparse-backend cotracker3``)
+needs ``--checkpoint``: a local online checkpoint; random weights (a state dict
+of an untrained ``CoTrackerThreeOnline``) give the same cost, not the accuracy.
+``--autocast fp16|bf16`` runs the steps under ``torch.autocast`` on the device;
+``--compile`` wraps the feature encoder (``model.fnet``) in ``torch.compile``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import time
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,6 +47,65 @@ def _size(text: str) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"size must be N or WxH, got '{text}'")
 
 
+class _AllVisible:
+    """Predictor wrapper: every point visible (``--assume-visible``, random weights)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __call__(self, video_chunk: Any, is_first_step: bool = False, **kw: Any) -> Any:
+        out = self.inner(video_chunk, is_first_step=is_first_step, **kw)
+        return out if is_first_step else (out[0], out[1] | True)
+
+
+def _torch_setup(tracker: IncrementalTracker, args: argparse.Namespace) -> tuple[Any, Any]:
+    """(report, context factory) for the CoTracker3 options; no torch import for LK."""
+    cots = [b for b in {id(tracker.backend): tracker.backend,
+                        id(tracker.dense_backend): tracker.dense_backend}.values()
+            if b.name == "cotracker3"]
+    if not cots:
+        return (lambda: {}), contextlib.nullcontext
+    import torch
+
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    device = torch.device(args.device)
+    if args.compile:
+        for b in cots:
+            model = b.predictor.model  # type: ignore[attr-defined]
+            model.fnet = torch.compile(model.fnet)
+    if args.assume_visible:
+        for b in cots:
+            b.predictor = _AllVisible(b.predictor)  # type: ignore[attr-defined]
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.autocast)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def guard() -> Any:
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    def report() -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "device": str(device), "autocast": args.autocast, "compile": bool(args.compile),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cotracker_window_len": args.window_len, "cotracker_lag": args.lag,
+            "assume_visible": bool(args.assume_visible),
+            "model_windows": int(np.sum([getattr(b, "windows_run", 0) for b in cots])),
+            "predictor_inits": int(np.sum([getattr(b, "inits", 0) for b in cots])),
+        }
+        if device.type == "cuda":
+            out["cuda_max_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+            out["gpu"] = torch.cuda.get_device_name(device)
+        return out
+
+    return report, guard
+
+
 def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="tracevla-bench tracker", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,15 +118,35 @@ def main(argv: list[str]) -> dict:
     ap.add_argument("--threads", type=int, default=-1,
                     help="cv2.setNumThreads (-1 = leave OpenCV's default)")
     ap.add_argument("--checkpoint", default="", help="cotracker3 checkpoint path")
+    ap.add_argument("--dense-backend", default="", help="dense re-query backend ('' = --backend)")
+    ap.add_argument("--sparse-backend", default="", help="M-point backend ('' = --backend)")
+    ap.add_argument("--device", default="cpu", help="cotracker3 torch device (cpu, cuda)")
+    ap.add_argument("--window-len", type=int, default=16, help="cotracker3 online window")
+    ap.add_argument("--lag", default="provisional", help="cotracker3 lag mode: provisional, hold")
+    ap.add_argument("--autocast", default="none", choices=["none", "fp16", "bf16"],
+                    help="cotracker3: torch.autocast dtype on the device")
+    ap.add_argument("--compile", action="store_true", help="cotracker3: torch.compile model.fnet")
+    ap.add_argument("--assume-visible", action="store_true",
+                    help="cotracker3: treat every point as visible (random weights give no "
+                    "visibility, so nothing is traced and no incremental step runs); cost only")
+    ap.add_argument("--grid-size", type=int, default=-1, help="K (-1 = preset)")
+    ap.add_argument("--kappa", type=float, default=-1.0,
+                    help="kappa_px (-1 = preset; 0 makes every kept track active)")
+    ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0 = default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads >= 0:
         cv2.setNumThreads(args.threads)
     width, height = args.size
     cfg = TrackerConfig(preset=args.preset, backend=args.backend, seed=args.seed,
-                        cotracker_checkpoint=args.checkpoint)
+                        cotracker_checkpoint=args.checkpoint, grid_size=args.grid_size,
+                        kappa_px=args.kappa,
+                        dense_backend=args.dense_backend, sparse_backend=args.sparse_backend,
+                        cotracker_device=args.device, cotracker_window_len=args.window_len,
+                        cotracker_lag=args.lag)
     scene = SyntheticScene.default(width, height, seed=args.seed)
     tracker = IncrementalTracker(cfg)
+    torch_info, guard = _torch_setup(tracker, args)
     k = max(1, args.camera_per_step)
     hz = cfg.control_rate_hz * k
     step_ms: list[float] = []
@@ -70,9 +159,10 @@ def main(argv: list[str]) -> dict:
     for s in range(args.frames):
         images = [scene.render((s * k + j) / hz)[0] for j in range(k)]
         t0, c0 = time.perf_counter(), time.process_time()
-        for j, img in enumerate(images):
-            tracker.observe(img, (s * k + j) / hz)
-        result = tracker.step()
+        with guard():
+            for j, img in enumerate(images):
+                tracker.observe(img, (s * k + j) / hz)
+            result = tracker.step()
         step_ms.append((time.perf_counter() - t0) * 1e3)
         cpu_ms.append((time.process_time() - c0) * 1e3)
         if result.dense:
@@ -93,7 +183,7 @@ def main(argv: list[str]) -> dict:
 
     return {
         "benchmark": "tracker",
-        "backend": args.backend,
+        "backend": tracker.tracker_name,
         "preset": args.preset,
         "size": f"{width}x{height}",
         "policy_steps": args.frames,
@@ -114,5 +204,6 @@ def main(argv: list[str]) -> dict:
         "cv2_threads": cv2.getNumThreads(),
         "opencv": cv2.__version__,
         "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        **torch_info(),
         "config": dict(cfg.as_dict()),
     }

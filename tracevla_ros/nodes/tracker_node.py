@@ -83,7 +83,8 @@ class TrackerNode(Node):
         try:
             self.tracker = IncrementalTracker(cfg)
         except (FileNotFoundError, ImportError) as exc:  # backend weights/package missing
-            raise ConfigError(f"tracker backend '{cfg.backend}': {exc}") from None
+            raise ConfigError(f"tracker backend '{cfg.dense_backend_name}'/"
+                              f"'{cfg.sparse_backend_name}': {exc}") from None
         self._latest: Image | None = None  # newest message, written by _on_image only
         self._schedule = FrameSchedule(cfg.control_rate_hz, cfg.observe_rate_hz)
         self._step_stamps: deque[Any] = deque(maxlen=cfg.history)
@@ -98,7 +99,8 @@ class TrackerNode(Node):
         self._worker = WakeWorker(self._on_wake, "tracker_worker", on_error=self._on_worker_error)
         self._worker.start()
         self.get_logger().info(
-            f"tracking with preset '{cfg.preset}' backend '{cfg.backend}': K={cfg.grid_size} "
+            f"tracking with preset '{cfg.preset}' backend '{self.tracker.tracker_name}': "
+            f"K={cfg.grid_size} "
             f"M={cfg.num_points} N={cfg.history} redraw={cfg.redraw_steps} "
             f"kappa={cfg.kappa_px}px at {cfg.control_rate_hz} Hz, on each frame as it arrives "
             f"(observe {cfg.observe_rate_hz or 'at policy steps only'})")

@@ -57,6 +57,12 @@ class PointTrackerBackend(abc.ABC):
         ``fb_check=False``: skip the consistency check (``verify`` later).
         """
 
+    def keep(self, frames: Sequence[Frame], tracks: np.ndarray,  # noqa: B027 - optional hook
+             visible: np.ndarray) -> None:
+        """The tracker keeps these dense tracks (N, M, 2) / (N, M) over ``frames`` and will
+        move their newest positions with ``track_step``; a backend with state per query
+        set (CoTracker3's online session) starts it here. Default: nothing."""
+
     def prepare(self, frame: Frame) -> None:  # noqa: B027 - optional hook
         """Precompute per-frame data (cached in ``frame.cache``); optional."""
 
@@ -69,14 +75,14 @@ def register_backend(name: str, factory: Callable[[TrackerConfig], PointTrackerB
     BACKENDS[name] = factory
 
 
-def make_backend(config: TrackerConfig) -> PointTrackerBackend:
-    """The backend ``config.backend`` names (imports it lazily)."""
+def make_backend(config: TrackerConfig, name: str | None = None) -> PointTrackerBackend:
+    """The backend ``name`` (default ``config.backend``) names (imports it lazily)."""
     # Importing the modules registers them; cotracker's import of torch is lazy too.
     from tracevla_ros.tracking import cotracker, lk  # noqa: F401
 
     try:
-        factory = BACKENDS[config.backend]
+        factory = BACKENDS[name or config.backend]
     except KeyError:
-        raise ValueError(f"unknown tracker backend '{config.backend}'; "
+        raise ValueError(f"unknown tracker backend '{name or config.backend}'; "
                          f"available: {sorted(BACKENDS)}") from None
     return factory(config)

@@ -106,6 +106,10 @@ class TrackerConfig:
     # --- shared -----------------------------------------------------------------------
     backend: str = param("lk", "point tracker backend: 'lk' (OpenCV pyramidal "
                          "Lucas-Kanade, CPU, no weights) or 'cotracker3'")
+    dense_backend: str = param("", "backend of the dense K x K re-query ('' = backend); "
+                               "e.g. 'cotracker3' with sparse_backend 'lk'")
+    sparse_backend: str = param("", "backend that tracks the M traced points between "
+                                "dense re-queries ('' = backend)")
     seed: int = param(0, "seed of the random choice of M active points (reproducible runs)")
     control_rate_hz: float = param(5.0, "policy step rate, shared with the policy node; "
                                    "the history is sampled at this rate", unit="Hz")
@@ -137,6 +141,14 @@ class TrackerConfig:
                                       "online checkpoint (e.g. scaled_online.pth); never "
                                       "downloaded")
     cotracker_device: str = param("cpu", "cotracker3 backend: torch device ('cpu', 'cuda')")
+    cotracker_window_len: int = param(16, "cotracker3 backend: online window; the model "
+                                      "runs one window every window_len/2 frames; must match "
+                                      "the checkpoint (scaled_online.pth: 16)", unit="frames")
+    cotracker_lag: str = param("provisional", "cotracker3 backend: newest frame before its "
+                               "window is complete: 'provisional' runs the partial window "
+                               "uncommitted (one model window per step, current position), "
+                               "'hold' keeps the last processed frame's position (one window "
+                               "per window_len/2 frames, up to window_len/2-1 frames stale)")
     opencv_threads: int = param(1, "tracker_node: cv2.setNumThreads for the node process; "
                                 "1 measured faster than 2 for this workload (small LK calls) "
                                 "and leaves a core to the policy; -1 = OpenCV's default")
@@ -167,6 +179,14 @@ class TrackerConfig:
               f"must be in [2, history={self.history}] (the trace holds history positions)")
         check(self.backend in _BACKENDS, "backend", f"must be one of {list(_BACKENDS)}, "
               f"got '{self.backend}'")
+        for name in ("dense_backend", "sparse_backend"):
+            value = getattr(self, name)
+            check(value == "" or value in _BACKENDS, name,
+                  f"must be '' (= backend) or one of {list(_BACKENDS)}, got '{value}'")
+        check(self.cotracker_window_len >= 2 and self.cotracker_window_len % 2 == 0,
+              "cotracker_window_len", "must be an even number >= 2")
+        check(self.cotracker_lag in ("provisional", "hold"), "cotracker_lag",
+              f"must be 'provisional' or 'hold', got '{self.cotracker_lag}'")
         check(self.control_rate_hz > 0.0, "control_rate_hz", "must be > 0")
         check(self.observe_rate_hz >= 0.0, "observe_rate_hz", "must be >= 0 (0 = off)")
         check(self.lk_window >= 5 and self.lk_window % 2 == 1, "lk_window",
@@ -178,6 +198,16 @@ class TrackerConfig:
         check(self.lk_max_residual >= 0.0, "lk_max_residual", "must be >= 0 (0 = off)")
         check(self.opencv_threads >= -1, "opencv_threads", "must be >= 1, or -1 for the default")
         check(self.prefilter_gray >= 0.0, "prefilter_gray", "must be >= 0 (0 = off)")
+
+    @property
+    def dense_backend_name(self) -> str:
+        """The backend of the dense re-query (``dense_backend``, or ``backend`` when '')."""
+        return self.dense_backend or self.backend
+
+    @property
+    def sparse_backend_name(self) -> str:
+        """The backend of the M traced points (``sparse_backend``, or ``backend`` when '')."""
+        return self.sparse_backend or self.backend
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TrackerConfig":

@@ -34,6 +34,12 @@ Schedule (all counts in policy steps since the last reset)
   its last position with visible=False until the next dense re-query (it is
   not retried: after an occlusion LK would lock onto the occluder).
 
+Mixed backends: ``config.dense_backend`` runs the dense re-query and
+``config.sparse_backend`` (``self.backend``) tracks the M points; both default to
+``config.backend``. After a dense re-query the sparse backend's ``keep`` gets
+the chosen tracks over the buffer (CoTracker3 starts its online session there;
+LK needs nothing). E.g. CoTracker3 for the K x K pass and LK in between.
+
 Robustness: a non-array / non-uint8 / badly shaped / empty image raises
 ``TrackerInputError``; a frame not newer than the last one is dropped
 (``observe`` returns False); a frame of a different size resets the tracker
@@ -104,9 +110,21 @@ class TraceResult:
 class IncrementalTracker:
     """The incremental trace tracker (no ROS). See the module docstring."""
 
-    def __init__(self, config: TrackerConfig, backend: PointTrackerBackend | None = None) -> None:
+    def __init__(self, config: TrackerConfig, backend: PointTrackerBackend | None = None,
+                 dense_backend: PointTrackerBackend | None = None) -> None:
+        """``backend`` tracks the M points (default: ``config.sparse_backend_name``);
+        ``dense_backend`` runs the dense re-query (default: ``config.dense_backend_name``,
+        the same object as ``backend`` when the names agree)."""
         self.config = config
-        self.backend = backend if backend is not None else make_backend(config)
+        sparse_name, dense_name = config.sparse_backend_name, config.dense_backend_name
+        self.backend = backend if backend is not None else make_backend(config, sparse_name)
+        if dense_backend is not None:
+            self.dense_backend = dense_backend
+        elif backend is not None or dense_name == sparse_name:
+            self.dense_backend = self.backend
+        else:
+            self.dense_backend = make_backend(config, dense_name)
+        self._needs_color = self.backend.needs_color or self.dense_backend.needs_color
         self._rng = np.random.default_rng(config.seed)
         self._grid_cache: dict[tuple[int, int], np.ndarray] = {}
         self.reset_count = -1  # reset() below makes it 0
@@ -147,6 +165,13 @@ class IncrementalTracker:
         return self._latest
 
     @property
+    def tracker_name(self) -> str:
+        """Backend name(s): 'lk', or 'dense+sparse' (e.g. 'cotracker3+lk') when mixed."""
+        if self.dense_backend is self.backend or self.dense_backend.name == self.backend.name:
+            return self.backend.name
+        return f"{self.dense_backend.name}+{self.backend.name}"
+
+    @property
     def traced(self) -> bool:
         return self._pts is not None
 
@@ -158,7 +183,7 @@ class IncrementalTracker:
         Returns False when the frame is dropped (not newer than the last one).
         Raises TrackerInputError for an unusable image (state unchanged).
         """
-        frame = make_frame(image, stamp, self.backend.needs_color)
+        frame = make_frame(image, stamp, self._needs_color)
         if self._latest is not None and frame.stamp <= self._latest.stamp:
             self.dropped_frames += 1
             _log.debug("dropped frame %.6f: not newer than %.6f", frame.stamp, self._latest.stamp)
@@ -168,6 +193,8 @@ class IncrementalTracker:
                        f"{frame.size[0]}x{frame.size[1]}")
         self._size = frame.size
         self.backend.prepare(frame)
+        if self.dense_backend is not self.backend:
+            self.dense_backend.prepare(frame)
         if self._pts is not None and self._vis is not None and self._latest is not None:
             alive = np.flatnonzero(self._vis)
             if alive.size:
@@ -263,8 +290,8 @@ class IncrementalTracker:
         frames = list(self._frames)
         w, h = frames[0].size
         grid = self._grid(w, h)
-        queries = grid[self.backend.candidates(frames, grid)]
-        tracks, visible = self.backend.track(frames, queries, fb_check=False)
+        queries = grid[self.dense_backend.candidates(frames, grid)]
+        tracks, visible = self.dense_backend.track(frames, queries, fb_check=False)
         inside = ((tracks[..., 0] >= 0) & (tracks[..., 0] <= w - 1)
                   & (tracks[..., 1] >= 0) & (tracks[..., 1] <= h - 1))
         keep = (inside & visible).all(axis=0)
@@ -278,7 +305,7 @@ class IncrementalTracker:
         batch = 2 * cfg.num_points
         for start in range(0, order.size, batch):
             part = order[start:start + batch]
-            passed = part[self.backend.verify(frames, tracks[:, part])]
+            passed = part[self.dense_backend.verify(frames, tracks[:, part])]
             chosen.extend(int(i) for i in passed[: cfg.num_points - len(chosen)])
             if len(chosen) == cfg.num_points:
                 break
@@ -301,6 +328,8 @@ class IncrementalTracker:
             self._vis = visible[-1, sel].copy()
             self._query_pts = tracks[0, sel].copy()
             self._query_stamp = frames[0].stamp
+            # the sparse backend continues these tracks (CoTracker3: its online session)
+            self.backend.keep(frames, tracks[:, sel], visible[:, sel])
         self.last_dense_ms = (time.perf_counter() - t0) * 1e3
 
     def _result(self, dense: bool) -> TraceResult:
@@ -310,7 +339,7 @@ class IncrementalTracker:
         stamps = np.array([f.stamp for f in self._frames], np.float64)
         common = dict(stamp=latest.stamp, image_size=latest.size,
                       step_index=self._steps, dense=dense, num_active=self._num_active,
-                      tracker=self.backend.name)
+                      tracker=self.tracker_name)
         n = self.config.history
         if self._pts is None or len(self._hist_pts) < n:
             if len(self._frames) < n:
