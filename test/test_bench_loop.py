@@ -5,6 +5,8 @@ Figures are printed, never asserted (timing depends on the machine's load)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("mujoco")
@@ -15,9 +17,15 @@ from tracevla_ros.bench import estop, loop  # noqa: E402
 pytestmark = pytest.mark.ros
 
 
-def test_loop_bench_one_process_per_node_runs_and_stops_cleanly() -> None:
-    res = loop.main(["--robot", "widowx", "--launch", "--seconds", "4", "--warmup", "1"])
+def test_loop_bench_one_process_per_node_runs_and_stops_cleanly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may be written to the working directory
+    keep = tmp_path / "keep"
+    res = loop.main(["--robot", "widowx", "--launch", "--seconds", "4", "--warmup", "1",
+                     "--keep", str(keep)])
     print(res)
+    assert (keep / "bag" / "metadata.yaml").is_file()  # the recorder wrote where it was told
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
     assert res["layout"].startswith("one process per node")
     names = set(res["processes"])
     assert {"sim_node", "tracker_node", "policy_node", "widowx_controller_node",

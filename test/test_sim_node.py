@@ -166,7 +166,7 @@ def test_widowx_controller_drives_the_sim(ros: Any, repo_root: Path) -> None:
     js: list[JointState] = []
     node.create_subscription(JointState, "/joint_states", js.append, RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
-    sim = _start(repo_root, "task:=lift_cube", params_file="config/widowx.yaml")
+    sim = _start(repo_root, params_file="config/widowx.yaml")  # (a -p would lose to the file)
     ctl = _start(repo_root, module="tracevla_ros.nodes.widowx_controller_node",
                  params_file="config/widowx.yaml")
     try:

@@ -234,6 +234,10 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     robot = args.robot
     params = demo_params(robot)
+    # the recording goes to the work dir: set in the node's own section (a ``-p`` on the command
+    # line would lose to it; rcl lets a params file's node section win over the wildcard)
+    params.setdefault("recorder_node", {"ros__parameters": {}})["ros__parameters"]["output"] = \
+        str(work / "bag")
     params_file = work / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     configured = _configured(params, robot)
@@ -250,9 +254,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     try:
         if args.launch:
             for spec in graph(robot, sim=True, record=True, viz=True):
-                extra = ["-p", f"output:={work / 'bag'}"] if spec.executable == "recorder_node" else []
                 cmd = node_command(spec.executable) + ["--ros-args", "--params-file", str(params_file),
-                                                       *spec.ros_args(), *extra]
+                                                       *spec.ros_args()]
                 procs.append(start_process(spec.name, cmd, work, env))
         else:
             cmd = [sys.executable, "-m", "tracevla_ros.tools.demo", "--robot", robot,
