@@ -89,3 +89,20 @@ def with_plugins(plugin_metadata: pathlib.Path, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.syspath_prepend(str(plugin_metadata))
     importlib.invalidate_caches()
+
+
+@pytest.fixture
+def ros():  # noqa: ANN201 - (node, executor)
+    """An rclpy node and its single-threaded executor in this process: the tests' DDS peer
+    of the node processes they start (test/support/node_procs.py)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    rclpy.init()
+    node = rclpy.create_node("dds_test_peer")
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    yield node, ex
+    ex.shutdown()
+    node.destroy_node()
+    rclpy.shutdown()

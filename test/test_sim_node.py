@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,60 +15,16 @@ pytest.importorskip("mujoco")
 rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Duration  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
+from support.node_procs import repo_env, spin_until, start_node, stop_node  # noqa: E402
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-def _start(repo: Path, *params: str, module: str = "tracevla_ros.nodes.sim_node",
-           params_file: str | None = None) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    code = f"import sys; from {module} import main; sys.exit(main())"
-    args = [sys.executable, "-c", code, "--ros-args"]
-    if params_file is not None:
-        args += ["--params-file", str(repo / params_file)]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _spin_until(ex: SingleThreadedExecutor, cond: Callable[[], bool], timeout: float,
-                proc: subprocess.Popen[bytes]) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        ex.spin_once(timeout_sec=0.05)
-        if cond():
-            return True
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"sim_node exited with {proc.returncode}:\n{out}")
-    return False
-
-
-@pytest.fixture
-def ros() -> Any:
-    rclpy.init()
-    node = rclpy.create_node("sim_node_test")
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    yield node, ex
-    ex.shutdown()
-    node.destroy_node()
-    rclpy.shutdown()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+SIM = "tracevla_ros.nodes.sim_node"
 
 
 def test_widowx_images_joint_states_and_trajectory(ros: Any, repo_root: Path) -> None:
@@ -85,9 +40,10 @@ def test_widowx_images_joint_states_and_trajectory(ros: Any, repo_root: Path) ->
     grip_traj_pub = node.create_publisher(JointTrajectory, "/gripper_controller/joint_trajectory",
                                           RELIABLE_QOS)
     reset = node.create_client(Trigger, "/sim_node/reset")
-    proc = _start(repo_root, "robot:=widowx", "task:=lift_cube", "interbotix_robot_name:=wx250s")
+    proc = start_node(repo_root, SIM, "robot:=widowx", "task:=lift_cube",
+                      "interbotix_robot_name:=wx250s")
     try:
-        assert _spin_until(ex, lambda: all(got[k] for k in ("img", "info", "js", "ixs", "ok")), 60, proc)
+        assert spin_until(ex, lambda: all(got[k] for k in ("img", "info", "js", "ixs", "ok")), 60, proc)
         img = got["img"][-1]
         assert (img.width, img.height, img.encoding) == (256, 256, "rgb8")
         assert img.header.frame_id == "camera_color_optical_frame"
@@ -107,23 +63,23 @@ def test_widowx_images_joint_states_and_trajectory(ros: Any, repo_root: Path) ->
         msg.points = [JointTrajectoryPoint(positions=[0.5], time_from_start=Duration(sec=1))]
         grip = JointTrajectory(joint_names=["left_finger"])
         grip.points = [JointTrajectoryPoint(positions=[0.015], time_from_start=Duration(nanosec=200_000_000))]
-        _spin_until(ex, lambda: traj_pub.get_subscription_count() > 0
+        spin_until(ex, lambda: traj_pub.get_subscription_count() > 0
                     and grip_traj_pub.get_subscription_count() > 0, 10, proc)
         traj_pub.publish(msg)
         grip_traj_pub.publish(grip)  # the gripper controller's topic, at the same time
-        assert _spin_until(ex, lambda: abs(waist() - 0.5) < 0.03, 30, proc), f"waist at {waist()}"
+        assert spin_until(ex, lambda: abs(waist() - 0.5) < 0.03, 30, proc), f"waist at {waist()}"
         assert got["js"][-1].position[6] < 0.02  # finger closed (metres)
         grip_pub.publish(Float64(data=1.0))
-        assert _spin_until(ex, lambda: got["js"][-1].position[6] > 0.035, 20, proc)
+        assert spin_until(ex, lambda: got["js"][-1].position[6] > 0.035, 20, proc)
 
         assert reset.wait_for_service(timeout_sec=10)
         fut = reset.call_async(Trigger.Request())
-        assert _spin_until(ex, fut.done, 20, proc)
+        assert spin_until(ex, fut.done, 20, proc)
         assert fut.result().success
         got["js"].clear()
-        assert _spin_until(ex, lambda: bool(got["js"]) and abs(waist()) < 0.05, 20, proc)
+        assert spin_until(ex, lambda: bool(got["js"]) and abs(waist()) < 0.05, 20, proc)
     finally:
-        _stop(proc)
+        stop_node(proc)
 
 
 def test_fr3_depth_and_bad_trajectory(ros: Any, repo_root: Path) -> None:
@@ -133,9 +89,10 @@ def test_fr3_depth_and_bad_trajectory(ros: Any, repo_root: Path) -> None:
     node.create_subscription(CameraInfo, "/camera/depth/camera_info", got["dinfo"].append, SENSOR_QOS)
     node.create_subscription(JointState, "/joint_states", got["js"].append, RELIABLE_QOS)
     traj_pub = node.create_publisher(JointTrajectory, "/fr3_arm_controller/joint_trajectory", RELIABLE_QOS)
-    proc = _start(repo_root, "robot:=fr3", "arm_controller:=fr3_arm_controller", "stamp_source:=sim")
+    proc = start_node(repo_root, SIM, "robot:=fr3", "arm_controller:=fr3_arm_controller",
+                      "stamp_source:=sim")
     try:
-        assert _spin_until(ex, lambda: all(got[k] for k in ("depth", "dinfo", "js")), 60, proc)
+        assert spin_until(ex, lambda: all(got[k] for k in ("depth", "dinfo", "js")), 60, proc)
         d = got["depth"][-1]
         assert d.encoding == "32FC1" and (d.width, d.height) == (256, 256)
         depth = np.frombuffer(bytes(d.data), np.float32).reshape(256, 256)
@@ -145,15 +102,15 @@ def test_fr3_depth_and_bad_trajectory(ros: Any, repo_root: Path) -> None:
         q0 = np.array(got["js"][-1].position[:7])
         bad = JointTrajectory(joint_names=["nope"])
         bad.points = [JointTrajectoryPoint(positions=[1.0], time_from_start=Duration(sec=1))]
-        _spin_until(ex, lambda: traj_pub.get_subscription_count() > 0, 10, proc)
+        spin_until(ex, lambda: traj_pub.get_subscription_count() > 0, 10, proc)
         traj_pub.publish(bad)
         good = JointTrajectory(joint_names=["fr3_joint1"])
         good.points = [JointTrajectoryPoint(positions=[0.4], time_from_start=Duration(sec=1))]
         traj_pub.publish(good)
-        assert _spin_until(ex, lambda: abs(got["js"][-1].position[0] - 0.4) < 0.03, 30, proc)
+        assert spin_until(ex, lambda: abs(got["js"][-1].position[0] - 0.4) < 0.03, 30, proc)
         np.testing.assert_allclose(np.array(got["js"][-1].position[1:7]), q0[1:], atol=0.03)
     finally:
-        _stop(proc)
+        stop_node(proc)
 
 
 def test_widowx_controller_drives_the_sim(ros: Any, repo_root: Path) -> None:
@@ -166,13 +123,13 @@ def test_widowx_controller_drives_the_sim(ros: Any, repo_root: Path) -> None:
     js: list[JointState] = []
     node.create_subscription(JointState, "/joint_states", js.append, RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
-    sim = _start(repo_root, params_file="config/widowx.yaml")  # (a -p would lose to the file)
-    ctl = _start(repo_root, module="tracevla_ros.nodes.widowx_controller_node",
-                 params_file="config/widowx.yaml")
+    sim = start_node(repo_root, SIM, "task:=lift_cube", params_file="config/widowx.yaml")
+    ctl = start_node(repo_root, "tracevla_ros.nodes.widowx_controller_node",
+                     params_file="config/widowx.yaml")
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
         time.sleep(1.0)  # let the controller receive joint states
-        _spin_until(ex, lambda: False, 0.5, ctl)
+        spin_until(ex, lambda: False, 0.5, ctl)
         p0, _ = kin.fk(np.array(js[-1].position[:6]))
 
         def send(row: list[float]) -> None:
@@ -184,32 +141,15 @@ def test_widowx_controller_drives_the_sim(ros: Any, repo_root: Path) -> None:
 
         for _ in range(5):  # 5 steps of +2 cm in x, closing the gripper
             send([0.02, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-            _spin_until(ex, lambda: False, 0.3, ctl)
-        _spin_until(ex, lambda: False, 1.0, sim)
+            spin_until(ex, lambda: False, 0.3, ctl)
+        spin_until(ex, lambda: False, 1.0, sim)
         p1, _ = kin.fk(np.array(js[-1].position[:6]))
         assert p1[0] - p0[0] > 0.05, f"ee moved {p1 - p0}"
         assert abs(p1[1] - p0[1]) < 0.02 and abs(p1[2] - p0[2]) < 0.03
         assert js[-1].position[6] < 0.02  # gripper closed via /gripper_controller/joint_trajectory
     finally:
-        _stop(ctl)
-        _stop(sim)
-
-
-def _standin_env(repo: Path, standin_env: dict[str, str]) -> dict[str, str]:
-    """Env for subprocesses that import the TEST-ONLY stand-in interfaces (interbotix_xs_msgs,
-    franka_msgs); built by the conftest fixture ``standin_env``."""
-    env = dict(standin_env)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH", "")]))
-    return env
-
-
-def _start_env(repo: Path, env: dict[str, str], module: str, params_file: str,
-               *params: str) -> subprocess.Popen[bytes]:
-    code = f"import sys; from {module} import main; sys.exit(main())"
-    args = [sys.executable, "-c", code, "--ros-args", "--params-file", str(repo / params_file)]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stop_node(ctl)
+        stop_node(sim)
 
 
 def test_franka_controller_and_gripper_actions_drive_the_sim(ros: Any, repo_root: Path,
@@ -218,17 +158,18 @@ def test_franka_controller_and_gripper_actions_drive_the_sim(ros: Any, repo_root
     from tracevla_ros.control.kinematics import load_kinematics
     from tracevla_ros.msg import PolicyAction
 
-    env = _standin_env(repo_root, standin_env)
+    env = repo_env(repo_root, standin_env)
     node, ex = ros
     kin = load_kinematics("fr3")
     js: list[JointState] = []
     node.create_subscription(JointState, "/joint_states", js.append, RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
-    sim = _start_env(repo_root, env, "tracevla_ros.nodes.sim_node", "config/fr3.yaml")
-    ctl = _start_env(repo_root, env, "tracevla_ros.nodes.franka_controller_node", "config/fr3.yaml")
+    sim = start_node(repo_root, SIM, params_file="config/fr3.yaml", env=env)
+    ctl = start_node(repo_root, "tracevla_ros.nodes.franka_controller_node",
+                     params_file="config/fr3.yaml", env=env)
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
-        _spin_until(ex, lambda: False, 1.5, ctl)
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
+        spin_until(ex, lambda: False, 1.5, ctl)
         p0, _ = kin.fk(np.array(js[-1].position[:7]))
         assert js[-1].position[7] > 0.035  # open at start
 
@@ -238,23 +179,23 @@ def test_franka_controller_and_gripper_actions_drive_the_sim(ros: Any, repo_root
             msg.header.frame_id = "fr3_link0"
             msg.header.stamp = node.get_clock().now().to_msg()
             act_pub.publish(msg)
-            _spin_until(ex, lambda: False, 0.3, ctl)
-        _spin_until(ex, lambda: False, 1.5, sim)
+            spin_until(ex, lambda: False, 0.3, ctl)
+        spin_until(ex, lambda: False, 1.5, sim)
         p1, _ = kin.fk(np.array(js[-1].position[:7]))
         assert p0[2] - p1[2] > 0.05, f"ee moved {p1 - p0}"
         assert js[-1].position[7] < 0.005, "hand did not close on the Grasp goal"
     finally:
-        _stop(ctl)
-        _stop(sim)
+        stop_node(ctl)
+        stop_node(sim)
 
 
 def test_interbotix_group_and_single_commands(ros: Any, repo_root: Path,
                                               standin_env: dict[str, str]) -> None:
-    env = _standin_env(repo_root, standin_env)
+    env = repo_env(repo_root, standin_env)
     node, ex = ros
     js: list[JointState] = []
     node.create_subscription(JointState, "/wx250s/joint_states", js.append, RELIABLE_QOS)
-    sim = _start_env(repo_root, env, "tracevla_ros.nodes.sim_node", "config/widowx.yaml")
+    sim = start_node(repo_root, SIM, params_file="config/widowx.yaml", env=env)
     pub_code = (
         "import time, rclpy\n"
         "from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand\n"
@@ -269,29 +210,26 @@ def test_interbotix_group_and_single_commands(ros: Any, repo_root: Path,
     )
     pub = None
     try:
-        assert _spin_until(ex, lambda: bool(js), 60, sim)
+        assert spin_until(ex, lambda: bool(js), 60, sim)
         pub = subprocess.Popen([sys.executable, "-c", pub_code], env=env)
-        assert _spin_until(ex, lambda: abs(js[-1].position[0] + 0.4) < 0.03
+        assert spin_until(ex, lambda: abs(js[-1].position[0] + 0.4) < 0.03
                            and abs(js[-1].position[5] - 0.3) < 0.05 and js[-1].position[6] < 0.02, 30, sim), \
             f"joints at {list(js[-1].position)}"
     finally:
         if pub is not None:
-            _stop(pub)  # type: ignore[arg-type]
-        _stop(sim)
+            stop_node(pub)  # type: ignore[arg-type]
+        stop_node(sim)
 
 
 def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_root: Path,
-                                                               standin_env: dict[str, str],
-                                                               tmp_path: Path) -> None:
+                                                               standin_env: dict[str, str]) -> None:
     """widowx_controller_node with interface=interbotix_topic (JointGroupCommand/JointSingleCommand
     over the stand-in interbotix_xs_msgs) moves the simulated arm like the xs_sdk would, and
     sends nothing on the trajectory topic."""
-    import yaml
-
     from tracevla_ros.control.kinematics import load_kinematics
     from tracevla_ros.msg import PolicyAction
 
-    env = _standin_env(repo_root, standin_env)
+    env = repo_env(repo_root, standin_env)
     node, ex = ros
     kin = load_kinematics("widowx250s")
     js: list[JointState] = []
@@ -300,16 +238,13 @@ def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_ro
     node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", traj.append,
                              RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
-    # the override inside the node's own section: rcl lets a file's node section win over -p
-    params = yaml.safe_load((repo_root / "config" / "widowx.yaml").read_text())
-    params["widowx_controller_node"]["ros__parameters"]["interface"] = "interbotix_topic"
-    params_file = tmp_path / "widowx_interbotix.yaml"
-    params_file.write_text(yaml.safe_dump(params))
-    sim = _start_env(repo_root, env, "tracevla_ros.nodes.sim_node", "config/widowx.yaml")
-    ctl = _start_env(repo_root, env, "tracevla_ros.nodes.widowx_controller_node", str(params_file))
+    sim = start_node(repo_root, SIM, params_file="config/widowx.yaml", env=env)
+    # the override goes into the node's own section of a copy of the file (see node_procs)
+    ctl = start_node(repo_root, "tracevla_ros.nodes.widowx_controller_node",
+                     "interface:=interbotix_topic", params_file="config/widowx.yaml", env=env)
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
-        _spin_until(ex, lambda: False, 1.5, ctl)
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 60, sim)
+        spin_until(ex, lambda: False, 1.5, ctl)
         p0, _ = kin.fk(np.array(js[-1].position[:6]))
         for _ in range(5):  # 5 steps of +1 cm in x
             msg = PolicyAction(action_space="ee_delta_7d", chunk_length=1, action_dim=7,
@@ -317,12 +252,12 @@ def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_ro
             msg.header.frame_id = "wx250s/base_link"
             msg.header.stamp = node.get_clock().now().to_msg()
             act_pub.publish(msg)
-            _spin_until(ex, lambda: False, 0.3, ctl)
-        _spin_until(ex, lambda: False, 1.0, sim)
+            spin_until(ex, lambda: False, 0.3, ctl)
+        spin_until(ex, lambda: False, 1.0, sim)
         p1, _ = kin.fk(np.array(js[-1].position[:6]))
         assert 0.035 < p1[0] - p0[0] < 0.065, f"ee moved {p1 - p0}"
         assert abs(p1[1] - p0[1]) < 0.01 and abs(p1[2] - p0[2]) < 0.01
         assert not traj, "the interbotix interface published on the trajectory topic"
     finally:
-        _stop(ctl)
-        _stop(sim)
+        stop_node(ctl)
+        stop_node(sim)

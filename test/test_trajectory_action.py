@@ -9,105 +9,30 @@ JointState and DiagnosticArray to them.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 pytest.importorskip("mujoco")
 rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
+from support.node_procs import repo_env, spin_until, start_node, stop_node  # noqa: E402
 from tracevla_ros.config import ConfigError  # noqa: E402
 from tracevla_ros.nodes.common import RELIABLE_QOS  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-def _env(repo: Path, standin_env: dict[str, str]) -> dict[str, str]:
-    env = dict(standin_env)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH", "")]))
-    return env
-
-
-def _start(repo: Path, env: dict[str, str], module: str, params_file: str,
-           *params: str) -> subprocess.Popen[bytes]:
-    """The node with ``params_file`` whose own section gets ``params`` ("name:=value"; a
-    plain ``-p`` would lose to the file's node section)."""
-    import yaml
-
-    code = f"import sys; from {module} import main; sys.exit(main())"
-    node = module.rsplit(".", 1)[1]
-    data = yaml.safe_load((repo / params_file).read_text())
-    section = data[node]["ros__parameters"]
-    for p in params:
-        k, v = p.split(":=", 1)
-        section[k] = yaml.safe_load(v)
-    fd, path = tempfile.mkstemp(prefix=f"{node}_", suffix=".yaml")
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(data, fh)
-    _TMP.append(path)
-    args = [sys.executable, "-c", code, "--ros-args", "--params-file", path]
-    return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-_TMP: list[str] = []  # parameter files written by _start
-
-
-@pytest.fixture(autouse=True)
-def _remove_params_files() -> Any:
-    yield
-    while _TMP:
-        Path(_TMP.pop()).unlink(missing_ok=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-    if proc.stdout is None or proc.stdout.closed:
-        proc.wait(timeout=15)
-        return ""  # already stopped and read
-    try:
-        out, _ = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out.decode(errors="replace") if out else ""
-
-
-@pytest.fixture
-def ros() -> Any:
-    rclpy.init()
-    node = rclpy.create_node("trajectory_action_test")
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    yield node, ex
-    ex.shutdown()
-    node.destroy_node()
-    rclpy.shutdown()
-
-
-def _spin_until(ex: SingleThreadedExecutor, cond: Callable[[], bool], timeout: float,
-                *procs: subprocess.Popen[bytes]) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        ex.spin_once(timeout_sec=0.05)
-        if cond():
-            return True
-        for p in procs:
-            if p.poll() is not None:
-                pytest.fail(f"a node exited with {p.returncode}:\n{_stop(p)}")
-    return False
+SIM = "tracevla_ros.nodes.sim_node"
+WIDOWX_CTL = "tracevla_ros.nodes.widowx_controller_node"
+FRANKA_CTL = "tracevla_ros.nodes.franka_controller_node"
 
 
 def _diag(diags: list[DiagnosticArray], name: str) -> dict[str, str]:
@@ -123,7 +48,7 @@ def test_sim_server_results_preemption_and_abort_hold(repo_root: Path,
     """sim_node's server seen from a real client (the bench, 1 trial): SUCCESSFUL, INVALID_JOINTS,
     INVALID_GOAL, GOAL_TOLERANCE_VIOLATED, PATH_TOLERANCE_VIOLATED; a new goal preempts the
     running one (old: aborted, code SUCCESSFUL); after an abort the arm stops and stays."""
-    env = _env(repo_root, standin_env)
+    env = repo_env(repo_root, standin_env)
     code = ("import json, sys; from tracevla_ros.bench.action import main; "
             "print('RESULT ' + json.dumps(main(['--trials', '1'])))")
     r = subprocess.run([sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True,
@@ -143,17 +68,17 @@ def _run_widowx(ros: Any, repo_root: Path, standin_env: dict[str, str], *ctl_par
                 ) -> tuple[Any, ...]:
     from tracevla_ros.msg import PolicyAction
 
-    env = _env(repo_root, standin_env)
+    env = repo_env(repo_root, standin_env)
     node, ex = ros
     js: list[JointState] = []
     diags: list[DiagnosticArray] = []
     node.create_subscription(JointState, "/joint_states", js.append, RELIABLE_QOS)
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
-    sim = _start(repo_root, env, "tracevla_ros.nodes.sim_node", "config/widowx.yaml",
-                 "task:=lift_cube")
-    ctl = _start(repo_root, env, "tracevla_ros.nodes.widowx_controller_node", "config/widowx.yaml",
-                 "interface:=trajectory_action", "action_server_timeout_s:=60.0", *ctl_params)
+    sim = start_node(repo_root, SIM, "task:=lift_cube", params_file="config/widowx.yaml", env=env)
+    ctl = start_node(repo_root, WIDOWX_CTL, "interface:=trajectory_action",
+                     "action_server_timeout_s:=60.0", *ctl_params,
+                     params_file="config/widowx.yaml", env=env)
 
     def send(*rows: list[float]) -> None:
         msg = PolicyAction(action_space="ee_delta_7d", chunk_length=len(rows), action_dim=7,
@@ -174,18 +99,18 @@ def test_widowx_chunk_executes_through_the_action(ros: Any, repo_root: Path,
     kin = load_kinematics("widowx250s")
     node, ex, js, diags, act_pub, sim, ctl, send = _run_widowx(ros, repo_root, standin_env)
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 90, sim, ctl)
-        _spin_until(ex, lambda: False, 1.5, sim, ctl)  # the controller receives joint states
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 90, sim, ctl)
+        spin_until(ex, lambda: False, 1.5, sim, ctl)  # the controller receives joint states
         p0, _ = kin.fk(np.array(js[-1].position[:6]))
         send(*[[0.015, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]] * 5)
-        assert _spin_until(ex, lambda: int(_diag(diags, "widowx_controller_node").get(
+        assert spin_until(ex, lambda: int(_diag(diags, "widowx_controller_node").get(
             "action.goals_sent", "0")) >= 5, 20, sim, ctl), \
-            f"{_diag(diags, 'widowx_controller_node')}\n{_stop(ctl)}"
-        _spin_until(ex, lambda: False, 1.5, sim, ctl)
+            f"{_diag(diags, 'widowx_controller_node')}\n{stop_node(ctl)}"
+        spin_until(ex, lambda: False, 1.5, sim, ctl)
         p1, _ = kin.fk(np.array(js[-1].position[:6]))
         assert p1[0] - p0[0] > 0.05, f"ee moved {p1 - p0}"
         assert abs(p1[1] - p0[1]) < 0.02 and abs(p1[2] - p0[2]) < 0.03
-        assert _spin_until(ex, lambda: _diag(diags, "widowx_controller_node").get(
+        assert spin_until(ex, lambda: _diag(diags, "widowx_controller_node").get(
             "action.succeeded", "0") != "0", 5, sim, ctl)
         d = _diag(diags, "widowx_controller_node")
         assert d["interface"] == "trajectory_action"
@@ -193,11 +118,11 @@ def test_widowx_chunk_executes_through_the_action(ros: Any, repo_root: Path,
         assert d["action.rejected"] == "0" and d["action.aborted"] == "0", d
         assert int(d["action.preempted"]) + int(d["action.succeeded"]) >= 5, d
         assert d["hold_reason"] == "none" and d["_message"] == "running"
-        out = _stop(ctl)  # shutdown: the hold goes out as a goal, and the server accepts it
+        out = stop_node(ctl)  # shutdown: the hold goes out as a goal, and the server accepts it
         assert "hold goal accepted by the server" in out, out
     finally:
-        _stop(ctl)
-        _stop(sim)
+        stop_node(ctl)
+        stop_node(sim)
 
 
 def test_widowx_aborted_goal_holds_the_arm(ros: Any, repo_root: Path,
@@ -207,28 +132,28 @@ def test_widowx_aborted_goal_holds_the_arm(ros: Any, repo_root: Path,
     node, ex, js, diags, act_pub, sim, ctl, send = _run_widowx(
         ros, repo_root, standin_env, "path_tolerance:=0.0001")
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 90, sim, ctl)
-        _spin_until(ex, lambda: False, 1.5, sim, ctl)
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 90, sim, ctl)
+        spin_until(ex, lambda: False, 1.5, sim, ctl)
         send([0.03, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], [0.03, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
 
         def held() -> bool:
             d = _diag(diags, "widowx_controller_node")
             return "PATH_TOLERANCE_VIOLATED" in d.get("hold_reason", "")
 
-        assert _spin_until(ex, held, 20, sim, ctl), _diag(diags, "widowx_controller_node")
+        assert spin_until(ex, held, 20, sim, ctl), _diag(diags, "widowx_controller_node")
         d = _diag(diags, "widowx_controller_node")
         assert int(d["interventions.trajectory_aborted"]) >= 1
         assert int(d["action.aborted"]) >= 1
         assert d["_message"].startswith("holding: goal aborted: PATH_TOLERANCE_VIOLATED")
         # the hold: the arm comes to rest and stays there (the chunk's 2nd step was dropped)
-        _spin_until(ex, lambda: False, 1.0, sim, ctl)
+        spin_until(ex, lambda: False, 1.0, sim, ctl)
         q1 = np.array(js[-1].position[:6])
-        _spin_until(ex, lambda: False, 1.0, sim, ctl)
+        spin_until(ex, lambda: False, 1.0, sim, ctl)
         assert np.max(np.abs(np.array(js[-1].position[:6]) - q1)) < 0.01
         assert np.max(np.abs(np.array(js[-1].velocity[:6]))) < 0.05
     finally:
-        _stop(ctl)
-        _stop(sim)
+        stop_node(ctl)
+        stop_node(sim)
 
 
 def test_widowx_server_gone_holds_and_says_so(ros: Any, repo_root: Path,
@@ -237,9 +162,9 @@ def test_widowx_server_gone_holds_and_says_so(ros: Any, repo_root: Path,
     command is not sent into the void; the controller holds and /diagnostics says why."""
     node, ex, js, diags, act_pub, sim, ctl, send = _run_widowx(ros, repo_root, standin_env)
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 90, sim, ctl)
-        _spin_until(ex, lambda: False, 1.0, sim, ctl)
-        _stop(sim)
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0, 90, sim, ctl)
+        spin_until(ex, lambda: False, 1.0, sim, ctl)
+        stop_node(sim)
         # the joint states go on (a driver without its controller): the controller stays live
         last = js[-1]
         js_pub = node.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
@@ -249,29 +174,29 @@ def test_widowx_server_gone_holds_and_says_so(ros: Any, repo_root: Path,
             js_pub.publish(last)
 
         node.create_timer(0.02, republish)
-        _spin_until(ex, lambda: False, 1.0, ctl)  # the graph notices the server is gone
+        spin_until(ex, lambda: False, 1.0, ctl)  # the graph notices the server is gone
         send([0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-        assert _spin_until(ex, lambda: "not available" in _diag(
+        assert spin_until(ex, lambda: "not available" in _diag(
             diags, "widowx_controller_node").get("hold_reason", ""), 10, ctl), \
             _diag(diags, "widowx_controller_node")
         d = _diag(diags, "widowx_controller_node")
         assert d["_message"].startswith("holding: /arm_controller/follow_joint_trajectory not available")
         assert int(d["interventions.trajectory_aborted"]) >= 1
     finally:
-        _stop(ctl)
-        _stop(sim)
+        stop_node(ctl)
+        stop_node(sim)
 
 
 def test_no_action_server_is_one_configuration_error(repo_root: Path,
                                                      standin_env: dict[str, str]) -> None:
-    env = _env(repo_root, standin_env)
-    ctl = _start(repo_root, env, "tracevla_ros.nodes.widowx_controller_node", "config/widowx.yaml",
-                 "interface:=trajectory_action", "action_server_timeout_s:=1.0",
-                 "arm_controller:=no_such_controller")
+    env = repo_env(repo_root, standin_env)
+    ctl = start_node(repo_root, WIDOWX_CTL, "interface:=trajectory_action",
+                     "action_server_timeout_s:=1.0", "arm_controller:=no_such_controller",
+                     params_file="config/widowx.yaml", env=env)
     try:
         ctl.wait(timeout=60)
     finally:
-        out = _stop(ctl)
+        out = stop_node(ctl)
     assert ctl.returncode == 2, out
     errors = [ln for ln in out.splitlines() if "configuration error" in ln]
     assert len(errors) == 1, out
@@ -300,16 +225,6 @@ def test_trajectory_action_without_control_msgs_is_a_config_error() -> None:
             rclpy.shutdown(context=ctx)
 
 
-def _quat_xyzw(r: np.ndarray) -> list[float]:
-    """Rotation matrix -> unit quaternion (x, y, z, w), robust near 180 degrees."""
-    k = np.array([[r[0, 0] - r[1, 1] - r[2, 2], r[1, 0] + r[0, 1], r[2, 0] + r[0, 2], r[2, 1] - r[1, 2]],
-                  [r[1, 0] + r[0, 1], r[1, 1] - r[0, 0] - r[2, 2], r[2, 1] + r[1, 2], r[0, 2] - r[2, 0]],
-                  [r[2, 0] + r[0, 2], r[2, 1] + r[1, 2], r[2, 2] - r[0, 0] - r[1, 1], r[1, 0] - r[0, 1]],
-                  [r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1], r[0, 0] + r[1, 1] + r[2, 2]]]) / 3.0
-    w, v = np.linalg.eigh(k)
-    return [float(x) for x in v[:, int(np.argmax(w))]]
-
-
 def test_fr3_actions_and_waypoints_execute_through_the_action(ros: Any, repo_root: Path,
                                                                standin_env: dict[str, str]) -> None:
     """franka_controller_node with interface trajectory_action on the FR3 sim: PolicyAction
@@ -319,7 +234,7 @@ def test_fr3_actions_and_waypoints_execute_through_the_action(ros: Any, repo_roo
     from tracevla_ros.control.kinematics import load_kinematics
     from tracevla_ros.msg import PolicyAction
 
-    env = _env(repo_root, standin_env)
+    env = repo_env(repo_root, standin_env)
     node, ex = ros
     kin = load_kinematics("fr3")
     js: list[JointState] = []
@@ -328,36 +243,36 @@ def test_fr3_actions_and_waypoints_execute_through_the_action(ros: Any, repo_roo
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, RELIABLE_QOS)
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
     wp_pub = node.create_publisher(PoseArray, "/ee_waypoints", RELIABLE_QOS)
-    sim = _start(repo_root, env, "tracevla_ros.nodes.sim_node", "config/fr3.yaml")
-    ctl = _start(repo_root, env, "tracevla_ros.nodes.franka_controller_node", "config/fr3.yaml",
-                 "interface:=trajectory_action", "action_server_timeout_s:=60.0")
+    sim = start_node(repo_root, SIM, params_file="config/fr3.yaml", env=env)
+    ctl = start_node(repo_root, FRANKA_CTL, "interface:=trajectory_action",
+                     "action_server_timeout_s:=60.0", params_file="config/fr3.yaml", env=env)
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0
                            and wp_pub.get_subscription_count() > 0, 90, sim, ctl)
-        _spin_until(ex, lambda: False, 1.5, sim, ctl)
+        spin_until(ex, lambda: False, 1.5, sim, ctl)
         p0, r0 = kin.fk(np.array(js[-1].position[:7]))
         msg = PolicyAction(action_space="ee_delta_7d", chunk_length=4, action_dim=7,
                            values=[0.0, 0.0, -0.02, 0.0, 0.0, 0.0, 0.0] * 4, policy_name="test")
         msg.header.frame_id = "fr3_link0"
         msg.header.stamp = node.get_clock().now().to_msg()
         act_pub.publish(msg)
-        _spin_until(ex, lambda: False, 2.0, sim, ctl)
+        spin_until(ex, lambda: False, 2.0, sim, ctl)
         p1, _ = kin.fk(np.array(js[-1].position[:7]))
         assert p0[2] - p1[2] > 0.05, f"ee moved {p1 - p0}"
         assert js[-1].position[7] < 0.005, "hand did not close on the Grasp goal"
         # a waypoint sequence: one goal with several points
         wp = PoseArray()
         wp.header.frame_id = "fr3_link0"
-        q = _quat_xyzw(r0)  # keep the start orientation
+        q = [float(v) for v in Rotation.from_matrix(r0).as_quat()]  # the start orientation (xyzw)
         for dy in (0.03, 0.06):
             pose = Pose()
             pose.position.x, pose.position.y, pose.position.z = float(p1[0]), float(p1[1] + dy), float(p1[2])
             pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
             wp.poses.append(pose)
         wp_pub.publish(wp)
-        assert _spin_until(ex, lambda: kin.fk(np.array(js[-1].position[:7]))[0][1] - p1[1] > 0.05,
+        assert spin_until(ex, lambda: kin.fk(np.array(js[-1].position[:7]))[0][1] - p1[1] > 0.05,
                            10, sim, ctl)
-        assert _spin_until(ex, lambda: _diag(diags, "franka_controller_node").get(
+        assert spin_until(ex, lambda: _diag(diags, "franka_controller_node").get(
             "action.succeeded", "0") != "0", 5, sim, ctl)
         d = _diag(diags, "franka_controller_node")
         assert d["action.server"] == "/fr3_arm_controller/follow_joint_trajectory"
@@ -369,13 +284,13 @@ def test_fr3_actions_and_waypoints_execute_through_the_action(ros: Any, repo_roo
         home = node.create_client(Trigger, "/franka_controller_node/home_gripper")
         assert home.wait_for_service(timeout_sec=10)
         fut = home.call_async(Trigger.Request())
-        assert _spin_until(ex, fut.done, 10, sim, ctl) and fut.result().success
-        assert _spin_until(ex, lambda: _diag(diags, "franka_controller_node").get("gripper")
+        assert spin_until(ex, fut.done, 10, sim, ctl) and fut.result().success
+        assert spin_until(ex, lambda: _diag(diags, "franka_controller_node").get("gripper")
                            == "homing: succeeded", 10, sim, ctl)
-        assert _spin_until(ex, lambda: js[-1].position[7] > 0.035, 10, sim, ctl)
+        assert spin_until(ex, lambda: js[-1].position[7] > 0.035, 10, sim, ctl)
     finally:
-        _stop(ctl)
-        _stop(sim)
+        stop_node(ctl)
+        stop_node(sim)
 
 
 def test_fr3_reflex_holds_until_recover(ros: Any, repo_root: Path, standin_env: dict[str, str]) -> None:
@@ -389,7 +304,7 @@ def test_fr3_reflex_holds_until_recover(ros: Any, repo_root: Path, standin_env: 
     from tracevla_ros.control.kinematics import load_kinematics
     from tracevla_ros.msg import PolicyAction
 
-    env = _env(repo_root, standin_env)
+    env = repo_env(repo_root, standin_env)
     node, ex = ros
     kin = load_kinematics("fr3")
     js: list[JointState] = []
@@ -399,9 +314,9 @@ def test_fr3_reflex_holds_until_recover(ros: Any, repo_root: Path, standin_env: 
     act_pub = node.create_publisher(PolicyAction, "/action", RELIABLE_QOS)
     traj_pub = node.create_publisher(JointTrajectory, "/fr3_arm_controller/joint_trajectory", RELIABLE_QOS)
     recover = node.create_client(Trigger, "/franka_controller_node/recover")
-    sim = _start(repo_root, env, "tracevla_ros.nodes.sim_node", "config/fr3.yaml",
-                 "reflex_contact_force_n:=50.0")
-    ctl = _start(repo_root, env, "tracevla_ros.nodes.franka_controller_node", "config/fr3.yaml")
+    sim = start_node(repo_root, SIM, "reflex_contact_force_n:=50.0", params_file="config/fr3.yaml",
+                     env=env)
+    ctl = start_node(repo_root, FRANKA_CTL, params_file="config/fr3.yaml", env=env)
 
     def act(dz: float) -> None:
         msg = PolicyAction(action_space="ee_delta_7d", chunk_length=1, action_dim=7,
@@ -414,12 +329,12 @@ def test_fr3_reflex_holds_until_recover(ros: Any, repo_root: Path, standin_env: 
         return float(kin.fk(np.array(js[-1].position[:7]))[0][2])
 
     try:
-        assert _spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0
+        assert spin_until(ex, lambda: bool(js) and act_pub.get_subscription_count() > 0
                            and traj_pub.get_subscription_count() > 0, 90, sim, ctl)
         assert recover.wait_for_service(timeout_sec=20)
         # no fault yet: ~/recover refuses
         fut = recover.call_async(Trigger.Request())
-        assert _spin_until(ex, fut.done, 10, sim, ctl) and not fut.result().success
+        assert spin_until(ex, fut.done, 10, sim, ctl) and not fut.result().success
         # push the hand into the table: joint 2 forward (the sim's reflex fires on contact)
         q = list(js[-1].position[:7])
         q[1] = 0.9
@@ -430,7 +345,7 @@ def test_fr3_reflex_holds_until_recover(ros: Any, repo_root: Path, standin_env: 
         def fault() -> str:
             return _diag(diags, "franka_controller_node").get("robot_fault", "none")
 
-        assert _spin_until(ex, lambda: "reflex" in fault(), 20, sim, ctl), \
+        assert spin_until(ex, lambda: "reflex" in fault(), 20, sim, ctl), \
             _diag(diags, "franka_controller_node")
         d = _diag(diags, "franka_controller_node")
         assert "cartesian_reflex" in d["robot_fault"] and d["_message"].startswith("robot fault")
@@ -438,20 +353,20 @@ def test_fr3_reflex_holds_until_recover(ros: Any, repo_root: Path, standin_env: 
         z0 = z()
         for _ in range(3):
             act(0.02)
-            _spin_until(ex, lambda: False, 0.3, sim, ctl)
-        _spin_until(ex, lambda: False, 1.0, sim, ctl)
+            spin_until(ex, lambda: False, 0.3, sim, ctl)
+        spin_until(ex, lambda: False, 1.0, sim, ctl)
         assert abs(z() - z0) < 0.01
-        assert _spin_until(ex, lambda: int(_diag(diags, "franka_controller_node").get(
+        assert spin_until(ex, lambda: int(_diag(diags, "franka_controller_node").get(
             "interventions.robot_fault", "0")) >= 3, 5, sim, ctl)
         # recover on request, then actions move the arm up again
         fut = recover.call_async(Trigger.Request())
-        assert _spin_until(ex, fut.done, 10, sim, ctl) and fut.result().success, fut.result()
-        assert _spin_until(ex, lambda: fault() == "none", 10, sim, ctl)
+        assert spin_until(ex, fut.done, 10, sim, ctl) and fut.result().success, fut.result()
+        assert spin_until(ex, lambda: fault() == "none", 10, sim, ctl)
         assert _diag(diags, "franka_controller_node")["recovery"] == "succeeded"
         for _ in range(4):
             act(0.02)
-            _spin_until(ex, lambda: False, 0.3, sim, ctl)
-        assert _spin_until(ex, lambda: z() - z0 > 0.04, 5, sim, ctl), f"z {z0} -> {z()}"
+            spin_until(ex, lambda: False, 0.3, sim, ctl)
+        assert spin_until(ex, lambda: z() - z0 > 0.04, 5, sim, ctl), f"z {z0} -> {z()}"
     finally:
-        _stop(ctl)
-        _stop(sim)
+        stop_node(ctl)
+        stop_node(sim)

@@ -228,17 +228,16 @@ class ArmControllerNodeBase(Node):
             wait = getattr(pub, "wait_for_all_acked", None)
             if callable(wait) and pub.topic_name not in ("/rosout", "/parameter_events"):
                 wait(Duration_(seconds=0.2))
+        if self._action_sink is not None:  # delivered = the goal accepted by the server
+            ok = self._action_sink.flush(0.5)
+            self.get_logger().warning("hold goal accepted by the server" if ok else
+                                      "the hold goal was not confirmed within 0.5 s")
         return True
 
     def close(self) -> None:
         """Shutdown: the arm holds where it is (logged), then the node may go."""
         if self.context.ok() and self.hold_and_flush("controller shutting down: holding position"):
             self.get_logger().warning("shutting down: hold command sent")
-            if self._action_sink is not None:
-                ok = self._action_sink.flush(0.5)
-                self.get_logger().warning(
-                    "shutting down: hold goal accepted by the server" if ok else
-                    "shutting down: the hold goal was not confirmed within 0.5 s")
 
     def _on_watchdog(self) -> None:
         with self._lock:

@@ -351,10 +351,7 @@ class SimNode(Node):
         self._pending_traj.clear()
         self._pending_group = None
         self.env.set_joint_targets(actual[: s.dof])
-        if self._goal is not None:
-            g, self._goal = self._goal, None
-            self._finish_goal(g.handle, "abort", PATH_TOLERANCE_VIOLATED,
-                              f"robot in reflex ({self._reflex})")
+        self._end_running_goal("abort", PATH_TOLERANCE_VIOLATED, f"robot in reflex ({self._reflex})")
 
     def _publish_franka_state(self, stamp: Any) -> None:
         if self._pub_fstate is None:
@@ -435,6 +432,17 @@ class SimNode(Node):
             self.get_logger().warning(f"follow_joint_trajectory goal aborted ({code}): {text}")
         handle.execute(self._fjt_result)  # runs the execute callback: the result goes out
 
+    def _end_running_goal(self, status: str, code: int, text: str,
+                          hold_at: np.ndarray | None = None) -> None:
+        """End the running goal (if any) with this outcome; ``hold_at``: the measured
+        positions to hold, as the JTC does after an abort or a cancel."""
+        g, self._goal = self._goal, None
+        if g is None:
+            return
+        if hold_at is not None:
+            self._hold_goal_joints(hold_at)
+        self._finish_goal(g.handle, status, code, text)
+
     def _hold_goal_joints(self, actual: np.ndarray) -> None:
         """The JTC holds the measured position after an abort or a cancel."""
         self._arbiter.plans.pop(self.cfg.arm_controller, None)
@@ -452,8 +460,7 @@ class SimNode(Node):
         # the plan may have lost joints to a newer command; compare what it still owns
         current = self._arbiter.plans.get(self.cfg.arm_controller)
         if current is not None and current.t0 != g.plan.t0:
-            self._goal = None
-            self._finish_goal(g.handle, "abort", SUCCESSFUL, "preempted by a topic trajectory")
+            self._end_running_goal("abort", SUCCESSFUL, "preempted by a topic trajectory")
             return
         desired = g.plan.sample(t)
         err = desired - actual_all[idx]
@@ -466,33 +473,27 @@ class SimNode(Node):
             fb.error.positions = err.tolist()
             g.handle.publish_feedback(fb)
         if g.handle.is_cancel_requested:
-            self._goal = None
-            self._hold_goal_joints(actual_all)
-            self._finish_goal(g.handle, "canceled", SUCCESSFUL, "canceled")
+            self._end_running_goal("canceled", SUCCESSFUL, "canceled", hold_at=actual_all)
             return
         over = (g.path_tol > 0) & (np.abs(err) > g.path_tol)
         if t < g.t_end and np.any(over):
             j = int(np.argmax(over))
-            self._goal = None
-            self._hold_goal_joints(actual_all)
-            self._finish_goal(g.handle, "abort", PATH_TOLERANCE_VIOLATED,
-                              f"{g.names[j]}: |error| {abs(err[j]):.4f} > path tolerance "
-                              f"{g.path_tol[j]:.4f}")
+            self._end_running_goal("abort", PATH_TOLERANCE_VIOLATED,
+                                   f"{g.names[j]}: |error| {abs(err[j]):.4f} > path tolerance "
+                                   f"{g.path_tol[j]:.4f}", hold_at=actual_all)
             return
         if t + 1e-9 < g.t_end:
             return
         final_err = g.plan.positions[-1] - actual_all[idx]
         bad = (g.goal_tol > 0) & (np.abs(final_err) > g.goal_tol)
         if not np.any(bad):
-            self._goal = None
-            self._finish_goal(g.handle, "succeed", SUCCESSFUL, "")
+            self._end_running_goal("succeed", SUCCESSFUL, "")
         elif g.goal_time_tol > 0 and t > g.t_end + g.goal_time_tol:
             j = int(np.argmax(bad))
-            self._goal = None
-            self._hold_goal_joints(actual_all)
-            self._finish_goal(g.handle, "abort", GOAL_TOLERANCE_VIOLATED,
-                              f"{g.names[j]}: |error| {abs(final_err[j]):.4f} > goal tolerance "
-                              f"{g.goal_tol[j]:.4f} {g.goal_time_tol} s after the end")
+            self._end_running_goal("abort", GOAL_TOLERANCE_VIOLATED,
+                                   f"{g.names[j]}: |error| {abs(final_err[j]):.4f} > goal "
+                                   f"tolerance {g.goal_tol[j]:.4f} {g.goal_time_tol} s after the "
+                                   "end", hold_at=actual_all)
 
     def _on_homing(self, goal_handle: Any) -> Any:
         """franka_gripper Homing: the hand opens fully (replies at once, as Move/Grasp)."""
@@ -507,9 +508,7 @@ class SimNode(Node):
         self.env.reset(self.cfg.seed + self._resets)
         self._arbiter.clear()
         self._reflex, self._reflex_armed = "", True  # a new episode starts without a reflex
-        if self._goal is not None:
-            g, self._goal = self._goal, None
-            self._finish_goal(g.handle, "abort", SUCCESSFUL, "sim reset")
+        self._end_running_goal("abort", SUCCESSFUL, "sim reset")
         self._pending_traj.clear()
         self._pending_group = self._pending_gripper = None
         self._next_cam = self._next_js = 0.0
