@@ -50,7 +50,7 @@ from tracevla_ros.plugins import DemoPlugin
 from tracevla_ros.ros_image import image_to_rgb
 from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
 from tracevla_ros.stopping import StopRequest
-from tracevla_ros.tools.demo import graph_node_args
+from tracevla_ros.tools.demo import graph_node_args, node_values
 from tracevla_ros.tools.demo_stats import (percentiles_ms, shutdown_nodes, timing_report,
                                            write_json_atomic)
 
@@ -264,7 +264,7 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
         shutdown_nodes(executor, spin, sim_stop, nodes, sim_thread, ctx)
     if monitor is not None:
         summary["outputs"]["overlay_frames"] = monitor.write_video(out / "overlay.mp4", fps=10.0)
-    cam_hz = float(params["sim_node"]["ros__parameters"].get("camera_rate_hz", 10.0))
+    cam_hz = float(node_values(params, "sim_node").get("camera_rate_hz", 10.0))
     summary["timing"] = timing_report(summary["topics"], {
         "/camera/image_raw": cam_hz, "/camera/depth/image_raw": cam_hz}, summary["latency"])
     for line in summary["timing"]["warnings"]:

@@ -45,6 +45,7 @@ import yaml
 
 from tracevla_ros.graph import graph
 from tracevla_ros.loopstats import Stage, stage_latencies, stamps_are_wall_time, topic_rates
+from tracevla_ros.tools.demo import demo_params, node_values
 
 RATE_TOLERANCE = 0.02  # the goal: camera and policy within 2 % of their configured rates
 
@@ -133,8 +134,8 @@ def node_command(executable: str) -> list[str]:
 
 
 def _configured(params: dict[str, Any], robot: str) -> dict[str, float | None]:
-    def p(node: str, key: str, default: float) -> float:
-        return float(params.get(node, {}).get("ros__parameters", {}).get(key, default))
+    def p(node: str, key: str, default: float) -> float:  # the node's section over /**
+        return float(node_values(params, node).get(key, default))
 
     cam = p("sim_node", "camera_rate_hz", 10.0)
     js = p("sim_node", "joint_state_rate_hz", 50.0)
@@ -225,7 +226,6 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from tracevla_ros.tools.demo import demo_params
     from tracevla_ros.tools.loop_observer import LoopObserver
 
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")

@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         if "error" in sim_box:
             raise sim_box["error"]
         sim = sim_box["node"]
-        rate = float(_node_values(params, "policy_node").get("control_rate_hz", 5.0))
+        rate = float(node_values(params, "policy_node").get("control_rate_hz", 5.0))
         monitor = DemoMonitor(context=ctx, command_topic=_command_topic(params, args.robot))
         nodes.append(monitor)
         recorder = RecorderNode(output=str(out / "bag"), context=ctx,
@@ -259,7 +259,7 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         shutdown_nodes(executor, spin, sim_stop, nodes, sim_thread, ctx)
     summary["trace_valid_ratio"] = monitor.trace_valid_ratio()  # all traces, as in the bag
     summary["timing"] = timing_report(summary["topics"], {
-        "/camera/image_raw": _sim_param(params, "camera_rate_hz", 10.0),
+        "/camera/image_raw": float(node_values(params, "sim_node").get("camera_rate_hz", 10.0)),
         "/policy/action": rate}, summary["latency"])
     for line in summary["timing"]["warnings"]:
         print(f"tracevla-demo: warning: {line}", file=sys.stderr)
@@ -314,10 +314,6 @@ def graph_node_args(robot: str) -> dict[str, list[str]]:
             for n in graph(robot, sim=True, record=True, viz=False)}
 
 
-def _sim_param(params: dict[str, Any], key: str, default: float) -> float:
-    return float(_node_values(params, "sim_node").get(key, default))
-
-
 def _checkpoint_path(checkpoint: str) -> str:
     from tracevla_ros.policy.local.checkpoint import resolve_checkpoint
 
@@ -337,14 +333,14 @@ def _controller_class(robot: str) -> Any:
     return FrankaControllerNode
 
 
-def _node_values(params: dict[str, Any], node: str) -> dict[str, Any]:
+def node_values(params: dict[str, Any], node: str) -> dict[str, Any]:
     """``node``'s parameters in the params data: its own section over the ``/**`` one."""
     return node_params({k: v.get("ros__parameters", {}) for k, v in params.items()}, node)
 
 
 def _command_topic(params: dict[str, Any], robot: str) -> str:
     node = "widowx_controller_node" if robot == "widowx" else "franka_controller_node"
-    p = _node_values(params, node)
+    p = node_values(params, node)
     ctrl = p.get("trajectory_controller", p.get("arm_controller", "arm_controller"))
     return f"/{ctrl}/joint_trajectory"
 
