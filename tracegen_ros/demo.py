@@ -51,8 +51,8 @@ from tracevla_ros.ros_image import image_to_rgb
 from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
 from tracevla_ros.stopping import StopRequest
 from tracevla_ros.tools.demo import graph_node_args, node_values
-from tracevla_ros.tools.demo_stats import (percentiles_ms, shutdown_nodes, timing_report,
-                                           write_json_atomic)
+from tracevla_ros.loopstats import percentiles
+from tracevla_ros.tools.demo_stats import shutdown_nodes, timing_report, write_json_atomic
 
 TRACEGEN_POLICIES = ("tracegen", "tracegen_oracle", "no_motion")
 GRIPPER_TOPIC = "/sim_node/gripper_command"
@@ -147,7 +147,7 @@ class TraceGenMonitor(Node):
 
     def latency(self) -> dict[str, dict[str, float | int]]:
         with self._lock:
-            return {k: percentiles_ms(v) for k, v in self.lat.items()}
+            return {k: percentiles(v) for k, v in self.lat.items()}
 
     def write_video(self, path: Path, fps: float) -> int:
         with self._lock:

@@ -20,9 +20,10 @@ __all__ = ["Stage", "topic_rates", "stage_latencies", "percentiles", "stamps_are
 Samples = Sequence[tuple[float, float]]  # (rx time, header stamp) [s]
 
 
-def percentiles(values_s: Sequence[float]) -> dict[str, float | int]:
-    """p50/p95/max in ms of latencies in s; ``{"n": 0}`` for none (never NaN)."""
-    a = np.asarray([v for v in values_s if math.isfinite(v)], dtype=np.float64) * 1e3
+def percentiles(values: Sequence[float], scale: float = 1e3) -> dict[str, float | int]:
+    """n, p50/p95/max in ms of latencies (in s; ``scale=1`` for values already in ms);
+    ``{"n": 0}`` for none, non-finite values left out (never NaN in a JSON file)."""
+    a = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64) * scale
     if a.size == 0:
         return {"n": 0}
     return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 3),

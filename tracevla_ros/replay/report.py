@@ -16,25 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from tracevla_ros.loopstats import percentiles
 from tracevla_ros.replay.engine import STAGES, StepResult
 from tracevla_ros.replay.recorded import RecordedRun
 
-__all__ = ["ACTION_DIM_NAMES", "ReplayStats", "VideoSink", "percentiles_ms", "plot_actions",
+__all__ = ["ACTION_DIM_NAMES", "ReplayStats", "VideoSink", "plot_actions",
            "plot_latency"]
 
 log = logging.getLogger(__name__)
 
 TRACE_TOL_PX = 1e-3  # px: replayed and recorded points closer than this are the same trace
 ACTION_DIM_NAMES = {"ee_delta_7d": ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")}
-
-
-def percentiles_ms(values: list[float]) -> dict[str, float | int]:
-    """{n, p50_ms, p95_ms, max_ms} of values already in milliseconds."""
-    if not values:
-        return {"n": 0}
-    a = np.asarray(values, np.float64)
-    return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 3),
-            "p95_ms": round(float(np.percentile(a, 95)), 3), "max_ms": round(float(a.max()), 3)}
 
 
 @dataclass
@@ -107,7 +99,7 @@ class ReplayStats:
         return self.valid / self.steps if self.steps else None
 
     def latency_summary(self) -> dict[str, dict[str, float | int]]:
-        return {k: percentiles_ms(v) for k, v in self.latency.items()}
+        return {k: percentiles(v, scale=1.0) for k, v in self.latency.items()}  # ms
 
     def trace_comparison(self) -> dict[str, Any]:
         rec = self.recorded
@@ -216,7 +208,7 @@ def plot_latency(path: Path, stats: ReplayStats) -> bool:
     fig, axes = plt.subplots(len(stages), 1, figsize=(7, 1.5 * len(stages) + 0.6), squeeze=False)
     for ax, (name, vals) in zip(axes[:, 0], stages):
         ax.hist(vals, bins=40, color="tab:blue", alpha=0.8)
-        p = percentiles_ms(vals)
+        p = percentiles(vals, scale=1.0)  # ms
         ax.set_title(f"{name}: p50 {p['p50_ms']} ms, p95 {p['p95_ms']} ms, n={p['n']}", fontsize=9)
         ax.set_ylabel("count")
     axes[-1, 0].set_xlabel("latency per policy step [ms]")

@@ -16,16 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-
-def percentiles_ms(values_s: list[float]) -> dict[str, float | int]:
-    if not values_s:
-        return {"n": 0}
-    a = np.asarray(values_s) * 1e3
-    return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 3),
-            "p95_ms": round(float(np.percentile(a, 95)), 3),
-            "max_ms": round(float(a.max()), 3)}
+from tracevla_ros.loopstats import percentiles
 
 
 @dataclass
@@ -63,7 +55,7 @@ class StageClock:
 
     def summary(self) -> dict[str, dict[str, float | int]]:
         with self._lock:
-            return {k: percentiles_ms(v) for k, v in self.latencies.items()}
+            return {k: percentiles(v) for k, v in self.latencies.items()}
 
 
 def shutdown_nodes(executor: Any, spin: Any, sim_stop: Any, nodes: list[Any], sim_thread: Any,
