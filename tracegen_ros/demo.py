@@ -52,7 +52,8 @@ from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
 from tracevla_ros.stopping import StopRequest
 from tracevla_ros.tools.demo import graph_node_args, node_values
 from tracevla_ros.loopstats import percentiles
-from tracevla_ros.tools.demo_stats import shutdown_nodes, timing_report, write_json_atomic
+from tracevla_ros.cli import write_json_atomic
+from tracevla_ros.tools.demo_stats import shutdown_nodes, timing_report
 
 TRACEGEN_POLICIES = ("tracegen", "tracegen_oracle", "no_motion")
 GRIPPER_TOPIC = "/sim_node/gripper_command"

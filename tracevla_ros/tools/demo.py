@@ -41,7 +41,8 @@ import yaml
 
 from tracevla_ros.config import ConfigError, config_dir, load_params_file, node_params
 from tracevla_ros.stopping import StopRequest, install_stop_signals
-from tracevla_ros.tools.demo_stats import timing_report, write_json_atomic
+from tracevla_ros.cli import write_json_atomic
+from tracevla_ros.tools.demo_stats import timing_report
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
 POLICIES = ("local", "scripted", "tracegen", "tracegen_oracle", "no_motion")

@@ -9,7 +9,6 @@ Stages, all measured on one clock (the demo runs every node in one process):
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -75,15 +74,6 @@ def shutdown_nodes(executor: Any, spin: Any, sim_stop: Any, nodes: list[Any], si
     if sim_thread.is_alive():
         sim_thread.join(timeout=10.0)
     rclpy.try_shutdown(context=ctx)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """JSON to ``path`` via a temporary file and a rename: never half-written, never NaN
-    (``allow_nan=False`` raises instead of writing invalid JSON)."""
-    text = json.dumps(data, indent=2, allow_nan=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # Achieved rates below this fraction of the configured ones are reported as a failure to
