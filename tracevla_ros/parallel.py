@@ -76,7 +76,8 @@ class RunReport:
     backend: str = "serial"  # serial | ray-local | ray-cluster
     workers: int = 1  # tasks in flight at most
     address: str = ""  # the Ray cluster's address ('' = serial)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run, a cluster's start and shutdown included
+    startup_seconds: float = 0.0  # of which starting or joining the Ray cluster
 
     def episodes_per_minute(self) -> float:
         n = len(self.done) + len(self.failed)
@@ -88,7 +89,7 @@ class RunReport:
                                                   for k, f in sorted(self.failed.items())},
             "not_run": sorted(self.not_run), "interrupted": self.interrupted,
             "backend": self.backend, "workers": self.workers, "address": self.address,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "startup_seconds": round(self.startup_seconds, 3),
             "episodes_per_minute": round(self.episodes_per_minute(), 2),
         }
 
@@ -195,6 +196,7 @@ def _run_ray(fn: Callable[[Any], dict[str, Any]], items: Sequence[tuple[str, Any
     import ray  # only here: the serial path needs no Ray
 
     started = False
+    t0 = time.perf_counter()
     if ray.is_initialized():
         rep.backend = "ray-cluster"
     else:
@@ -208,6 +210,7 @@ def _run_ray(fn: Callable[[Any], dict[str, Any]], items: Sequence[tuple[str, Any
             rep.backend = "ray-local"
         started = True
         interrupt.rearm()
+    rep.startup_seconds = time.perf_counter() - t0
     try:
         rep.address = str(ray.get_runtime_context().gcs_address)
         limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
