@@ -74,8 +74,9 @@ def annotate_episode(job: tuple[str, TrackerConfig, str]) -> dict[str, Any]:
     # One seed per episode: the tracker seed and the episode's own seed.
     seed = int(np.random.SeedSequence([cfg.seed, ep.seed]).generate_state(1)[0])
     traces = annotate_frames(ep.rgb, cfg, seed=seed)
+    for stale in ep_dir.glob(".trace.partial*"):  # left by a killed task of this episode
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = ep_dir / f".trace.partial{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         save_traces(tmp, traces, {
