@@ -10,7 +10,11 @@ Examples::
 (layout in ``tracegen_ros/traceforge/sources.py``). Writes the ``tracegen_traceforge/v1``
 layout (``tracegen_ros/data.py``). Resumable: rerun the same command after an interruption.
 A corrupt episode is reported (log + ``OUT/traceforge_report.json``) and skipped; with
-``--strict`` the exit status is then 1.
+``--strict`` the exit status is then 1. ``--workers N`` forges N episodes at a time on a
+local Ray cluster started for the run, ``--address HOST:PORT`` on an existing cluster
+(``tracevla_ros/parallel.py``)::
+
+    traceforge --episodes data/ball data/push --out /work/data/traceforge/fr3 --workers 8
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tracegen_ros.traceforge.chunking import ChunkOptions
 from tracegen_ros.traceforge.pipeline import ForgeOptions, run
 from tracegen_ros.traceforge.sources import SourceError, discover
 from tracegen_ros.traceforge.tracks import TrackOptions
+from tracevla_ros.parallel import ADDRESS_HELP, WORKERS_HELP, resolve_workers
 
 log = logging.getLogger("traceforge")
 
@@ -46,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--overwrite", action="store_true", help="redo finished episodes")
     ap.add_argument("--strict", action="store_true", help="exit 1 when an episode failed")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    ap.add_argument("--address", default=None, help=ADDRESS_HELP)
     return ap
 
 
@@ -63,11 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     if not refs:
         print("traceforge: error: no episodes found", file=sys.stderr)
         return 2
-    rep = run(refs, args.out, opt, overwrite=args.overwrite, progress=not args.no_progress)
+    workers = resolve_workers(args.workers, args.address)
+    if workers < 1 and not (args.address and workers == 0):
+        print("traceforge: error: --workers must be >= 1 (0 = every CPU, only with --address)",
+              file=sys.stderr)
+        return 2
+    rep = run(refs, args.out, opt, overwrite=args.overwrite, progress=not args.no_progress,
+              workers=workers, address=args.address)
     log.info("%d episodes done (%d samples), %d already finished, %d failed -> %s",
              len(rep.done), rep.samples, len(rep.skipped), len(rep.failed), args.out)
-    for name, err in rep.failed.items():
-        log.error("FAILED %s: %s", name, err)
+    if rep.interrupted:
+        print(f"traceforge: interrupted; {len(rep.not_run)} episodes left: rerun the command "
+              "to finish them", file=sys.stderr)
+        return 130
     return 1 if rep.failed and args.strict else 0
 
 

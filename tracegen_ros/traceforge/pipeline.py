@@ -7,15 +7,19 @@ steps (:func:`.tracks.retarget`) and write the sample with the reference RGB-D f
 three instruction phrasings (:mod:`tracegen_ros.data`).
 
 Resumable: an episode is finished when ``OUT/<episode>/done.json`` exists; a rerun skips it
-and redoes a half-written one. A corrupt episode (unreadable files, missing or all-zero
-depth, RGB/depth size mismatch) is logged, listed in ``OUT/traceforge_report.json`` and
-skipped; the others go on.
+and redoes a half-written one. Each episode is one idempotent task (:func:`forge_one`:
+built under a temporary name, ``done.json`` written, then renamed into place), so episodes
+run in parallel on Ray with ``workers``/``address`` (:mod:`tracevla_ros.parallel`). A
+corrupt episode (unreadable files, missing or all-zero depth, RGB/depth size mismatch) or
+any other error in one episode is logged, listed with its error in
+``OUT/traceforge_report.json`` and skipped; the others go on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -23,7 +27,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from tracegen_ros import data as D
 from tracegen_ros.traceforge.chunking import ChunkOptions, find_chunks, frame_motion, reference_frames
@@ -38,10 +41,13 @@ from tracegen_ros.traceforge.tracks import (
     retarget,
     track_2d,
 )
+from tracevla_ros.cli import write_json_atomic
+from tracevla_ros.parallel import RunReport, run_tasks
 from tracevla_ros.sim.dataset import DatasetError
 from tracevla_ros.tracking.backend import make_backend
 
-__all__ = ["ForgeOptions", "ForgeReport", "forge_episode", "trace_from_frames", "run", "EPISODE_ERRORS"]
+__all__ = ["ForgeOptions", "ForgeReport", "forge_episode", "forge_one", "trace_from_frames", "run",
+           "EPISODE_ERRORS"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,12 @@ class ForgeReport:
     skipped: list[str] = field(default_factory=list)  # already finished (resume)
     failed: dict[str, str] = field(default_factory=dict)  # name -> error
     samples: int = 0  # written in this run
+    not_run: list[str] = field(default_factory=list)  # left for the next run by an interrupt
+    interrupted: bool = False
+    backend: str = "serial"  # serial | ray-local | ray-cluster (tracevla_ros.parallel)
+    workers: int = 1
+    seconds: float = 0.0
+    tracebacks: dict[str, str] = field(default_factory=dict)  # name -> where it failed
 
 
 def _poses_to_ref(ep: RGBDEpisode, ref: int, end: int) -> np.ndarray | None:
@@ -123,7 +135,37 @@ def forge_episode(ep: RGBDEpisode, ep_dir: Path, opt: ForgeOptions = ForgeOption
 
 
 def _finished(out: Path) -> list[str]:
-    return sorted(p.parent.name for p in out.glob(f"*/{DONE}"))
+    return sorted(p.parent.name for p in out.glob(f"*/{DONE}") if not p.parent.name.startswith("."))
+
+
+def forge_one(job: tuple[EpisodeRef, str, ForgeOptions]) -> dict[str, Any]:
+    """Forge one episode into ``OUT/<name>`` (a :func:`tracevla_ros.parallel.run_tasks` task).
+
+    Idempotent: built in ``OUT/.<name>.partial<pid>/<name>`` (file names carry the episode
+    name), ``done.json`` written last, then renamed to ``OUT/<name>``; a killed task leaves
+    only the hidden partial folder (removed by the next run of that episode). Returns what
+    ``done.json`` holds.
+    """
+    ref, out_s, opt = job
+    out = Path(out_s)
+    final = out / ref.name
+    for stale in out.glob(f".{ref.name}.partial*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    holder = out / f".{ref.name}.partial{os.getpid()}"
+    tmp = holder / ref.name
+    tmp.mkdir(parents=True)
+    try:
+        ep = ref.load()
+        n = forge_episode(ep, tmp, opt)
+        meta = {"samples": n, "task": ep.task, "robot": ep.robot, "source": ep.source,
+                "frames": int(ep.rgb.shape[0]), "path": str(ref.path)}
+        write_json_atomic(tmp / DONE, meta)
+        if final.exists():
+            shutil.rmtree(final)  # half-written by an older run, or --overwrite
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+    return meta
 
 
 def write_dataset_info(out: Path, opt: ForgeOptions, extra: dict[str, Any]) -> dict[str, Any]:
@@ -148,14 +190,15 @@ def write_dataset_info(out: Path, opt: ForgeOptions, extra: dict[str, Any]) -> d
 
 
 def run(refs: Sequence[EpisodeRef], out: Path, opt: ForgeOptions = ForgeOptions(),
-        overwrite: bool = False, progress: bool = True) -> ForgeReport:
-    """Forge every episode of ``refs`` into ``out`` (resumable; see the module doc)."""
+        overwrite: bool = False, progress: bool = True, workers: int = 1,
+        address: str | None = None) -> ForgeReport:
+    """Forge every episode of ``refs`` into ``out`` (resumable, parallel; see the module doc)."""
     out.mkdir(parents=True, exist_ok=True)
     rep = ForgeReport()
     sources: set[str] = set()
     robots: set[str] = set()
-    bar = tqdm(refs, desc="traceforge", unit="ep", disable=not progress)
-    for ref in bar:
+    todo: list[tuple[str, tuple[EpisodeRef, str, ForgeOptions]]] = []
+    for ref in refs:
         ep_dir = out / ref.name
         if (ep_dir / DONE).is_file() and not overwrite:
             rep.skipped.append(ref.name)
@@ -163,27 +206,24 @@ def run(refs: Sequence[EpisodeRef], out: Path, opt: ForgeOptions = ForgeOptions(
             sources.add(meta.get("source", ""))
             robots.add(meta.get("robot", ""))
             continue
-        if ep_dir.exists():
-            shutil.rmtree(ep_dir)  # half-written by an interrupted run: redo it
-        try:
-            ep = ref.load()
-            n = forge_episode(ep, ep_dir, opt)
-        except EPISODE_ERRORS as exc:
-            msg = f"{type(exc).__name__}: {exc}"
-            log.error("episode %s (%s) skipped: %s", ref.name, ref.path, msg)
-            rep.failed[ref.name] = msg
-            shutil.rmtree(ep_dir, ignore_errors=True)
-            continue
-        (ep_dir / DONE).write_text(json.dumps({"samples": n, "task": ep.task, "robot": ep.robot,
-                                               "source": ep.source, "frames": int(ep.rgb.shape[0]),
-                                               "path": str(ref.path)}))
-        sources.add(ep.source)
-        robots.add(ep.robot)
-        rep.done.append(ref.name)
-        rep.samples += n
-        bar.set_postfix(samples=rep.samples, failed=len(rep.failed))
+        todo.append((ref.name, (ref, str(out), opt)))
+    run_rep: RunReport = run_tasks(forge_one, todo, workers=workers, address=address,
+                                   progress=progress, desc="traceforge")
+    for name, meta in run_rep.done.items():
+        sources.add(meta["source"])
+        robots.add(meta["robot"])
+        rep.done.append(name)
+        rep.samples += int(meta["samples"])
+    for name, failure in run_rep.failed.items():
+        rep.failed[name] = failure.error
+        rep.tracebacks[name] = failure.traceback
+        shutil.rmtree(out / name, ignore_errors=True)  # a half-written older attempt
+    rep.done.sort()
+    rep.not_run = sorted(run_rep.not_run)
+    rep.interrupted = run_rep.interrupted
+    rep.backend, rep.workers, rep.seconds = run_rep.backend, run_rep.workers, round(run_rep.seconds, 3)
     extra = {"source": ",".join(sorted(s for s in sources if s)) or "unknown",
              "robot": ",".join(sorted(r for r in robots if r)) or "unknown"}
     write_dataset_info(out, opt, extra)
-    (out / REPORT).write_text(json.dumps(asdict(rep), indent=2))
+    write_json_atomic(out / REPORT, asdict(rep))
     return rep

@@ -19,4 +19,5 @@ BENCHMARKS: dict[str, str] = {
     "estop": "estop",
     "recorder": "recorder",
     "action": "action",
+    "annotate": "annotate",
 }

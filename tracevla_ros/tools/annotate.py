@@ -9,29 +9,43 @@ Writes ``trace.npz`` + ``trace.json`` into every episode directory (format in
 positions and the overlay image, computed over 2N-frame segments by
 ``tracevla_ros.tracking.offline`` with the tracker parameters of the robot's
 ``tracker_node`` section in ``config/<robot>.yaml`` (the ones the online tracker
-runs with), unless ``--params`` names another file. Episodes that already have
-traces are skipped unless ``--overwrite``. No rclpy.
+runs with), unless ``--params`` names another file. No rclpy.
+
+Each episode is one idempotent task (files renamed into place, ``trace.json`` last):
+``--workers N`` runs N at a time on a local Ray cluster started for the run,
+``--address HOST:PORT`` on an existing one (``tracevla_ros/parallel.py``). Resumable:
+episodes that already have traces are skipped unless ``--overwrite``, so rerunning
+the same command after an interruption does the rest. A failed episode is logged and
+listed with its error in ``DIR/annotate_report.json``; the others go on, and the exit
+status is then 1 (130 after Ctrl-C/SIGTERM, finished episodes kept)::
+
+    tracevla-annotate --data data/widowx/* --workers 8
+    tracevla-annotate --data /shared/data/widowx/* --address 10.0.0.5:6379
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
-import time
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from tracevla_ros.cli import write_json_atomic
 from tracevla_ros.config import ConfigError, config_dir, load_node_config
+from tracevla_ros.parallel import ADDRESS_HELP, WORKERS_HELP, RunReport, resolve_workers, run_tasks
 from tracevla_ros.sim.dataset import DatasetError, list_episodes, load_episode, load_info
 from tracevla_ros.tracking.config import TrackerConfig
-from tracevla_ros.tracking.offline import TRACE_NPZ, annotate_frames, save_traces
+from tracevla_ros.tracking.offline import TRACE_JSON, TRACE_NPZ, annotate_frames, save_traces
 
 log = logging.getLogger("tracevla-annotate")
 
 ROBOT_PARAMS = {"widowx250s": "widowx.yaml", "fr3": "fr3.yaml"}  # info.json robot -> config file
+REPORT = "annotate_report.json"  # per dataset: done / skipped / failed (with errors) episodes
 
 
 def tracker_config_for(robot: str, params: Path | None = None) -> tuple[TrackerConfig, Path]:
@@ -43,31 +57,76 @@ def tracker_config_for(robot: str, params: Path | None = None) -> tuple[TrackerC
     return load_node_config(TrackerConfig, params, "tracker_node"), params
 
 
-def annotate_dataset(root: Path, params: Path | None = None, overwrite: bool = False) -> dict[str, float]:
-    """Annotate every episode of one dataset directory; returns counts for the log."""
-    info = load_info(root)
-    cfg, used = tracker_config_for(str(info["robot"]), params)
-    episodes = list_episodes(root)
-    done = skipped = 0
-    valid = steps = 0
-    t0 = time.perf_counter()
-    for ep_dir in tqdm(episodes, desc=f"annotate {root.name}", unit="ep"):
-        if (ep_dir / TRACE_NPZ).is_file() and not overwrite:
-            skipped += 1
-            continue
-        ep = load_episode(ep_dir)
-        # One seed per episode: the tracker seed and the episode's own seed.
-        seed = int(np.random.SeedSequence([cfg.seed, ep.seed]).generate_state(1)[0])
-        traces = annotate_frames(ep.rgb, cfg, seed=seed)
-        save_traces(ep_dir, traces, {
-            "tracker": dict(cfg.as_dict()), "params_file": str(used),
+def traces_done(ep_dir: Path) -> bool:
+    """An episode is annotated once both files are in place (trace.json is renamed in last)."""
+    return (ep_dir / TRACE_NPZ).is_file() and (ep_dir / TRACE_JSON).is_file()
+
+
+def annotate_episode(job: tuple[str, TrackerConfig, str]) -> dict[str, Any]:
+    """Annotate one episode directory (a :func:`tracevla_ros.parallel.run_tasks` task).
+
+    Idempotent: the files are written into a temporary folder inside the episode and
+    renamed into place, trace.json last, so a killed task leaves no finished-looking
+    annotation and a repeated one writes the same bytes.
+    """
+    ep_dir, cfg, used = Path(job[0]), job[1], job[2]
+    ep = load_episode(ep_dir)
+    # One seed per episode: the tracker seed and the episode's own seed.
+    seed = int(np.random.SeedSequence([cfg.seed, ep.seed]).generate_state(1)[0])
+    traces = annotate_frames(ep.rgb, cfg, seed=seed)
+    for stale in ep_dir.glob(".trace.partial*"):  # left by a killed task of this episode
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = ep_dir / f".trace.partial{os.getpid()}"
+    tmp.mkdir()
+    try:
+        save_traces(tmp, traces, {
+            "tracker": dict(cfg.as_dict()), "params_file": used,
             "segment_frames": 2 * cfg.history, "seed": seed,
         })
-        done += 1
-        valid += int(traces.valid.sum())
-        steps += len(traces.valid)
-    return {"episodes": done, "skipped": skipped, "valid_steps": valid, "steps": steps,
-            "seconds": round(time.perf_counter() - t0, 1)}
+        os.replace(tmp / TRACE_NPZ, ep_dir / TRACE_NPZ)
+        os.replace(tmp / TRACE_JSON, ep_dir / TRACE_JSON)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"steps": int(len(traces.valid)), "valid_steps": int(traces.valid.sum())}
+
+
+def annotate_datasets(roots: Sequence[Path], params: Path | None = None, overwrite: bool = False,
+                      workers: int = 1, address: str | None = None,
+                      progress: bool = True) -> tuple[RunReport, dict[Path, dict[str, Any]]]:
+    """Annotate every episode of ``roots`` (in parallel with ``workers``/``address``, see
+    :mod:`tracevla_ros.parallel`); episodes already annotated are skipped unless
+    ``overwrite``. Writes ``ROOT/annotate_report.json`` per dataset and returns the run
+    report and per-dataset counts."""
+    jobs: list[tuple[str, tuple[str, TrackerConfig, str]]] = []
+    per_root: dict[Path, dict[str, Any]] = {}
+    owner: dict[str, Path] = {}
+    for root in roots:
+        info = load_info(root)
+        cfg, used = tracker_config_for(str(info["robot"]), params)
+        skipped: list[str] = []
+        for ep_dir in list_episodes(root):
+            if traces_done(ep_dir) and not overwrite:
+                skipped.append(ep_dir.name)
+                continue
+            key = str(ep_dir)
+            owner[key] = root
+            jobs.append((key, (key, cfg, str(used))))
+        per_root[root] = {"skipped": skipped}
+    rep = run_tasks(annotate_episode, jobs, workers=workers, address=address, progress=progress,
+                    desc="annotate")
+    for root, stats in per_root.items():
+        mine = {k: v for k, v in rep.done.items() if owner[k] == root}
+        failed = {Path(k).name: f for k, f in rep.failed.items() if owner[k] == root}
+        stats.update(
+            episodes=len(mine), done=sorted(Path(k).name for k in mine), failed={
+                n: {"error": f.error, "traceback": f.traceback} for n, f in sorted(failed.items())},
+            not_run=sorted(Path(k).name for k in rep.not_run if owner[k] == root),
+            valid_steps=sum(int(v["valid_steps"]) for v in mine.values()),
+            steps=sum(int(v["steps"]) for v in mine.values()),
+            interrupted=rep.interrupted, backend=rep.backend, workers=rep.workers,
+            seconds=round(rep.seconds, 1))
+        write_json_atomic(root / REPORT, stats)
+    return rep, per_root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,17 +138,35 @@ def main(argv: list[str] | None = None) -> int:
                     help="ROS parameter file whose tracker_node section to use "
                          "(default: config/<robot>.yaml)")
     ap.add_argument("--overwrite", action="store_true", help="recompute existing traces")
+    ap.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    ap.add_argument("--address", default=None, help=ADDRESS_HELP)
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    for root in args.data:
-        try:
-            stats = annotate_dataset(root, args.params, args.overwrite)
-        except (DatasetError, ConfigError) as exc:
-            print(f"tracevla-annotate: {exc}", file=sys.stderr)
-            return 2
+    workers = resolve_workers(args.workers, args.address)
+    if workers < 1 and not (args.address and workers == 0):
+        print("tracevla-annotate: --workers must be >= 1 (0 = every CPU, only with --address)",
+              file=sys.stderr)
+        return 2
+    try:
+        rep, per_root = annotate_datasets(args.data, args.params, args.overwrite, workers,
+                                          args.address)
+    except (DatasetError, ConfigError) as exc:
+        print(f"tracevla-annotate: {exc}", file=sys.stderr)
+        return 2
+    for root, stats in per_root.items():
         ratio = stats["valid_steps"] / stats["steps"] if stats["steps"] else 0.0
-        log.info("%s: %d episodes annotated (%d skipped), %.0f%% of steps traced, %.1f s", root,
-                 stats["episodes"], stats["skipped"], 100 * ratio, stats["seconds"])
+        log.info("%s: %d episodes annotated (%d skipped, %d failed), %.0f%% of steps traced", root,
+                 stats["episodes"], len(stats["skipped"]), len(stats["failed"]), 100 * ratio)
+    log.info("%d episodes in %.1f s (%.1f per minute, %s, %d workers)", len(rep.done) + len(rep.failed),
+             rep.seconds, rep.episodes_per_minute(), rep.backend, rep.workers)
+    if rep.interrupted:
+        print(f"tracevla-annotate: interrupted; {len(rep.not_run)} episodes not annotated "
+              "(rerun the command to finish them)", file=sys.stderr)
+        return 130
+    if rep.failed:
+        print(f"tracevla-annotate: {len(rep.failed)} episodes failed (errors in each dataset's "
+              f"{REPORT})", file=sys.stderr)
+        return 1
     return 0
 
 
