@@ -231,3 +231,14 @@ def test_a_killed_rank_then_resume_continues_exactly(two_procs: Path, tmp_path: 
     assert [x["loss"] for x in _metrics(out)] == [x["loss"] for x in _metrics(two_procs)]
     w1, w2 = load_file(str(out / "model.safetensors")), load_file(str(two_procs / "model.safetensors"))
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_the_core_imports_no_package_of_the_stack() -> None:
+    import ast
+
+    for f in sorted((REPO / "tracetrain").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] in ("tracevla_ros", "tracegen_ros",
+                                                                 "rclpy")], f"{f}: {names}"

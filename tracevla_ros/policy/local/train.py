@@ -301,6 +301,7 @@ class _PolicyTask:
 
     def on_save(self, ctx: SaveContext) -> dict[str, Any]:
         """Per epoch (and at the last step): validation, the checkpoint, the history."""
+        assert isinstance(ctx.model, TracePolicyNet)
         rec: dict[str, Any] = {"epoch": math.ceil(ctx.step / self.per_epoch), "step": ctx.step,
                                "train_loss": ctx.train_loss, "seconds": round(ctx.elapsed_s, 1),
                                **evaluate(ctx.model, self.data, self.val_idx, self.cfg,
