@@ -47,7 +47,8 @@ setup(
     # interfaces in the same venv, which pip would otherwise uninstall.
     name="tracevla-stack",
     version="0.1.0",
-    packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*"]),
+    packages=find_packages(include=["tracevla_ros", "tracevla_ros.*", "tracegen_ros", "tracegen_ros.*",
+                                    "tracetrain", "tracetrain.*"]),
     # The shipped checkpoints (config.json + model.safetensors): local policy and TraceGen.
     package_data={"tracevla_ros.policy": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"],
                   "tracegen_ros": ["checkpoints/*/*.safetensors", "checkpoints/*/*.json"]},

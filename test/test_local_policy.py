@@ -148,8 +148,8 @@ def test_checkpoint_round_trip(tiny_ckpt: Path) -> None:
     from tracevla_ros.policy.local.checkpoint import save_checkpoint
 
     a = load_checkpoint(tiny_ckpt)
-    assert sorted(p.name for p in tiny_ckpt.iterdir() if p.name != "resume") == \
-        ["config.json", "loss_curve.png", "model.safetensors", "train_log.jsonl"]
+    assert sorted(p.name for p in tiny_ckpt.iterdir()) == \
+        ["config.json", "loss.png", "metrics.jsonl", "model.safetensors"]
     copy = save_checkpoint(tiny_ckpt.parent / "copy", a.model, a.transforms, a.training)
     b = load_checkpoint(copy)
     assert b.transforms == a.transforms and b.model_config == a.model_config
@@ -190,7 +190,23 @@ def test_checkpoint_refuses_pickle_missing_files_and_mismatch(tiny_ckpt: Path, t
     cfg["model"]["width"] = 32
     cfg["model"]["new_knob"] = 1
     (wrong / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="does not match this code's configuration"):
+    with pytest.raises(CheckpointError, match=r"config.json: model: unknown key.*new_knob"):
+        load_checkpoint(wrong)
+    del cfg["model"]["new_knob"]
+    cfg["model"]["depth"] = "two"  # issue 18: was a TypeError traceback from torch
+    (wrong / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"config.json: model: key 'depth' expects int, "
+                                              r"got str 'two'"):
+        load_checkpoint(wrong)
+    cfg["model"]["depth"] = 1
+    cfg["transforms"]["proprio_mean"][2] = float("nan")  # NaN statistics: every step would fail
+    (wrong / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"transforms: key 'proprio_mean\[2\]' is nan"):
+        load_checkpoint(wrong)
+    cfg["transforms"]["proprio_mean"][2] = 0.0
+    cfg["format"] = "tracevla_local_policy/v2"
+    (wrong / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="version 2, this code reads version 1.*newer code"):
         load_checkpoint(wrong)
     cfg["format"] = "something/v0"
     (wrong / "config.json").write_text(json.dumps(cfg))
@@ -269,9 +285,9 @@ def test_trainer_loss_falls_and_data_is_shared_with_serving(tmp_path: Path) -> N
     losses = [h["train_loss"] for h in info["history"]]
     assert len(losses) == 8 and losses[-1] < 0.9 * losses[0], losses
     assert all(b < a for a, b in zip(losses, losses[1:])), losses  # falls every epoch
-    assert (tmp_path / "ck" / "loss_curve.png").stat().st_size > 1000
-    assert not (tmp_path / "ck" / "resume").exists()
-    assert len((tmp_path / "ck" / "train_log.jsonl").read_text().splitlines()) == 8
+    assert (tmp_path / "ck" / "loss.png").stat().st_size > 1000
+    assert not (tmp_path / "ck" / "train_state.safetensors").exists()  # removed when a run ends
+    assert len((tmp_path / "ck" / "metrics.jsonl").read_text().splitlines()) == 8
 
 
 def test_trainer_is_deterministic_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,7 +299,7 @@ def test_trainer_is_deterministic_and_resumes(tmp_path: Path, monkeypatch: pytes
     a = tr.train(tr.TrainConfig(out=str(tmp_path / "a"), **common), progress=False)  # type: ignore[arg-type]
     b = tr.train(tr.TrainConfig(out=str(tmp_path / "b"), **common), progress=False)  # type: ignore[arg-type]
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
-    assert not (tmp_path / "a" / tr.RESUME_DIR).exists()  # a finished run cleans up
+    assert not (tmp_path / "a" / "train_state.safetensors").exists()  # a finished run cleans up
     # Interrupted during epoch 2 (after epoch 1 was saved), then resumed: the same weights.
     real_eval = tr.evaluate
     calls = []
@@ -297,7 +313,7 @@ def test_trainer_is_deterministic_and_resumes(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(tr, "evaluate", interrupt)
     with pytest.raises(KeyboardInterrupt):
         tr.train(tr.TrainConfig(out=str(tmp_path / "c"), **common), progress=False)  # type: ignore[arg-type]
-    assert (tmp_path / "c" / tr.RESUME_DIR / "progress.json").is_file()
+    assert (tmp_path / "c" / "train_state.safetensors").is_file()
     monkeypatch.setattr(tr, "evaluate", real_eval)
     c = tr.train(tr.TrainConfig(out=str(tmp_path / "c"), resume=True, **common), progress=False)  # type: ignore[arg-type]
     assert [h["train_loss"] for h in c["history"]] == [h["train_loss"] for h in a["history"]]

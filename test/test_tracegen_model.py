@@ -35,8 +35,10 @@ def test_config_validation_names_the_key() -> None:
         TraceGenConfig(attention="full")
     with pytest.raises(ConfigError, match="unknown TraceGen preset"):
         TraceGenConfig.from_preset("huge")
-    with pytest.raises(ConfigError, match="unknown parameter"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['d_modle'\]"):
         TraceGenConfig.from_dict({"d_modle": 64})
+    with pytest.raises(ConfigError, match="key 'num_layers' expects int, got str 'two'"):
+        TraceGenConfig.from_dict({"num_layers": "two"})
 
 
 def test_config_dict_round_trip() -> None:

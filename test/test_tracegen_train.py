@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -43,8 +42,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
 
 
 def _losses(out: Path) -> list[tuple[int, float]]:
-    with (out / "loss.csv").open() as f:
-        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(int(r["step"]), float(r["loss"])) for r in rows]
 
 
 def test_loss_falls_and_outputs_are_written(trained: tuple[Path, Path, dict]) -> None:
@@ -54,7 +53,7 @@ def test_loss_falls_and_outputs_are_written(trained: tuple[Path, Path, dict]) ->
     first, last = np.mean(losses[:2]), np.mean(losses[-2:])
     assert last < 0.9 * first, losses
     for name in ("model.safetensors", "config.json", "loss.png", "train_state.safetensors",
-                 "train_state.json"):
+                 "metrics.jsonl"):
         assert (out / name).is_file(), name
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["heldout_episodes"] == ["episode_000006", "episode_000007"]
@@ -65,13 +64,13 @@ def test_resume_continues_from_the_saved_step(trained: tuple[Path, Path, dict], 
     data, out, _ = trained
     out2 = tmp_path / "resumed"
     shutil.copytree(out, out2)
-    with (out2 / "loss.csv").open("a") as f:  # a row logged after the last save, then stopped
-        f.write(f"{STEPS + 5},9.9,0.001,1.0,\n")
+    with (out2 / "metrics.jsonl").open("a") as f:  # a row logged after the last save, then stopped
+        f.write(json.dumps({"step": STEPS + 5, "loss": 9.9}) + "\n")
     summary = train(_opts(data, out2, STEPS + 20))
     assert [s for s, _ in _losses(out2)].count(STEPS + 5) == 0  # dropped on resume
     assert summary["start_step"] == STEPS
     assert [s for s, _ in _losses(out2)][-2:] == [STEPS + 10, STEPS + 20]
-    assert json.loads((out2 / "train_state.json").read_text())["step"] == STEPS + 20
+    assert summary["step"] == STEPS + 20
     with pytest.raises(ConfigError, match="another config"):
         train(_opts(data, out2, STEPS + 30, overrides=TINY_SET + ("d_model=64",)))
 
@@ -110,20 +109,39 @@ def _edit_config(src: Path, dst: Path, **changes: object) -> Path:
 def test_config_that_does_not_match_the_weights_is_refused(trained: tuple[Path, Path, dict],
                                                             tmp_path: Path) -> None:
     _, out, _ = trained
-    with pytest.raises(CheckpointError, match="does not match.*shape mismatch"):
+    with pytest.raises(CheckpointError, match=r"does not match.*wrong shape \[decoder"):
         load_checkpoint(_edit_config(out, tmp_path / "a", d_model=64, num_heads=2))
-    with pytest.raises(CheckpointError, match="does not match.*missing"):
+    with pytest.raises(CheckpointError, match=r"does not match.*missing \[.*decoder\.blocks\.1"):
         load_checkpoint(_edit_config(out, tmp_path / "b", num_layers=2))
-    with pytest.raises(CheckpointError, match="unknown parameter"):
+    with pytest.raises(CheckpointError, match=r"config.json: config: unknown key.*new_field"):
         load_checkpoint(_edit_config(out, tmp_path / "c", new_field=1))
+    with pytest.raises(CheckpointError, match=r"config.json: config: key 'num_layers' expects "
+                                              r"int, got str 'two'"):
+        load_checkpoint(_edit_config(out, tmp_path / "f", num_layers="two"))
     dst = _edit_config(out, tmp_path / "e")
     body = json.loads((dst / "config.json").read_text())
     del body["config"]["prediction"]
     (dst / "config.json").write_text(json.dumps(body))
-    with pytest.raises(CheckpointError, match=r"lacks \['prediction'\]"):
+    with pytest.raises(CheckpointError, match=r"missing key\(s\) \['prediction'\]"):
         load_checkpoint(dst)
     with pytest.raises(CheckpointError, match="format"):
         load_checkpoint(_edit_config(out, tmp_path / "d", format="other/v9"))
+    with pytest.raises(CheckpointError, match="version 9, this code reads version 1"):
+        load_checkpoint(_edit_config(out, tmp_path / "g", format="tracegen_ros/checkpoint/v9"))
+
+
+def test_nan_statistics_are_refused(trained: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    """Issue 18: NaN in the stored normalisation statistics made every step fail later."""
+    from safetensors.torch import save_file
+
+    _, out, _ = trained
+    dst = tmp_path / "nan"
+    shutil.copytree(out, dst)
+    tensors = load_file(str(dst / "model.safetensors"))
+    tensors["inc_std"][0, 1] = float("nan")
+    save_file(tensors, str(dst / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="'inc_std' holds 1 NaN/inf"):
+        load_checkpoint(dst)
 
 
 def test_pickle_and_missing_checkpoints_are_refused(tmp_path: Path) -> None:
@@ -134,7 +152,7 @@ def test_pickle_and_missing_checkpoints_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="no model.safetensors"):
+    with pytest.raises(CheckpointError, match=r"missing \['config.json', 'model.safetensors'\]"):
         load_checkpoint(tmp_path / "empty")
 
 

@@ -9,22 +9,23 @@ Only safetensors is ever read (no ``torch.load``, no pickle): a path to a
 
 The weights of pretrained (frozen) encoders are not stored; they load from
 the local directories named in the config (override with ``encoder_paths``).
-Loading checks the config against the code (unknown or invalid fields) and
-the stored tensors against the model built from it (missing, unexpected,
-wrong shape) and raises ``CheckpointError`` naming the differences.
+Saving and the checks on loading are the training core's
+(``tracetrain.checkpoint``, ``tracetrain.config.from_dict``): the config against
+the code (unknown, missing or mistyped keys, format version), the stored tensors
+against the model built from it (missing, unexpected, wrong shape) and the
+normalisation statistics (no NaN/inf); ``CheckpointError`` names the file and key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+
+import tracetrain.checkpoint as core
+from tracetrain.errors import CheckpointError as CoreCheckpointError
 
 from tracevla_ros.config import ConfigError
 
@@ -37,54 +38,33 @@ __all__ = ["CheckpointError", "FORMAT", "save_checkpoint", "load_checkpoint", "r
 
 log = logging.getLogger(__name__)
 
-FORMAT = "tracegen_ros/checkpoint/v1"
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+FORMAT_NAME, FORMAT_VERSION = "tracegen_ros/checkpoint", 1
+FORMAT = core.format_tag(FORMAT_NAME, FORMAT_VERSION)
+MODEL_FILE = core.WEIGHTS_FILE
+CONFIG_FILE = core.CONFIG_FILE
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CoreCheckpointError):
     """A checkpoint is missing, unsafe (pickle), or does not match the code."""
+
+
+WRITER = "tracegen-train"
+STATS = ("inc_mean", "inc_std")  # normalisation statistics: NaN/inf in them is refused
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """The checkpoint directory for a directory, its model.safetensors or its config.json."""
-    p = Path(path)
-    if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(
-            f"refusing to load '{p}': pickle-based checkpoints ({', '.join(PICKLE_SUFFIXES)}) can "
-            "run arbitrary code; TraceGen loads only a directory with model.safetensors + config.json")
-    if p.is_file() and p.name in (MODEL_FILE, CONFIG_FILE):
-        p = p.parent
-    if not p.is_dir():
-        raise CheckpointError(f"TraceGen checkpoint not found: '{p}' is not a directory "
-                              f"(expected {MODEL_FILE} + {CONFIG_FILE} inside)")
-    for name in (MODEL_FILE, CONFIG_FILE):
-        if not (p / name).is_file():
-            raise CheckpointError(f"TraceGen checkpoint '{p}' has no {name}")
-    return p
+    return core.checkpoint_dir(path, WRITER, CheckpointError)
 
 
 def read_config(path: str | Path) -> tuple[TraceGenConfig, dict[str, Any]]:
-    """(config, meta) of a checkpoint directory; CheckpointError if it does not fit the code."""
+    """(config, meta) of a checkpoint directory; CheckpointError if it does not fit the code
+    (every key present, known and of its type: ``tracetrain.config.from_dict``)."""
     d = resolve_checkpoint_dir(path)
+    data = core.read_config(d, FORMAT_NAME, FORMAT_VERSION, ("config",), WRITER, CheckpointError)
     try:
-        data = json.loads((d / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {d / CONFIG_FILE}: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        got = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise CheckpointError(f"{d / CONFIG_FILE}: format '{got}' is not '{FORMAT}'; "
-                              "this checkpoint was not written by this version of tracegen_ros")
-    body = data.get("config")
-    if not isinstance(body, dict):
-        raise CheckpointError(f"{d / CONFIG_FILE}: no 'config' mapping")
-    missing = sorted({f.name for f in dataclasses.fields(TraceGenConfig)} - set(body))
-    if missing:
-        raise CheckpointError(f"checkpoint config does not match the code: {d / CONFIG_FILE} lacks "
-                              f"{missing} (written by older code; retrain or add them explicitly)")
-    try:
-        cfg = TraceGenConfig.from_dict(body, where=str(d / CONFIG_FILE))
+        cfg = TraceGenConfig.from_dict(data["config"], where=f"{d / CONFIG_FILE}: config",
+                                       require_all=True)
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint config does not match the code: {exc}") from None
     meta = data.get("meta", {})
@@ -95,17 +75,9 @@ def save_checkpoint(model: TraceGenModel, out_dir: str | Path,
                     meta: Mapping[str, Any] | None = None,
                     state: Mapping[str, torch.Tensor] | None = None) -> Path:
     """Write ``model.safetensors`` (``state`` or the model's own state) and ``config.json``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in (state or model.own_state_dict()).items()}
-    tmp = out / (MODEL_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    tmp.replace(out / MODEL_FILE)
-    body = {"format": FORMAT, "config": model.cfg.to_dict(), "meta": dict(meta or {})}
-    tmpc = out / (CONFIG_FILE + ".tmp")
-    tmpc.write_text(json.dumps(body, indent=1))
-    tmpc.replace(out / CONFIG_FILE)
-    return out
+    return core.save_checkpoint(out_dir, state or model.own_state_dict(),
+                                {"config": model.cfg.to_dict(), "meta": dict(meta or {})},
+                                FORMAT_NAME, FORMAT_VERSION)
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True,
@@ -147,28 +119,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     cfg, meta = read_config(d)
     if encoder_paths:
         cfg = _apply_encoder_paths(cfg, encoder_paths)
-    try:
-        tensors = load_file(str(d / MODEL_FILE), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{d / MODEL_FILE} is not a readable safetensors file: {exc}") from None
+    tensors = core.load_tensors(d / MODEL_FILE, CheckpointError)
     model = TraceGenModel(cfg)
-    expected = model.own_state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    shapes = sorted(f"{k}: file {tuple(tensors[k].shape)} vs code {tuple(expected[k].shape)}"
-                    for k in set(expected) & set(tensors)
-                    if tuple(tensors[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or shapes:
-        def head(items: list[str]) -> str:
-            return ", ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s): {head(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} tensor(s): {head(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatch: {head(shapes)}")
-        raise CheckpointError(f"checkpoint '{d}' does not match the model its config describes "
-                              f"(written by different code?): {'; '.join(parts)}")
+    core.check_tensors(d / MODEL_FILE, tensors, model.own_state_dict(), d / CONFIG_FILE,
+                       CheckpointError)
+    core.check_finite(d / MODEL_FILE, tensors, STATS, CheckpointError)
     model.load_state_dict(tensors, strict=False)
     return model.to(device).eval(), meta

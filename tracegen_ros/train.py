@@ -4,10 +4,14 @@ Writes into ``--out`` (a directory):
 
 * ``model.safetensors`` + ``config.json`` -- the checkpoint (EMA weights), what
   ``tracegen-predict`` and ``TraceGenPredictor.from_checkpoint`` load;
-* ``train_state.safetensors`` + ``train_state.json`` -- raw weights, optimizer
-  and step, for resuming: running the same command again continues from the
-  last save up to ``--steps`` (``--restart`` starts over);
-* ``loss.csv`` (step, train loss, lr, elapsed, val loss) and ``loss.png``.
+* ``train_state.safetensors`` -- raw weights, optimizer, EMA, generators and
+  step, for resuming: running the same command again continues exactly from the
+  last save up to ``--steps`` (``--restart`` starts over); Ctrl-C / SIGTERM
+  saves it after the current step;
+* ``metrics.jsonl`` (step, train loss, lr, elapsed; val loss at saves) and ``loss.png``.
+
+The loop (AdamW, torch's LR schedulers, swa_utils EMA, several processes under
+``torchrun``) is the training core's, ``tracetrain.loop``.
 
 Held-out data: the "val" split of the dataset's info.json (by episode) when
 present, else the last ``--val-fraction`` of episodes; the names are stored in
@@ -19,28 +23,35 @@ Examples::
     tracegen-train --data /work/data/traceforge/fr3 --out /work/data/tracegen/fr3_small \\
         --steps 3000 --batch-size 16 --threads 2
     tracegen-train --data DIR --out OUT --preset small --set d_model=96 --set num_layers=3
+    torchrun --standalone --nproc_per_node=4 -m tracegen_ros.train --data DIR --out OUT
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import logging
-import math
-import os
 import sys
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from tracetrain.device import PRECISIONS, resolve_device
+from tracetrain.loop import STATE_FILE, SaveContext, Trainer, TrainSettings, distributed
+from tracetrain.seed import generator_state, seed_everything, set_generator_state
+
+from tracevla_ros.cli import (
+    ArgParser,
+    UsageError,
+    existing_dir,
+    finite_float,
+    int_range,
+    output_dir,
+    run_main,
+)
 from tracevla_ros.config import ConfigError
 
 from tracegen_ros.checkpoint import CheckpointError, read_config, save_checkpoint
@@ -56,8 +67,6 @@ __all__ = ["TrainArrays", "load_arrays", "split_episodes", "train", "main", "Tra
 
 log = logging.getLogger("tracegen.train")
 
-STATE_FILE = "train_state.safetensors"
-STATE_JSON = "train_state.json"
 LOSSES = ("velocity", "data")
 
 
@@ -212,6 +221,8 @@ class TrainOptions:
     stats_moving_min: float = 0.02  # increment std over keypoints moving this far (0 = all)
     restart: bool = False
     progress: bool = True
+    grad_accum: int = 1  # micro-batches per optimizer step (same result, less memory)
+    precision: str = "fp32"  # autocast: auto | fp32 | bf16 | fp16 (tracetrain.device)
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -227,84 +238,68 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available; use cpu or auto")
-    return torch.device(name)
+@dataclass
+class _Plan:
+    """One step's global batch: sample indices and every random draw, in the order the
+    trainer has always drawn them (numpy: indices, colour gain and bias, phrasing; torch
+    generator: text dropout, noise X0, tau)."""
+
+    idx: np.ndarray  # (B,)
+    gain: np.ndarray | None  # (B, 1, 1, 1) colour jitter gain
+    bias: np.ndarray | None  # (B, 1, 1, 1) colour jitter bias
+    texts: list[str]  # (B,) the phrasing drawn per sample
+    drop: torch.Tensor | None  # (B,) bool: instruction replaced by the null text
+    x0: torch.Tensor  # (B, K, L, 3) noise
+    tau: torch.Tensor  # (B,) flow times
+
+    def __len__(self) -> int:
+        return int(self.idx.size)
 
 
-def _lr_at(step: int, opts: TrainOptions) -> float:
-    if step < opts.warmup:
-        return opts.lr * (step + 1) / opts.warmup
-    frac = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
-    return opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
-
-
-class Ema:
-    """Exponential moving average of the trainable parameters."""
-
-    def __init__(self, model: TraceGenModel, decay: float) -> None:
-        self.decay = decay
-        self.params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-    @torch.no_grad()
-    def update(self, model: TraceGenModel, step: int) -> None:
-        d = min(self.decay, (1.0 + step) / (10.0 + step))
-        for n, p in model.named_parameters():
-            if n in self.params:
-                self.params[n].mul_(d).add_(p.detach(), alpha=1.0 - d)
-
-    @contextmanager
-    def swapped_in(self, model: TraceGenModel) -> Iterator[None]:
-        saved = {n: p.detach().clone() for n, p in model.named_parameters() if n in self.params}
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if n in self.params:
-                    p.copy_(self.params[n])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    if n in saved:
-                        p.copy_(saved[n])
-
-
-def _batch(arrays: TrainArrays, idx: np.ndarray, rng: np.random.Generator, device: torch.device,
-           jitter: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    rgb = torch.from_numpy(arrays.rgb[idx]).to(device).permute(0, 3, 1, 2).float() / 255.0
+def _draw(arrays: TrainArrays, idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator,
+          jitter: float, drop_p: float, cfg: TraceGenConfig) -> _Plan:
+    b = len(idx)
+    gain = bias = None
     if jitter > 0:
-        b = len(idx)
-        gain = torch.from_numpy(rng.uniform(1 - jitter, 1 + jitter, (b, 1, 1, 1))).float().to(device)
-        bias = torch.from_numpy(rng.uniform(-jitter / 2, jitter / 2, (b, 1, 1, 1))).float().to(device)
+        gain = rng.uniform(1 - jitter, 1 + jitter, (b, 1, 1, 1))
+        bias = rng.uniform(-jitter / 2, jitter / 2, (b, 1, 1, 1))
+    texts = [arrays.instructions[i][int(rng.integers(len(arrays.instructions[i])))] for i in idx]
+    drop = torch.rand(b, generator=gen, device="cpu") < drop_p if drop_p > 0 else None
+    x0 = torch.randn((b, *arrays.inc.shape[1:]), generator=gen, device="cpu")
+    tau = sample_tau(b, gen, cfg.tau_sampling, mean=cfg.tau_mean, std=cfg.tau_std)
+    return _Plan(idx, gain, bias, texts, drop, x0, tau)
+
+
+_Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str],
+               torch.Tensor | None, torch.Tensor, torch.Tensor]
+
+
+def _batch(arrays: TrainArrays, plan: _Plan, rows: slice, device: torch.device) -> _Batch:
+    idx = plan.idx[rows]
+    rgb = torch.from_numpy(arrays.rgb[idx]).to(device).permute(0, 3, 1, 2).float() / 255.0
+    if plan.gain is not None and plan.bias is not None:
+        gain = torch.from_numpy(plan.gain[rows]).float().to(device)
+        bias = torch.from_numpy(plan.bias[rows]).float().to(device)
         rgb = (rgb * gain + bias).clamp(0.0, 1.0)
     depth = torch.from_numpy(arrays.depth[idx]).to(device)[:, None]
     inc = torch.from_numpy(arrays.inc[idx]).to(device)
     mask = torch.from_numpy(arrays.mask[idx]).to(device).float() \
         * torch.from_numpy(arrays.weight[idx]).to(device)[:, :, None]
-    texts = [arrays.instructions[i][int(rng.integers(len(arrays.instructions[i])))] for i in idx]
-    return rgb, depth, inc, mask, texts
+    drop = plan.drop[rows].to(device) if plan.drop is not None else None
+    return (rgb, depth, inc, mask, plan.texts[rows], drop, plan.x0[rows].to(device),
+            plan.tau[rows].to(device))
 
 
-def _loss(model: TraceGenModel, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                              list[str]],
-          gen: torch.Generator, drop_p: float, space: str = "velocity") -> torch.Tensor:
+def _loss(model: TraceGenModel, batch: _Batch, space: str = "velocity") -> torch.Tensor:
     """Flow-matching loss; ``space`` "data" (``prediction`` "data" only): the decoder's X1
     estimate against X1 -- the velocity error times (1 - tau), i.e. the same objective without
     the 1 / (1 - tau)^2 weight that makes the nearly clean end dominate."""
-    rgb, depth, inc, mask, texts = batch
+    rgb, depth, inc, mask, texts, drop, x0, tau = batch
     cfg = model.cfg
-    b = rgb.shape[0]
-    dev = rgb.device
     cond = model.encode(rgb, depth, model.tokenize(texts))
-    if drop_p > 0:
-        drop = torch.rand(b, generator=gen, device="cpu").to(dev) < drop_p
+    if drop is not None:
         cond = cond.without_text(drop)
     x1 = model.normalise(inc)
-    x0 = torch.randn(x1.shape, generator=gen, device="cpu").to(dev)
-    tau = sample_tau(b, gen, cfg.tau_sampling, mean=cfg.tau_mean, std=cfg.tau_std).to(dev)
     xt = interpolant(x0, x1, tau)
     if cfg.prediction == "data" and space == "data":
         return masked_mse(model.estimate_x1(xt, tau, cond), x1, mask[..., None])
@@ -328,87 +323,11 @@ def validation_loss(model: TraceGenModel, arrays: TrainArrays, device: torch.dev
     total, count = 0.0, 0
     for i in range(0, len(idx_all), batch_size):
         idx = idx_all[i: i + batch_size]
-        batch = _batch(arrays, idx, rng, device, 0.0)
-        total += float(_loss(model, batch, gen, 0.0, space)) * len(idx)
+        plan = _draw(arrays, idx, rng, gen, 0.0, 0.0, model.cfg)
+        total += float(_loss(model, _batch(arrays, plan, slice(None), device), space)) * len(idx)
         count += len(idx)
     model.train()
     return total / max(count, 1)
-
-
-def _save_train_state(out: Path, model: TraceGenModel, opt: torch.optim.Optimizer, step: int,
-                      extra: dict[str, Any]) -> None:
-    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.own_state_dict().items()}
-    sd = opt.state_dict()
-    for idx, st in sd["state"].items():
-        for name, val in st.items():
-            t = val if isinstance(val, torch.Tensor) else torch.tensor(val)
-            tensors[f"optim/{idx}/{name}"] = t.detach().cpu().contiguous()
-    tmp = out / (STATE_FILE + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(out / STATE_FILE)
-    body = dict(extra, step=step, param_groups=sd["param_groups"])
-    (out / (STATE_JSON + ".tmp")).write_text(json.dumps(body, indent=1))
-    (out / (STATE_JSON + ".tmp")).replace(out / STATE_JSON)
-
-
-def _load_train_state(out: Path, model: TraceGenModel, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    try:
-        body: dict[str, Any] = json.loads((out / STATE_JSON).read_text())
-        tensors = load_file(str(out / STATE_FILE))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot resume from {out}: {exc}; use --restart") from None
-    own = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
-    expected = model.own_state_dict()
-    if set(own) != set(expected) or any(own[k].shape != expected[k].shape for k in own):
-        raise CheckpointError(f"{out / STATE_FILE} does not match the model of {out}/config.json; "
-                              "use --restart or another --out")
-    model.load_state_dict(own, strict=False)
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim/"):
-            _, idx, name = k.split("/", 2)
-            state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": body["param_groups"]})
-    return body
-
-
-def _truncate_log(csv_path: Path, step: int) -> None:
-    """Drop rows logged after ``step`` (a run stopped between saves is resumed from ``step``)."""
-    if not csv_path.is_file():
-        return
-    with csv_path.open() as f:
-        rows = list(csv.reader(f))
-    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
-    with csv_path.open("w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows(keep)
-
-
-def plot_losses(csv_path: Path, png_path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps, loss, vsteps, vloss = [], [], [], []
-    with csv_path.open() as f:
-        for row in csv.DictReader(f):
-            if row["loss"]:
-                steps.append(int(row["step"]))
-                loss.append(float(row["loss"]))
-            if row.get("val_loss"):
-                vsteps.append(int(row["step"]))
-                vloss.append(float(row["val_loss"]))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, loss, lw=1, label="train (mean over log interval)")
-    if vloss:
-        ax.plot(vsteps, vloss, "o-", ms=3, label="held-out")
-    ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching loss (standardised MSE)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def _fresh_config(opts: TrainOptions, vocab: tuple[str, ...]) -> TraceGenConfig:
@@ -418,14 +337,14 @@ def _fresh_config(opts: TrainOptions, vocab: tuple[str, ...]) -> TraceGenConfig:
     return TraceGenConfig.from_preset(opts.preset, **over)
 
 
-def train(opts: TrainOptions) -> dict[str, Any]:
-    """Run (or resume) training; returns a summary dict."""
+def train(opts: TrainOptions, stop: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) training; returns a summary dict (``stopped`` names the reason when
+    ``stop()`` ended the run early, its resumable state saved)."""
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
-    device = pick_device(opts.device)
+    resolve_device(opts.device)  # an absent GPU fails before the data is read
     out = opts.out
-    out.mkdir(parents=True, exist_ok=True)
-    resume = (out / STATE_JSON).is_file() and not opts.restart
+    resume = (out / STATE_FILE).is_file() and not opts.restart
 
     # --- data ------------------------------------------------------------------------
     train_paths: list[Path] = []
@@ -477,137 +396,146 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if not resume:
         cfg = _fresh_config(opts, build_vocab([t for ins in arrays.instructions for t in ins]))
 
-    # --- model ------------------------------------------------------------------------
-    torch.manual_seed(opts.seed)
-    model = TraceGenModel(cfg).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    # --- model + the training core ---------------------------------------------------
     meta: dict[str, Any] = {"preset": opts.preset, "data": [str(d) for d in opts.data],
                             "heldout_episodes": held_eps, "train_samples": len(arrays),
                             "seed": opts.seed, "loss": opts.loss, "moving_weight": opts.moving_weight,
                             "gripper_weight": opts.gripper_weight,
                             "fill_gripper": opts.fill_gripper,
                             "stats_moving_min": opts.stats_moving_min}
-    start_step, elapsed0 = 0, 0.0
-    if resume:
-        body = _load_train_state(out, model, opt)
-        start_step, elapsed0 = int(body["step"]), float(body.get("elapsed_s", 0.0))
-        log.info("resuming %s at step %d", out, start_step)
-        _truncate_log(out / "loss.csv", start_step)
-    else:
-        mean, std = increment_stats(list(arrays.inc), list(arrays.mask),
-                                    moving_min=opts.stats_moving_min)
-        model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
-        csv_path = out / "loss.csv"
-        with csv_path.open("w", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerow(["step", "loss", "lr", "elapsed_s", "val_loss"])
-    ema = Ema(model, opts.ema)
-    if resume and (out / "model.safetensors").is_file():
-        saved = load_file(str(out / "model.safetensors"))
-        for n in ema.params:
-            if n in saved:
-                ema.params[n].copy_(saved[n])
-    counts = model.parameter_counts()
-    log.info("model: %s parameters (%s trainable), device %s", counts["total"], counts["trainable"],
-             device)
-
-    # --- loop -------------------------------------------------------------------------------
-    rng = np.random.default_rng(opts.seed + 7919 * start_step)
-    gen = torch.Generator().manual_seed(opts.seed + 104729 * start_step)
-    model.train()
-    t0 = time.perf_counter()
-    window: list[float] = []
-    last_val = float("nan")
-
-    def save(step: int) -> None:
-        nonlocal last_val
-        with ema.swapped_in(model):
-            last_val = validation_loss(model, held, device, opts.val_samples, opts.batch_size,
-                                       opts.loss)
-            save_checkpoint(model, out, dict(meta, step=step, val_loss=last_val))
-        _save_train_state(out, model, opt, step,
-                          {"elapsed_s": elapsed0 + time.perf_counter() - t0, "seed": opts.seed})
-
-    bar = tqdm(range(start_step, opts.steps), initial=start_step, total=opts.steps,
-               desc="tracegen-train", disable=not opts.progress, unit="step")
-    step = start_step
-    for step in bar:
-        lr = _lr_at(step, opts)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        idx = rng.integers(0, len(arrays), opts.batch_size)
-        loss = _loss(model, _batch(arrays, idx, rng, device, opts.color_jitter), gen, cfg.cond_dropout,
-                     opts.loss)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {step}; lower --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if opts.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-        opt.step()
-        ema.update(model, step)
-        window.append(loss.item())
-        done = step + 1
-        is_save = done % opts.save_every == 0 or done == opts.steps
-        if done % opts.log_every == 0 or is_save:
-            if is_save:
-                save(done)
-            with (out / "loss.csv").open("a", newline="") as f:
-                csv.writer(f, lineterminator="\n").writerow([done, f"{np.mean(window):.6f}", f"{lr:.3g}",
-                                        f"{elapsed0 + time.perf_counter() - t0:.1f}",
-                                        f"{last_val:.6f}" if is_save else ""])
-            bar.set_postfix(loss=f"{np.mean(window):.4f}", val=f"{last_val:.4f}")
-            log.debug("step %d loss %.5f lr %.3g", done, np.mean(window), lr)
-            window = []
-            if is_save:
-                plot_losses(out / "loss.csv", out / "loss.png")
-    bar.close()
-    if start_step >= opts.steps:
-        log.info("%s already trained for %d steps (--steps %d); nothing to do", out, start_step,
-                 opts.steps)
-    return {"out": str(out), "steps": opts.steps, "start_step": start_step,
-            "elapsed_s": elapsed0 + time.perf_counter() - t0, "val_loss": last_val,
-            "parameters": counts, "train_samples": len(arrays), "heldout_samples": len(held_paths)}
+    with distributed(opts.device) as (dist, device):
+        seed_everything(opts.seed)
+        model = TraceGenModel(cfg).to(device)
+        if not resume:
+            mean, std = increment_stats(list(arrays.inc), list(arrays.mask),
+                                        moving_min=opts.stats_moving_min)
+            model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
+        counts = model.parameter_counts()
+        log.info("model: %s parameters (%s trainable), device %s", counts["total"],
+                 counts["trainable"], device)
+        task = _TraceGenTask(opts, cfg, arrays, held, meta, device)
+        settings = TrainSettings(
+            out=out, steps=opts.steps, lr=opts.lr, weight_decay=opts.weight_decay,
+            warmup_steps=opts.warmup, min_lr_ratio=0.1, grad_clip=opts.grad_clip,
+            grad_accum=opts.grad_accum, ema_decay=opts.ema, ema_warmup=True,
+            precision=opts.precision, log_every=opts.log_every, save_every=opts.save_every,
+            resume="auto" if resume else "never", keep_state=True, progress=opts.progress,
+            desc="tracegen-train", loss_label="flow-matching loss (standardised MSE)")
+        result = Trainer(settings, task, model, dist, device).run(stop)
+    if resume and result.start_step >= opts.steps:
+        log.info("%s already trained for %d steps (--steps %d); nothing to do", out,
+                 result.start_step, opts.steps)
+    summary = {"out": str(out), "steps": opts.steps, "start_step": result.start_step,
+               "step": result.step, "elapsed_s": result.elapsed_s, "val_loss": task.last_val,
+               "parameters": counts, "train_samples": len(arrays),
+               "heldout_samples": len(held_paths)}
+    if result.stopped:
+        summary["stopped"] = result.stopped
+    return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tracegen-train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, nargs="+", required=True, help="TraceForge dataset dir(s)")
-    ap.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
+class _TraceGenTask:
+    """TraceGen's part of the training core (``tracetrain.loop.TrainTask``): samples drawn
+    with replacement, colour jitter and phrasing from a numpy generator, text dropout, noise
+    and tau from a torch generator (both seeded with ``--seed``; their states are the data
+    position); evaluation and the checkpoint with the EMA weights."""
+
+    def __init__(self, opts: TrainOptions, cfg: TraceGenConfig, arrays: TrainArrays,
+                 held: TrainArrays, meta: dict[str, Any], device: torch.device) -> None:
+        self.opts, self.cfg, self.arrays, self.held = opts, cfg, arrays, held
+        self.meta, self.device = meta, device
+        self.rng = np.random.default_rng(opts.seed)
+        self.gen = torch.Generator().manual_seed(opts.seed)
+        self.last_val = float("nan")
+
+    def plan(self, step: int) -> _Plan:
+        idx = self.rng.integers(0, len(self.arrays), self.opts.batch_size)
+        return _draw(self.arrays, idx, self.rng, self.gen, self.opts.color_jitter,
+                     self.cfg.cond_dropout, self.cfg)
+
+    def batch(self, plan: _Plan, rows: slice) -> _Batch:
+        return _batch(self.arrays, plan, rows, self.device)
+
+    def loss(self, model: torch.nn.Module, batch: _Batch) -> torch.Tensor:
+        assert isinstance(model, TraceGenModel)
+        return _loss(model, batch, self.opts.loss)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {"rng": generator_state(self.rng)}, {"gen": self.gen.get_state()}
+
+    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        set_generator_state(self.rng, js["rng"])
+        self.gen.set_state(tensors["gen"])
+
+    def model_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        assert isinstance(model, TraceGenModel)
+        return model.own_state_dict()  # not the pretrained encoders' weights
+
+    def load_model_state(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        assert isinstance(model, TraceGenModel)
+        expected = model.own_state_dict()
+        if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
+            raise CheckpointError(f"{self.opts.out / STATE_FILE} does not match the model of "
+                                  f"{self.opts.out}/config.json; use --restart or another --out")
+        model.load_state_dict(state, strict=False)
+
+    def on_save(self, ctx: SaveContext) -> dict[str, Any]:
+        model = ctx.ema_model if ctx.ema_model is not None else ctx.model
+        assert isinstance(model, TraceGenModel)
+        self.last_val = validation_loss(model, self.held, self.device, self.opts.val_samples,
+                                        self.opts.batch_size, self.opts.loss)
+        save_checkpoint(model, self.opts.out, dict(self.meta, step=ctx.step,
+                                                   val_loss=self.last_val))
+        return {"val_loss": self.last_val}
+def build_parser() -> ArgParser:
+    ap = ArgParser("tracegen-train", description=__doc__)
+    ap.add_argument("--data", type=existing_dir, nargs="+", required=True,
+                    help="TraceForge dataset dir(s)")
+    ap.add_argument("--out", type=output_dir, required=True, help="output checkpoint directory")
     ap.add_argument("--preset", default="small", help="model preset (small, published)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override one TraceGenConfig field (JSON value), repeatable")
     d = TrainOptions(data=[], out=Path())
-    ap.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
-    ap.add_argument("--batch-size", type=int, default=d.batch_size)
-    ap.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
-    ap.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    ap.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
-    ap.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    ap.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the saved weights")
-    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--steps", type=int_range(1), default=d.steps, help="total optimizer steps")
+    ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=d.batch_size,
+                    help="global batch (split over the processes under torchrun)")
+    ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=d.lr,
+                    help="peak AdamW learning rate")
+    ap.add_argument("--weight-decay", type=finite_float(ge=0), default=d.weight_decay)
+    ap.add_argument("--warmup", type=int_range(0), default=d.warmup, help="linear warm-up steps")
+    ap.add_argument("--grad-clip", type=finite_float(ge=0), default=d.grad_clip,
+                    help="max gradient norm (0 = off)")
+    ap.add_argument("--grad-accum", type=int_range(1, 1024), default=d.grad_accum,
+                    help="micro-batches per optimizer step (same result, less memory)")
+    ap.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                    help="autocast (auto: bf16 on a GPU that has it, else fp32)")
+    ap.add_argument("--ema", type=finite_float(ge=0, lt=1), default=d.ema,
+                    help="EMA decay of the saved weights (0 = none)")
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=d.seed)
     ap.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
-    ap.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0 = default)")
-    ap.add_argument("--log-every", type=int, default=d.log_every)
-    ap.add_argument("--save-every", type=int, default=d.save_every)
-    ap.add_argument("--val-fraction", type=float, default=d.val_fraction,
+    ap.add_argument("--threads", type=int_range(0, 1024), default=d.threads,
+                    help="torch CPU threads (0 = default)")
+    ap.add_argument("--log-every", type=int_range(1), default=d.log_every,
+                    help="steps per metrics.jsonl line")
+    ap.add_argument("--save-every", type=int_range(1), default=d.save_every,
+                    help="steps per validation + checkpoint + resumable state")
+    ap.add_argument("--val-fraction", type=finite_float(ge=0, lt=1), default=d.val_fraction,
                     help="held-out episode fraction when info.json has no 'val' split")
-    ap.add_argument("--val-samples", type=int, default=d.val_samples,
+    ap.add_argument("--val-samples", type=int_range(0), default=d.val_samples,
                     help="held-out samples for the validation loss")
-    ap.add_argument("--max-samples", type=int, default=d.max_samples, help="0 = all")
-    ap.add_argument("--color-jitter", type=float, default=d.color_jitter)
+    ap.add_argument("--max-samples", type=int_range(0), default=d.max_samples, help="0 = all")
+    ap.add_argument("--color-jitter", type=finite_float(ge=0, le=1), default=d.color_jitter)
     ap.add_argument("--loss", default=d.loss, choices=LOSSES,
                     help="velocity: MSE of the velocity (the method's objective); data: MSE of the "
                          "decoder's X1 estimate (prediction = 'data' models; no 1/(1-tau)^2 weight)")
-    ap.add_argument("--moving-weight", type=float, default=d.moving_weight,
+    ap.add_argument("--moving-weight", type=finite_float(ge=0), default=d.moving_weight,
                     help="extra loss weight of keypoints that move (full at >= 20 px)")
-    ap.add_argument("--gripper-weight", type=float, default=d.gripper_weight,
+    ap.add_argument("--gripper-weight", type=finite_float(ge=0), default=d.gripper_weight,
                     help="extra loss weight of keypoints on the gripper (samples with ee_uvz)")
     ap.add_argument("--fill-gripper", action="store_true",
                     help="fill the lost steps of keypoints on the gripper from the end "
                          "effector's trace (sim samples with ee_uvz)")
-    ap.add_argument("--stats-moving-min", type=float, default=d.stats_moving_min,
+    ap.add_argument("--stats-moving-min", type=finite_float(ge=0), default=d.stats_moving_min,
                     help="standardise increments with the std of the keypoints that move at "
                          "least this far (normalised image units; 0 = the whole grid)")
     ap.add_argument("--restart", action="store_true", help="ignore a previous run in --out")
@@ -615,9 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from tracevla_ros.stopping import StopRequest, install_stop_signals
+
     opts = TrainOptions(
         data=list(args.data), out=args.out, preset=args.preset, overrides=tuple(args.overrides),
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -627,15 +557,24 @@ def main(argv: list[str] | None = None) -> int:
         max_samples=args.max_samples, color_jitter=args.color_jitter, loss=args.loss,
         moving_weight=args.moving_weight, gripper_weight=args.gripper_weight,
         fill_gripper=args.fill_gripper, stats_moving_min=args.stats_moving_min,
-        restart=args.restart,
-        progress=not args.no_progress)
+        restart=args.restart, progress=not args.no_progress, grad_accum=args.grad_accum,
+        precision=args.precision)
+    stop = StopRequest()
+    install_stop_signals(stop)
     try:
-        summary = train(opts)
-    except (DataError, ConfigError, CheckpointError) as exc:
-        log.error("%s", exc)
-        return 2
+        summary = train(opts, stop=lambda: stop.reason)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
     print(json.dumps(summary, indent=2))
+    if summary.get("stopped"):
+        print(f"tracegen-train: stopped ({summary['stopped']}) after step {summary['step']}; "
+              "run the same command again to continue", file=sys.stderr)
+        return stop.exit_code
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("tracegen-train", _main, argv)
 
 
 if __name__ == "__main__":

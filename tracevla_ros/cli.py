@@ -211,7 +211,8 @@ def _input_errors() -> tuple[type[BaseException], ...]:
                       ("tracevla_ros.robots.base", "UnknownRobotError"),
                       ("tracevla_ros.tracking.offline", "TraceFileError"),
                       ("tracevla_ros.tracking.frames", "TrackerInputError"),
-                      ("tracevla_ros.plugins", "PluginMissing")):
+                      ("tracevla_ros.plugins", "PluginMissing"),
+                      ("tracetrain.errors", "TrainInputError")):
         mod_obj = sys.modules.get(mod)  # only the ones already imported can have been raised
         if mod_obj is not None and hasattr(mod_obj, name):
             errs.append(getattr(mod_obj, name))

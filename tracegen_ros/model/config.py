@@ -218,9 +218,18 @@ class TraceGenConfig:
                 for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "TraceGen config") -> "TraceGenConfig":
-        """Strict: unknown keys (a config written by other code) are a ConfigError."""
-        return config_from_params(cls, data, where=where)
+    def from_dict(cls, data: Mapping[str, Any], where: str = "TraceGen config",
+                  require_all: bool = False) -> "TraceGenConfig":
+        """Strict (``tracetrain.config.from_dict``): unknown keys (a config written by other
+        code), wrong types or non-finite numbers are a ConfigError naming ``where`` and the
+        key; ``require_all``: a missing key is one too (a checkpoint stores them all)."""
+        from tracetrain.config import from_dict
+        from tracetrain.errors import FieldError
+
+        try:
+            return from_dict(cls, data, where, require_all=require_all)
+        except FieldError as exc:
+            raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "TraceGenConfig":

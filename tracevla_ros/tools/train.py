@@ -4,79 +4,100 @@ Example (the shipped checkpoints; see README "Local policy" for the data command
 
     tracevla-train --data data/lift data/push data/carrot --out ckpt/widowx_trace
     tracevla-train --data data/lift data/push data/carrot --out ckpt/widowx_notrace --no-trace
+    torchrun --standalone --nproc_per_node=2 -m tracevla_ros.tools.train --data ... --out ...
 
 Inputs: directories written by ``tracevla-collect`` and annotated by
 ``tracevla-annotate`` (``--no-trace`` needs no annotation). Output: ``CKPT/``
 with ``config.json`` + ``model.safetensors`` (load with the ``local`` backend:
-``policy_node`` parameter ``checkpoint: CKPT``), ``train_log.jsonl`` (one line
-per epoch) and ``loss_curve.png``. CPU by default, the GPU when one is present
-(``--device``). The recipe (trace dropout alpha = 0.25, 256-bin soft
-cross-entropy, AdamW + cosine, shift augmentation) is documented in
-``tracevla_ros/policy/local/train.py``. ``--resume`` continues an interrupted
-run from its last finished epoch (``CKPT/resume/``, removed when a run ends).
-No rclpy.
+``policy_node`` parameter ``checkpoint: CKPT``), ``metrics.jsonl`` (one line per
+``--log-every`` steps, validation at each epoch end) and ``loss.png``. CPU by
+default, the GPU when one is present (``--device``); under ``torchrun`` one
+process per GPU (or CPU slot), the same global batch. The recipe (trace dropout
+alpha = 0.25, 256-bin soft cross-entropy, AdamW + cosine, shift augmentation) is
+documented in ``tracevla_ros/policy/local/train.py``; the loop is the training
+core's (``tracetrain``). Ctrl-C / SIGTERM stops after the current step and
+writes ``CKPT/train_state.safetensors``; ``--resume`` continues from it (also
+after a crash: the state of the last finished epoch). No rclpy.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from typing import Sequence
 
-from tracevla_ros.sim.dataset import DatasetError
-from tracevla_ros.tracking.offline import TraceFileError
+from tracevla_ros.cli import ArgParser, existing_dir, finite_float, int_range, output_dir, run_main
+
+PROG = "tracevla-train"
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tracevla-train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", nargs="+", required=True, help="dataset directories (tracevla-collect)")
-    ap.add_argument("--out", required=True, help="checkpoint directory to write")
+def _parser() -> ArgParser:
+    ap = ArgParser(PROG, description=__doc__)
+    ap.add_argument("--data", type=existing_dir, nargs="+", required=True,
+                    help="dataset directories (tracevla-collect)")
+    ap.add_argument("--out", type=output_dir, required=True, help="checkpoint directory to write")
     ap.add_argument("--no-trace", action="store_true",
                     help="baseline: the same network with the no-trace form always")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--trace-dropout", type=float, default=0.25, help="alpha")
-    ap.add_argument("--image-size", type=int, default=96, help="model image side (px, multiple of 16)")
+    ap.add_argument("--epochs", type=int_range(1, 100000), default=12)
+    ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=64,
+                    help="global batch (split over the processes under torchrun)")
+    ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=1e-3, help="peak AdamW lr")
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0)
+    ap.add_argument("--trace-dropout", type=finite_float(ge=0, le=1), default=0.25, help="alpha")
+    ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
+                    help="model image side (px, multiple of 16)")
     ap.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
-    ap.add_argument("--threads", type=int, default=0,
+    ap.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
+                    help="autocast (auto: bf16 on a GPU that has it, else fp32)")
+    ap.add_argument("--grad-accum", type=int_range(1, 1024), default=1,
+                    help="micro-batches per optimizer step (same result, less memory)")
+    ap.add_argument("--threads", type=int_range(0, 1024), default=0,
                     help="torch CPU threads (0 = torch's default, i.e. OMP_NUM_THREADS)")
-    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = all)")
+    ap.add_argument("--max-steps", type=int_range(0), default=0,
+                    help="stop after this many steps (0 = all)")
+    ap.add_argument("--log-every", type=int_range(1), default=10,
+                    help="optimizer steps per metrics.jsonl line")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.image_size % 16:
+        _parser().error(f"argument --image-size: {args.image_size} is not a multiple of 16")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.epochs < 1 or args.batch_size < 1:
-        print("tracevla-train: --epochs and --batch-size must be >= 1", file=sys.stderr)
-        return 2
-    if not 0.0 <= args.trace_dropout <= 1.0:
-        print("tracevla-train: --trace-dropout must be in [0, 1]", file=sys.stderr)
-        return 2
     import torch
 
-    from tracevla_ros.policy.local.train import TrainConfig, train
+    from tracetrain.device import resolve_device
 
+    from tracevla_ros.policy.local.train import TrainConfig, train
+    from tracevla_ros.stopping import StopRequest, install_stop_signals
+
+    resolve_device(args.device)  # an unknown or absent device fails before the data is read
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig(data=tuple(args.data), out=args.out, no_trace=args.no_trace,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      trace_dropout=args.trace_dropout, image_size=args.image_size,
-                      device=args.device, max_steps=args.max_steps, resume=args.resume)
-    try:
-        info = train(cfg, progress=not args.quiet)
-    except (DatasetError, TraceFileError, FileNotFoundError, ValueError) as exc:
-        print(f"tracevla-train: {exc}", file=sys.stderr)
-        return 2
+    cfg = TrainConfig(data=tuple(str(d) for d in args.data), out=str(args.out),
+                      no_trace=args.no_trace, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, seed=args.seed, trace_dropout=args.trace_dropout,
+                      image_size=args.image_size, device=args.device, max_steps=args.max_steps,
+                      resume=args.resume, log_every=args.log_every, grad_accum=args.grad_accum,
+                      precision=args.precision)
+    stop = StopRequest()
+    install_stop_signals(stop)
+    info = train(cfg, progress=not args.quiet, stop=lambda: stop.reason)
+    if info.get("stopped"):
+        print(f"{PROG}: stopped ({info['stopped']}) after step {info['step']}; continue with "
+              f"--resume", file=sys.stderr)
+        return stop.exit_code
     last = info["history"][-1] if info["history"] else {}
-    print(f"tracevla-train: wrote {args.out} ({info['samples']} samples, {info['episodes']} "
+    print(f"{PROG}: wrote {args.out} ({info['samples']} samples, {info['episodes']} "
           f"episodes, {info['train_seconds']} s, last epoch {last})")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
 
 
 if __name__ == "__main__":

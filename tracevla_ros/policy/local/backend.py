@@ -27,6 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tracetrain.device import resolve_device
+from tracetrain.errors import SettingsError
+
+from tracevla_ros.config import ConfigError
 from tracevla_ros.policy.base import EE_DELTA_7D, ActionChunk, Observation, PolicyError, validate_chunk
 from tracevla_ros.policy.config import PolicyNodeConfig
 from tracevla_ros.policy.local.checkpoint import LocalCheckpoint, load_checkpoint
@@ -37,16 +41,9 @@ from tracevla_ros.policy.local.transforms import (
     tokenize,
 )
 
-__all__ = ["LocalPolicy", "make", "resolve_device"]
+__all__ = ["LocalPolicy", "make"]
 
 _log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; others unchanged."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class LocalPolicy:
@@ -64,7 +61,10 @@ class LocalPolicy:
                  num_threads: int = 1) -> None:
         if num_threads > 0:
             torch.set_num_threads(num_threads)
-        self.device = torch.device(resolve_device(device))
+        try:
+            self.device = resolve_device(device)
+        except SettingsError as exc:
+            raise ConfigError(f"parameter 'device': {exc}") from None
         self.checkpoint: LocalCheckpoint = load_checkpoint(checkpoint, device=str(self.device))
         self.transforms = self.checkpoint.transforms
         known = set(self.transforms.vocab[2:])

@@ -6,12 +6,12 @@ Layout of a checkpoint directory::
                               TransformConfig, "training": {...facts, not read back...}}
     CKPT/model.safetensors   the TracePolicyNet state dict (float32 tensors)
 
-Loading reads the tensors with ``safetensors.torch.load_file`` only (no
-``torch.load``, so no pickle is ever unpickled). A path that is a pickle file
-(``.pt``, ``.pth``, ``.bin``, ``.pkl``, ``.ckpt``), a directory missing either
-file, a config of another format, or tensors that do not match the network the
-config describes all raise ``CheckpointError`` naming the path and what was
-expected.
+Saving and the checks on loading are the training core's
+(``tracetrain.checkpoint``, ``tracetrain.config.from_dict``): safetensors only
+(no pickle is ever unpickled); a pickle file, a directory missing either file,
+a config of another format or version, a key of a wrong type, unknown or
+missing, non-finite statistics, or tensors that do not match the network the
+config describes all raise ``CheckpointError`` naming the file and the key.
 
 The shipped checkpoints live in ``tracevla_ros/policy/checkpoints/<name>/``;
 ``resolve_checkpoint("")`` is the default one (``DEFAULT_CHECKPOINT``).
@@ -19,10 +19,13 @@ The shipped checkpoints live in ``tracevla_ros/policy/checkpoints/<name>/``;
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tracetrain.checkpoint as core
+from tracetrain.errors import CheckpointError as CoreCheckpointError
+from tracetrain.errors import FieldError
 
 from tracevla_ros.config import ConfigError
 from tracevla_ros.policy.local.transforms import TransformConfig
@@ -40,15 +43,15 @@ __all__ = [
     "save_checkpoint",
 ]
 
-FORMAT = "tracevla_local_policy/v1"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+FORMAT_NAME, FORMAT_VERSION = "tracevla_local_policy", 1
+FORMAT = core.format_tag(FORMAT_NAME, FORMAT_VERSION)
+CONFIG_FILE = core.CONFIG_FILE
+WEIGHTS_FILE = core.WEIGHTS_FILE
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = "widowx_trace"  # the shipped trace-prompted WidowX policy
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 
-class CheckpointError(ConfigError):
+class CheckpointError(ConfigError, CoreCheckpointError):
     """A checkpoint path that cannot be loaded; the message names it and what is expected."""
 
 
@@ -75,89 +78,60 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
-def _expected(path: Path) -> str:
-    return (f"expected a directory with {CONFIG_FILE} and {WEIGHTS_FILE} written by "
-            f"tracevla-train (shipped: {sorted(p.name for p in CHECKPOINTS_DIR.glob('*') if p.is_dir())})")
+WRITER = "tracevla-train"
 
 
 def save_checkpoint(path: str | Path, model: Any, transforms: TransformConfig,
                     training: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (a TracePolicyNet) and its configs to the directory ``path``."""
-    from safetensors.torch import save_file
-
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
-    cfg = {"format": FORMAT, "model": model.cfg.to_dict(), "transforms": transforms.to_dict(),
-           "training": training or {}}
-    (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
-    return out
+    return core.save_checkpoint(path, model.state_dict(),
+                                {"model": model.cfg.to_dict(), "transforms": transforms.to_dict(),
+                                 "training": training or {}}, FORMAT_NAME, FORMAT_VERSION)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """The parsed config.json of a checkpoint directory (checked: format, sections)."""
-    p = resolve_checkpoint(path)
-    if p.is_file() and p.suffix.lower() in _PICKLE_SUFFIXES:
-        raise CheckpointError(f"checkpoint {p}: pickle files ({p.suffix}) are refused (unpickling "
-                              f"runs arbitrary code); {_expected(p)}")
-    if not p.is_dir():
-        raise CheckpointError(f"checkpoint {p} not found or not a directory; {_expected(p)}")
-    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE) if not (p / n).is_file()]
-    if missing:
-        raise CheckpointError(f"checkpoint {p}: missing {missing}; {_expected(p)}")
+    p = core.checkpoint_dir(resolve_checkpoint(path), WRITER, CheckpointError)
+    return core.read_config(p, FORMAT_NAME, FORMAT_VERSION, ("model", "transforms"), WRITER,
+                            CheckpointError)
+
+
+def read_configs(path: str | Path) -> tuple[Path, Any, TransformConfig, dict[str, Any]]:
+    """(directory, ModelConfig, TransformConfig, training facts); every key and value checked
+    (types, ranges, finite statistics), CheckpointError naming the file and the key."""
+    from tracevla_ros.policy.local.model import ModelConfig
+
+    p = core.checkpoint_dir(resolve_checkpoint(path), WRITER, CheckpointError)
+    cfg = read_config(p)
+    where = p / CONFIG_FILE
     try:
-        cfg = json.loads((p / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {p / CONFIG_FILE}: not valid JSON ({exc})") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        got = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
-        raise CheckpointError(f"checkpoint {p / CONFIG_FILE}: format {got!r}, this code reads "
-                              f"{FORMAT!r}; retrain with this version's tracevla-train")
-    for key in ("model", "transforms"):
-        if not isinstance(cfg.get(key), dict):
-            raise CheckpointError(f"checkpoint {p / CONFIG_FILE}: missing the '{key}' section")
-    return cfg
+        mcfg = ModelConfig.from_dict(cfg["model"], where=f"{where}: model")
+        tcfg = TransformConfig.from_dict(cfg["transforms"], where=f"{where}: transforms")
+    except FieldError as exc:
+        raise CheckpointError(str(exc)) from None
+    if (mcfg.image_size != tcfg.image_size or mcfg.max_words != tcfg.max_words
+            or mcfg.vocab_size != len(tcfg.vocab) or mcfg.proprio_dim != tcfg.proprio_dim
+            or mcfg.action_bins != tcfg.action_bins):
+        raise CheckpointError(f"checkpoint {where}: 'model' and 'transforms' disagree "
+                              f"(image size, words, vocabulary, proprio or bins)")
+    training = cfg.get("training", {})
+    return p, mcfg, tcfg, dict(training) if isinstance(training, dict) else {}
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> LocalCheckpoint:
     """Load a checkpoint directory (safetensors only); raises CheckpointError."""
     import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
-    from tracevla_ros.policy.local.model import ModelConfig, TracePolicyNet
+    from tracevla_ros.policy.local.model import TracePolicyNet
 
-    p = resolve_checkpoint(path)
-    cfg = read_config(p)
-    try:
-        mcfg = ModelConfig.from_dict(cfg["model"])
-        tcfg = TransformConfig.from_dict(cfg["transforms"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {p / CONFIG_FILE} does not match this code's "
-                              f"configuration: {exc}") from None
-    if (mcfg.image_size != tcfg.image_size or mcfg.max_words != tcfg.max_words
-            or mcfg.vocab_size != len(tcfg.vocab) or mcfg.proprio_dim != tcfg.proprio_dim
-            or mcfg.action_bins != tcfg.action_bins):
-        raise CheckpointError(f"checkpoint {p / CONFIG_FILE}: 'model' and 'transforms' disagree "
-                              f"(image size, words, vocabulary, proprio or bins)")
-    try:
-        state = load_file(str(p / WEIGHTS_FILE), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"checkpoint {p / WEIGHTS_FILE}: not a readable safetensors file "
-                              f"({exc})") from None
+    p, mcfg, tcfg, training = read_configs(path)
+    state = core.load_tensors(p / WEIGHTS_FILE, CheckpointError)
     model = TracePolicyNet(mcfg)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != got:
-        missing = sorted(set(expected) - set(got))[:5]
-        extra = sorted(set(got) - set(expected))[:5]
-        shape = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])[:5]
-        raise CheckpointError(f"checkpoint {p / WEIGHTS_FILE} does not match the network "
-                              f"{p / CONFIG_FILE} describes: missing {missing}, unexpected "
-                              f"{extra}, wrong shape {shape}")
+    core.check_tensors(p / WEIGHTS_FILE, state, model.state_dict(), p / CONFIG_FILE,
+                       CheckpointError)
+    core.check_finite(p / WEIGHTS_FILE, state, state.keys(), CheckpointError)
     model.load_state_dict(state)
     model.to(torch.device(device))
     model.eval()
     return LocalCheckpoint(path=p, model=model, model_config=mcfg, transforms=tcfg,
-                           training=dict(cfg.get("training", {})))
+                           training=training)

@@ -22,11 +22,13 @@ model, so no caller can normalise them differently.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from tracetrain.config import from_dict
 
 __all__ = ["ModelConfig", "TracePolicyNet"]
 
@@ -49,6 +51,13 @@ class ModelConfig:
     dropout: float = 0.0  # transformer dropout (0: the data augmentation regularises)
 
     def __post_init__(self) -> None:
+        small = [k for k in ("image_size", "width", "depth", "heads", "mlp_ratio", "vocab_size",
+                             "max_words", "proprio_dim", "action_dim", "action_bins")
+                 if getattr(self, k) < 1]
+        if small or min(self.channels) < 1:
+            raise ValueError(f"{small or ['channels']} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.image_size % 16 != 0:
             raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
         if self.width % self.heads != 0:
@@ -62,12 +71,9 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        if set(d) != names:
-            raise ValueError(f"model keys {sorted(d)} != expected {sorted(names)}")
-        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kw)
+    def from_dict(cls, d: Any, where: str = "model config") -> "ModelConfig":
+        """Strict (every key, its type; ``tracetrain.config.from_dict``): FieldError."""
+        return from_dict(cls, d, where, require_all=True)
 
 
 def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:

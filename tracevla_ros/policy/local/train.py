@@ -24,21 +24,28 @@ Recipe (stated, fixed unless a flag changes it):
 * deterministic for a seed on one device and thread count: model init from
   ``torch.manual_seed(seed)``; shuffling, shifts and dropout from numpy
   generators seeded with (seed, epoch), so ``--resume`` replays the same stream.
+
+The loop, the schedule (torch's LinearLR + CosineAnnealingLR), checkpointing of
+the resumable state, metrics and several processes (``torchrun``) are the
+training core's (``tracetrain.loop``); this module holds the data, the loss and
+the evaluation.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tracetrain.loop import SaveContext, Trainer, TrainSettings, distributed
+from tracetrain.seed import generator_state, seed_everything, set_generator_state
 
 from tracevla_ros.policy.local.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from tracevla_ros.policy.local.model import ModelConfig, TracePolicyNet
@@ -60,9 +67,8 @@ __all__ = ["TrainConfig", "TrainingData", "load_training_data", "train"]
 
 _log = logging.getLogger(__name__)
 
-RESUME_DIR = "resume"  # CKPT/resume/: optimizer state + progress, removed when training ends
-LOG_FILE = "train_log.jsonl"
-CURVE_FILE = "loss_curve.png"
+# CKPT/train_state.safetensors (tracetrain.loop.STATE_FILE): the state --resume continues
+# from, removed when a run ends; CKPT/metrics.jsonl and CKPT/loss.png: the training log.
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,10 @@ class TrainConfig:
     val_fraction: float = 0.05
     device: str = "auto"
     max_steps: int = 0  # stop after this many optimizer steps (0 = no limit; for tests)
-    resume: bool = False
+    resume: bool = False  # continue the interrupted run in ``out`` (its train state)
+    log_every: int = 10  # optimizer steps per metrics.jsonl line
+    grad_accum: int = 1  # micro-batches per optimizer step (same result, less memory)
+    precision: str = "fp32"  # autocast: auto | fp32 | bf16 | fp16 (tracetrain.device)
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
 
 
@@ -173,13 +182,11 @@ def loss_fn(logits: torch.Tensor, bins: torch.Tensor, sigma: float) -> torch.Ten
     return -(target * F.log_softmax(logits, dim=-1)).sum(-1).sum(-1).mean()
 
 
-def _shift(images: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
-    """Random shift of up to +-pad px per sample (edge padding), same for both images."""
-    if pad <= 0:
-        return images
+def _shift(images: np.ndarray, off: np.ndarray, pad: int) -> np.ndarray:
+    """Shift each sample by its drawn offset ``off`` (B, 2) in [0, 2 * pad] (edge padding),
+    the same for both images."""
     b, _, s, _, _ = images.shape
     padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    off = rng.integers(0, 2 * pad + 1, size=(b, 2))
     out = np.empty_like(images)
     for j in range(b):
         y, x = off[j]
@@ -187,14 +194,28 @@ def _shift(images: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray
     return out
 
 
-def _batch(data: TrainingData, idx: np.ndarray, rng: np.random.Generator | None,
-           cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, ...]:
+@dataclass
+class _Plan:
+    """One optimizer step's global batch: sorted sample indices and their random draws."""
+
+    idx: np.ndarray  # (B,) sample indices
+    drop: np.ndarray | None  # (B,) bool: trace dropout (traced samples take the no-trace form)
+    offsets: np.ndarray | None  # (B, 2) shift offsets in [0, 2 * shift_px]
+
+    def __len__(self) -> int:
+        return int(self.idx.size)
+
+
+def _batch(data: TrainingData, idx: np.ndarray, plan: _Plan | None, rows: slice,
+           device: torch.device, shift_px: int) -> tuple[torch.Tensor, ...]:
+    """The tensors of ``idx`` (= rows ``rows`` of ``plan``; no plan: evaluation, no draws)."""
     images = data.images[idx]
-    if rng is not None:  # training: trace dropout, then the shift
-        if data.transforms.use_trace and cfg.trace_dropout > 0:
-            drop = trace_dropout_mask(len(idx), cfg.trace_dropout, rng)
+    if plan is not None:  # training: trace dropout, then the shift
+        if plan.drop is not None:
+            drop = plan.drop[rows]
             images[drop, 1] = images[drop, 0]
-        images = _shift(images, rng, cfg.shift_px)
+        if plan.offsets is not None:
+            images = _shift(images, plan.offsets[rows], shift_px)
     return (torch.from_numpy(np.ascontiguousarray(images)).to(device),
             torch.from_numpy(data.words[idx]).to(device),
             torch.from_numpy(data.proprio[idx]).to(device),
@@ -219,7 +240,7 @@ def evaluate(model: TracePolicyNet, data: TrainingData, idx: np.ndarray, cfg: Tr
     total = close = 0.0
     for start in range(0, idx.size, 256):
         part = idx[start:start + 256]
-        images, words, proprio, bins = _batch(data, part, None, cfg, device)
+        images, words, proprio, bins = _batch(data, part, None, slice(None), device, 0)
         logits = model(images, words, proprio)
         total += float(loss_fn(logits, bins, cfg.label_sigma_bins)) * part.size
         close += float((logits.argmax(-1) - bins).abs().le(2).float().mean()) * part.size
@@ -227,153 +248,108 @@ def evaluate(model: TracePolicyNet, data: TrainingData, idx: np.ndarray, cfg: Tr
     return {"val_loss": total / idx.size, "val_within2bins": close / idx.size}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class _PolicyTask:
+    """The local policy's part of the training core (``tracetrain.loop.TrainTask``).
+
+    Epoch ``e`` uses ``numpy.random.default_rng([seed, e])``: first the permutation of the
+    training samples, then per batch the trace-dropout draws and the shift offsets (the
+    recipe in the module docstring). The generator's state is the data position."""
+
+    def __init__(self, cfg: TrainConfig, data: TrainingData, train_idx: np.ndarray,
+                 val_idx: np.ndarray, per_epoch: int, device: torch.device,
+                 load_s: float) -> None:
+        self.cfg, self.data, self.device, self.load_s = cfg, data, device, load_s
+        self.train_idx, self.val_idx, self.per_epoch = train_idx, val_idx, per_epoch
+        self.epoch = -1
+        self.rng = np.random.default_rng([cfg.seed, 0])
+        self.order = train_idx
+        self.history: list[dict[str, Any]] = []
+
+    def _start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.rng = np.random.default_rng([self.cfg.seed, epoch])
+        self.order = self.rng.permutation(self.train_idx)
+
+    def plan(self, step: int) -> _Plan:
+        epoch, b = divmod(step, self.per_epoch)
+        if epoch != self.epoch:
+            self._start_epoch(epoch)
+        bs = self.cfg.batch_size
+        idx = np.sort(self.order[b * bs:(b + 1) * bs])
+        drop = (trace_dropout_mask(len(idx), self.cfg.trace_dropout, self.rng)
+                if self.data.transforms.use_trace and self.cfg.trace_dropout > 0 else None)
+        pad = self.cfg.shift_px
+        off = self.rng.integers(0, 2 * pad + 1, size=(len(idx), 2)) if pad > 0 else None
+        return _Plan(idx, drop, off)
+
+    def batch(self, plan: _Plan, rows: slice) -> tuple[torch.Tensor, ...]:
+        return _batch(self.data, plan.idx[rows], plan, rows, self.device, self.cfg.shift_px)
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        images, words, proprio, bins = batch
+        return loss_fn(model(images, words, proprio), bins, self.cfg.label_sigma_bins)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {"epoch": self.epoch, "rng": generator_state(self.rng),
+                "history": self.history}, {}
+
+    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        if int(js["epoch"]) >= 0:
+            self._start_epoch(int(js["epoch"]))
+            set_generator_state(self.rng, js["rng"])
+        self.history = list(js["history"])
+
+    def on_save(self, ctx: SaveContext) -> dict[str, Any]:
+        """Per epoch (and at the last step): validation, the checkpoint, the history."""
+        assert isinstance(ctx.model, TracePolicyNet)
+        rec: dict[str, Any] = {"epoch": math.ceil(ctx.step / self.per_epoch), "step": ctx.step,
+                               "train_loss": ctx.train_loss, "seconds": round(ctx.elapsed_s, 1),
+                               **evaluate(ctx.model, self.data, self.val_idx, self.cfg,
+                                          self.device)}
+        history = self.history + [rec]
+        if not ctx.stopped:  # a stopped epoch is recorded again when it finishes
+            self.history = history
+        _log.info("epoch %d: %s", rec["epoch"], rec)
+        save_checkpoint(self.cfg.out, ctx.model, self.data.transforms,
+                        _training_info(self.cfg, self.data, history, self.device, ctx.elapsed_s,
+                                       self.load_s))
+        return {k: v for k, v in rec.items() if k.startswith("val_")}
 
 
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
-
-
-def _save_resume(out: Path, opt: torch.optim.Optimizer, epoch: int, step: int,
-                 history: list[dict[str, Any]]) -> None:
-    from safetensors.torch import save_file
-
-    d = out / RESUME_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
-    save_file(tensors, str(d / "optimizer.safetensors"))
-    (d / "progress.json").write_text(json.dumps({"epoch": epoch, "step": step, "history": history}))
-
-
-def _load_resume(out: Path, model: TracePolicyNet, opt: torch.optim.Optimizer
-                 ) -> tuple[int, int, list[dict[str, Any]]]:
-    from safetensors.torch import load_file
-
-    d = out / RESUME_DIR
-    if not (d / "progress.json").is_file() or not (out / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"--resume: no {d}/progress.json or {out / WEIGHTS_FILE}; "
-                                f"start without --resume")
-    model.load_state_dict(load_file(str(out / WEIGHTS_FILE)))
-    tensors = load_file(str(d / "optimizer.safetensors"))
-    state = opt.state_dict()
-    for key, v in tensors.items():
-        i, k = key.split(".", 1)
-        state["state"].setdefault(int(i), {})[k] = v
-    opt.load_state_dict(state)
-    prog = json.loads((d / "progress.json").read_text())
-    return int(prog["epoch"]), int(prog["step"]), list(prog["history"])
-
-
-def plot_curve(out: Path, history: list[dict[str, Any]], steps: list[tuple[int, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if steps:
-        xs, ys = zip(*steps)
-        ax.plot(xs, ys, lw=0.8, alpha=0.8, label="train (mean per 20 steps)")
-    val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation (per epoch)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (soft CE, summed over 7 dims)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    if steps or val:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / CURVE_FILE)
-    plt.close(fig)
-
-
-def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train and write the checkpoint to ``cfg.out``; returns the training summary."""
-    from tqdm import tqdm
-
-    out = Path(cfg.out)
-    device = resolve_device(cfg.device)
+def train(cfg: TrainConfig, progress: bool = True,
+          stop: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Train and write the checkpoint to ``cfg.out``; returns the training summary
+    (``stopped`` names the reason when ``stop()`` ended the run early; the state to
+    resume from is then in ``cfg.out``)."""
     t_load = time.perf_counter()
     data = load_training_data(cfg.data, cfg.image_size, cfg.max_words, use_trace=not cfg.no_trace)
     load_s = time.perf_counter() - t_load
-    torch.manual_seed(cfg.seed)
-    mcfg = ModelConfig(**{**dict(image_size=cfg.image_size, vocab_size=len(data.transforms.vocab),
-                                 max_words=cfg.max_words, proprio_dim=data.transforms.proprio_dim,
-                                 action_bins=data.transforms.action_bins), **cfg.model})
-    model = TracePolicyNet(mcfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     train_idx, val_idx = _split(data, cfg.val_fraction, cfg.seed)
     per_epoch = max(1, math.ceil(train_idx.size / cfg.batch_size))
     total = per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    start_epoch, step = 0, 0
-    history: list[dict[str, Any]] = []
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.resume:
-        start_epoch, step, history = _load_resume(out, model, opt)
-    step_losses: list[tuple[int, float]] = [(h["step"], h["train_loss"]) for h in history]
-    model.train()
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="train" + (" (no trace)" if cfg.no_trace else ""),
-               unit="step", disable=not progress)
-    acc: list[float] = []
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.epochs):
-        if step >= total:
-            break
-        rng = np.random.default_rng([cfg.seed, epoch])
-        order = rng.permutation(train_idx)
-        losses = []
-        for b in range(per_epoch):
-            if step >= total:
-                break
-            idx = np.sort(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-            images, words, proprio, bins = _batch(data, idx, rng, cfg, device)
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total, per_epoch, cfg.lr)
-            loss = loss_fn(model(images, words, proprio), bins, cfg.label_sigma_bins)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            lv = loss.item()
-            losses.append(lv)
-            acc.append(lv)
-            if len(acc) == 20:
-                step_losses.append((step, float(np.mean(acc))))
-                acc = []
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{lv:.3f}")
-        rec = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
-               "seconds": round(time.perf_counter() - t0, 1),
-               **evaluate(model, data, val_idx, cfg, device)}
-        history.append(rec)
-        with open(out / LOG_FILE, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        _log.info("epoch %d: %s", epoch + 1, rec)
-        _save_resume(out, opt, epoch + 1, step, history)
-        save_checkpoint(out, model, data.transforms, _training_info(cfg, data, history, device,
-                                                                   time.perf_counter() - t0, load_s))
-    bar.close()
-    seconds = time.perf_counter() - t0
-    info = _training_info(cfg, data, history, device, seconds, load_s)
-    save_checkpoint(out, model, data.transforms, info)
-    plot_curve(out, history, step_losses)
-    import shutil
-
-    shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
+    with distributed(cfg.device) as (dist, device):
+        seed_everything(cfg.seed)
+        mcfg = ModelConfig(**{**dict(image_size=cfg.image_size,
+                                     vocab_size=len(data.transforms.vocab),
+                                     max_words=cfg.max_words,
+                                     proprio_dim=data.transforms.proprio_dim,
+                                     action_bins=data.transforms.action_bins), **cfg.model})
+        model = TracePolicyNet(mcfg).to(device)
+        task = _PolicyTask(cfg, data, train_idx, val_idx, per_epoch, device, load_s)
+        settings = TrainSettings(
+            out=Path(cfg.out), steps=total, lr=cfg.lr, weight_decay=cfg.weight_decay,
+            warmup_steps=per_epoch, grad_clip=1.0, grad_accum=cfg.grad_accum,
+            precision=cfg.precision, log_every=cfg.log_every, save_every=per_epoch,
+            resume="must" if cfg.resume else "never", keep_state=False, progress=progress,
+            desc="train" + (" (no trace)" if cfg.no_trace else ""),
+            loss_label="loss (soft CE, summed over 7 dims)")
+        result = Trainer(settings, task, model, dist, device).run(stop)
+    info = _training_info(cfg, data, task.history, device, result.elapsed_s, load_s)
+    if result.stopped:
+        info["stopped"] = result.stopped
+    info["step"] = result.step
     return info
 
 

@@ -32,8 +32,9 @@ mapped back. One action per step (chunk length 1).
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
 import cv2
@@ -93,6 +94,11 @@ class TransformConfig:
             raise ValueError(f"vocab must start with {PAD!r}, {UNK!r}")
         if len(self.proprio_mean) != len(self.proprio_std):
             raise ValueError("proprio_mean and proprio_std differ in length")
+        stats = (*self.proprio_mean, *self.proprio_std, *self.action_low, *self.action_high)
+        if not all(math.isfinite(v) for v in stats):
+            raise ValueError("the statistics (proprio_mean/std, action_low/high) hold NaN/inf")
+        if min(self.proprio_std, default=1.0) <= 0:
+            raise ValueError("proprio_std must be > 0")
         if len(self.action_low) != ACTION_DIM or len(self.action_high) != ACTION_DIM:
             raise ValueError(f"action_low/high must have {ACTION_DIM} values")
         if self.image_size < 16 or self.max_words < 1 or self.action_bins < 2:
@@ -106,12 +112,12 @@ class TransformConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TransformConfig":
-        names = {f.name for f in fields(cls)}
-        if set(d) != names:
-            raise ValueError(f"transforms keys {sorted(d)} != expected {sorted(names)}")
-        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kw)
+    def from_dict(cls, d: Any, where: str = "transforms config") -> "TransformConfig":
+        """Strict (every key, its type, finite statistics; ``tracetrain.config.from_dict``):
+        FieldError."""
+        from tracetrain.config import from_dict
+
+        return from_dict(cls, d, where, require_all=True)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())

@@ -102,13 +102,15 @@ def load_kwargs(family: str, cuda: bool, flash: bool) -> dict[str, Any]:
 
 
 def resolve_device(device: str, torch: Any) -> str:
-    cuda = bool(torch.cuda.is_available())
-    if device == "auto":
-        return "cuda" if cuda else "cpu"
-    if device.startswith("cuda") and not cuda:
-        raise ConfigError(f"parameter 'device' = '{device}' but torch sees no CUDA device "
-                          "(use auto or cpu, or check the driver / the CUDA build of torch)")
-    return device
+    """The training core's ``resolve_device`` (imported here, with torch), as a string;
+    its errors become ConfigError naming the parameter."""
+    from tracetrain.device import resolve_device as core_resolve
+    from tracetrain.errors import SettingsError
+
+    try:
+        return str(core_resolve(device))
+    except SettingsError as exc:
+        raise ConfigError(f"parameter 'device' = '{device}': {exc}") from None
 
 
 def stubbed_generate(model: Any, token_ids: np.ndarray, call: Callable[[], T], torch: Any) -> T:
