@@ -38,6 +38,7 @@ from tracegen_ros.traceforge.tracks import (
     retarget,
     track_2d,
 )
+from tracevla_ros.cli import write_json_atomic
 from tracevla_ros.sim.dataset import DatasetError
 from tracevla_ros.tracking.backend import make_backend
 
@@ -68,6 +69,8 @@ class ForgeReport:
     skipped: list[str] = field(default_factory=list)  # already finished (resume)
     failed: dict[str, str] = field(default_factory=dict)  # name -> error
     samples: int = 0  # written in this run
+    complete: bool = True  # False: stopped (signal, Ctrl-C) before every episode was tried
+    stopped_by: str | None = None
 
 
 def _poses_to_ref(ep: RGBDEpisode, ref: int, end: int) -> np.ndarray | None:
@@ -155,6 +158,23 @@ def run(refs: Sequence[EpisodeRef], out: Path, opt: ForgeOptions = ForgeOptions(
     sources: set[str] = set()
     robots: set[str] = set()
     bar = tqdm(refs, desc="traceforge", unit="ep", disable=not progress)
+    try:
+        _forge_all(bar, out, opt, overwrite, rep, sources, robots)
+    except KeyboardInterrupt as exc:  # Ctrl-C or a stop signal: the report says so
+        rep.complete = False
+        rep.stopped_by = getattr(exc, "reason", "") or "KeyboardInterrupt"
+        raise
+    finally:
+        bar.close()
+        extra = {"source": ",".join(sorted(s for s in sources if s)) or "unknown",
+                 "robot": ",".join(sorted(r for r in robots if r)) or "unknown"}
+        write_dataset_info(out, opt, extra)
+        write_json_atomic(out / REPORT, asdict(rep))
+    return rep
+
+
+def _forge_all(bar: Any, out: Path, opt: ForgeOptions, overwrite: bool, rep: ForgeReport,
+               sources: set[str], robots: set[str]) -> None:
     for ref in bar:
         ep_dir = out / ref.name
         if (ep_dir / DONE).is_file() and not overwrite:
@@ -174,16 +194,11 @@ def run(refs: Sequence[EpisodeRef], out: Path, opt: ForgeOptions = ForgeOptions(
             rep.failed[ref.name] = msg
             shutil.rmtree(ep_dir, ignore_errors=True)
             continue
-        (ep_dir / DONE).write_text(json.dumps({"samples": n, "task": ep.task, "robot": ep.robot,
-                                               "source": ep.source, "frames": int(ep.rgb.shape[0]),
-                                               "path": str(ref.path)}))
+        write_json_atomic(ep_dir / DONE, {  # written last: marks the episode done
+            "samples": n, "task": ep.task, "robot": ep.robot, "source": ep.source,
+            "frames": int(ep.rgb.shape[0]), "path": str(ref.path)})
         sources.add(ep.source)
         robots.add(ep.robot)
         rep.done.append(ref.name)
         rep.samples += n
         bar.set_postfix(samples=rep.samples, failed=len(rep.failed))
-    extra = {"source": ",".join(sorted(s for s in sources if s)) or "unknown",
-             "robot": ",".join(sorted(r for r in robots if r)) or "unknown"}
-    write_dataset_info(out, opt, extra)
-    (out / REPORT).write_text(json.dumps(asdict(rep), indent=2))
-    return rep

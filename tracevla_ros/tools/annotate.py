@@ -15,7 +15,7 @@ traces are skipped unless ``--overwrite``. No rclpy.
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import sys
 import time
@@ -24,12 +24,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from tracevla_ros.cli import ArgParser, UsageError, existing_dir, existing_file, run_main
 from tracevla_ros.config import ConfigError, config_dir, load_node_config
 from tracevla_ros.sim.dataset import DatasetError, list_episodes, load_episode, load_info
+from tracevla_ros.stopping import StopRequest, install_stop_signals
 from tracevla_ros.tracking.config import TrackerConfig
-from tracevla_ros.tracking.offline import TRACE_NPZ, annotate_frames, save_traces
+from tracevla_ros.tracking.offline import TRACE_JSON, TRACE_NPZ, annotate_frames, save_traces
 
 log = logging.getLogger("tracevla-annotate")
+PROG = "tracevla-annotate"
 
 ROBOT_PARAMS = {"widowx250s": "widowx.yaml", "fr3": "fr3.yaml"}  # info.json robot -> config file
 
@@ -52,7 +55,9 @@ def annotate_dataset(root: Path, params: Path | None = None, overwrite: bool = F
     valid = steps = 0
     t0 = time.perf_counter()
     for ep_dir in tqdm(episodes, desc=f"annotate {root.name}", unit="ep"):
-        if (ep_dir / TRACE_NPZ).is_file() and not overwrite:
+        # trace.json is written after trace.npz: an episode whose annotation was cut short
+        # (a stop signal mid-write) has no trace.json and is redone
+        if (ep_dir / TRACE_NPZ).is_file() and (ep_dir / TRACE_JSON).is_file() and not overwrite:
             skipped += 1
             continue
         ep = load_episode(ep_dir)
@@ -70,23 +75,42 @@ def annotate_dataset(root: Path, params: Path | None = None, overwrite: bool = F
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tracevla-annotate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, nargs="+", required=True,
+def _parser() -> ArgParser:
+    ap = ArgParser(PROG, description=__doc__)
+    ap.add_argument("--data", type=existing_dir, nargs="+", required=True,
                     help="dataset directories written by tracevla-collect")
-    ap.add_argument("--params", type=Path, default=None,
+    ap.add_argument("--params", type=existing_file, default=None,
                     help="ROS parameter file whose tracker_node section to use "
                          "(default: config/<robot>.yaml)")
     ap.add_argument("--overwrite", action="store_true", help="recompute existing traces")
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    for root in args.data:
+    for root in args.data:  # every input checked before the first episode is traced
         try:
-            stats = annotate_dataset(root, args.params, args.overwrite)
-        except (DatasetError, ConfigError) as exc:
-            print(f"tracevla-annotate: {exc}", file=sys.stderr)
-            return 2
+            info = load_info(root)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--data {root}: {root / 'info.json'} is not valid JSON ({exc})") \
+                from None
+        except DatasetError as exc:
+            raise UsageError(f"--data {root}: {exc}") from None
+        tracker_config_for(str(info.get("robot", "")), args.params)  # ConfigError: exit 2
+        if not list_episodes(root):
+            raise UsageError(f"--data {root}: no episodes (episode_*/data.npz) in it; collect "
+                             "some with tracevla-collect first")
+    # a stop signal interrupts the episode in progress (redone by the rerun); the episodes
+    # annotated before it are complete
+    stop = StopRequest()
+    install_stop_signals(stop, interrupt=True)
+    for root in args.data:
+        stats = annotate_dataset(root, args.params, args.overwrite)
         ratio = stats["valid_steps"] / stats["steps"] if stats["steps"] else 0.0
         log.info("%s: %d episodes annotated (%d skipped), %.0f%% of steps traced, %.1f s", root,
                  stats["episodes"], stats["skipped"], 100 * ratio, stats["seconds"])
