@@ -25,26 +25,21 @@ Reports success rates with 95 % Wilson intervals.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from typing import Any
 
+from tracevla_ros.bench.policy import wilson as wilson_interval
 from tracevla_ros.cli import ArgParser, UsageError, finite_float, int_range, require, robot_task
 from tracevla_ros.sim.tasks import tasks_for_robot
 
 METHODS = ("no_motion", "oracle", "model")
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion k / n."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4))
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of k / n, rounded for the JSON (tracevla_ros.bench.policy's)."""
+    lo, hi = wilson_interval(k, n)
+    return (round(lo, 4), round(hi, 4))
 
 
 def path_error(path: Any, ref: Any) -> tuple[float, float]:
