@@ -120,7 +120,8 @@ def _example(spec: FieldSpec) -> str:
     """How to write a valid value of ``spec``: its default, in YAML."""
     d = spec.default
     if isinstance(d, tuple):
-        return "[" + ", ".join(_yaml_scalar(v) for v in d) + "]" if d else "[]"
+        more = ", ..." if len(d) > 4 else ""
+        return "[" + ", ".join(_yaml_scalar(v) for v in d[:4]) + more + "]"
     return _yaml_scalar(d)
 
 
@@ -138,6 +139,8 @@ def _type_hint(spec: FieldSpec, value: Any) -> str:
         return f"write a number, e.g. {_example(spec)}"
     if kind == "int" and isinstance(value, float):
         return f"write a whole number without a decimal point, e.g. {_example(spec)}"
+    if kind == "int":
+        return f"write a whole number, e.g. {_example(spec)}"
     if kind == "bool":
         return "write true or false"
     return f"e.g. {_example(spec)}"
@@ -582,7 +585,8 @@ def _check_value(specs: Mapping[str, FieldSpec], src: ParamSource, key: str, val
     else:
         raise ConfigError(
             f"{src.where}: unknown parameter '{key}' (= {value!r}): {node_name} has no such "
-            f"parameter{_did_you_mean(key, specs)} (fix the name or remove it; "
+            f"parameter{_did_you_mean(key, set(specs) | ROS_BUILTIN_PARAMS)} (fix the name or "
+            "remove it; "
             "config/<robot>.yaml lists every parameter)")
 
 
@@ -638,7 +642,8 @@ def node_config_from_sources(cls: type[T], sources: Sequence[ParamSource], node_
         key = m.group(1) if m else ""
         msg = str(exc)
         if key in origin:
-            got = "" if "got" in msg else f" (got {merged[key]!r})"
+            v = merged[key]
+            got = "" if "got" in msg or f"'{v}'" in msg else f" (got {v!r})"
             raise ConfigError(f"{origin[key].where}: {msg}{got}") from None
         if key in specs:
             raise ConfigError(f"{msg} (not set: default {_example(specs[key])}; set it in the "
