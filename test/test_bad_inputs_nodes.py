@@ -364,3 +364,23 @@ def test_a_failure_inside_the_controller_holds_the_arm(where: str, tmp_path: Pat
     assert "hold command sent" in out
     assert arm.commands, "no hold command reached the arm"
     assert list(arm.commands[-1].points[-1].positions) == pytest.approx(arm.q, abs=1e-6)
+
+
+def test_an_unexpected_error_at_start_is_one_line_and_the_traceback_on_request(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a node's constructor (not a bad input): exit 1, one line, no traceback,
+    unless TRACEVLA_DEBUG is set."""
+    from tracevla_ros.nodes.common import run_node
+
+    def broken() -> Any:
+        raise RuntimeError("injected bug")
+
+    monkeypatch.delenv("TRACEVLA_DEBUG", raising=False)
+    assert run_node(broken, ["--ros-args"], name="some_node") == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("some_node: internal error: RuntimeError: injected bug "
+                           "(set TRACEVLA_DEBUG=1 for the traceback)")
+    monkeypatch.setenv("TRACEVLA_DEBUG", "1")
+    assert run_node(broken, ["--ros-args"], name="some_node") == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "injected bug" in err
