@@ -48,6 +48,7 @@ __all__ = [
     "node_config_from_sources",
     "stack_param_names",
     "ROS_BUILTIN_PARAMS",
+    "is_ros_builtin",
 ]
 
 T = TypeVar("T")
@@ -333,7 +334,8 @@ def parse_params_sections(text: str, where: str) -> list[tuple[str, dict[str, An
                 flat: dict[str, Any] = {}
                 _flatten(params, "", flat)
                 out.append((full, flat))
-            elif isinstance(body, dict) and body and all(isinstance(v, dict) for v in body.values()):
+            elif isinstance(body, dict) and body \
+                    and all(isinstance(v, dict) for v in body.values()):
                 walk(full, body)  # a namespace level: ns: {node: {ros__parameters: ...}}
             else:
                 raise ConfigError(f"{where}: key '{full}' must contain a 'ros__parameters' mapping")
@@ -408,6 +410,11 @@ def config_dir() -> Path:
 
 ROS_BUILTIN_PARAMS = frozenset({"use_sim_time", "start_type_description_service"})
 _ROS_BUILTIN_PREFIXES = ("qos_overrides.",)
+
+
+def is_ros_builtin(key: str) -> bool:
+    """A parameter rclpy itself declares (``use_sim_time``, QoS overrides, ...)."""
+    return key in ROS_BUILTIN_PARAMS or key.startswith(_ROS_BUILTIN_PREFIXES)
 
 # Every node config of this package, by node (= executable) name; imported only when a
 # wildcard key is not the checking node's own. Nodes of packages built on tracevla_ros
@@ -571,7 +578,7 @@ def _check_value(specs: Mapping[str, FieldSpec], src: ParamSource, key: str, val
                     "remove the line")
             return
         _coerce(spec, value, src.where)
-    elif key in ROS_BUILTIN_PARAMS or key.startswith(_ROS_BUILTIN_PREFIXES):
+    elif is_ros_builtin(key):
         if key == "use_sim_time" and not isinstance(value, bool):
             raise ConfigError(f"{src.where}: parameter 'use_sim_time' expects bool, got "
                               f"{value!r}; write true or false")

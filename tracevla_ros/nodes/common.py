@@ -28,10 +28,10 @@ from rclpy.qos import (
 )
 
 from tracevla_ros.config import (
-    ROS_BUILTIN_PARAMS,
     ConfigError,
     config_from_params,
     field_specs,
+    is_ros_builtin,
     node_config_from_sources,
     parse_ros_args,
     stack_param_names,
@@ -75,11 +75,8 @@ def declare_config(node: Node, cls: type[T]) -> T:
     overrides: dict[str, Parameter] = dict(getattr(node, "_parameter_overrides", {}))
     specs = field_specs(cls)
     own = {s.name for s in specs}
-    already = set(getattr(node, "_parameters", {}))  # use_sim_time & co., declared by rclpy
     for key, p in overrides.items():
-        if key in own or key in already or key in ROS_BUILTIN_PARAMS or key.startswith("qos_overrides."):
-            continue
-        if key not in stack_param_names():
+        if key not in own and not is_ros_builtin(key) and key not in stack_param_names():
             raise ConfigError(f"node '{node.get_name()}': unknown parameter '{key}' "
                               f"(= {p.value!r}): no node of the stack declares it "
                               "(fix the name or remove it)")
