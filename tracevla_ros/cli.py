@@ -54,6 +54,7 @@ __all__ = [
     "write_bytes_atomic",
     "atomic_dir",
     "require",
+    "input_errors",
     "robot_task",
 ]
 
@@ -227,7 +228,7 @@ def output_file(text: str) -> Path:
 # --------------------------------------------------------------------------- running
 
 
-def _input_errors() -> tuple[type[BaseException], ...]:
+def input_errors() -> tuple[type[BaseException], ...]:
     """The stack's bad-input exceptions (each message already names the input)."""
     errs: list[type[BaseException]] = [UsageError, ConfigError]
     for mod, name in (("tracevla_ros.bag.writer", "BagError"),
@@ -277,7 +278,7 @@ def run_main(prog: str, fn: Callable[[Any], int | None],
         print(f"{prog}: error:{where}: {exc.strerror or _one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the one place a whole program's errors end
-        if isinstance(exc, _input_errors()):
+        if isinstance(exc, input_errors()):
             print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         if os.environ.get("TRACEVLA_DEBUG"):

@@ -184,7 +184,7 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
     ``close()`` runs (controllers send a hold command there; the recorder finishes its
     bag), with further stop signals ignored so nothing interrupts it.
     """
-    from tracevla_ros.cli import _input_errors
+    from tracevla_ros.cli import input_errors
 
     argv = list(args if args is not None else sys.argv)
     prog = name or logger_name
@@ -229,7 +229,7 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
         except Exception as exc:  # noqa: BLE001 - rcl refused the ROS arguments
             return error(ConfigError(f"ROS arguments: {_one_line(exc)}"))
         threading.excepthook = on_thread_error
-        bad_input: tuple[type[BaseException], ...] = (ConfigError, *_input_errors(), *fatal)
+        bad_input: tuple[type[BaseException], ...] = (ConfigError, *input_errors(), *fatal)
         try:
             node = factory()
         except bad_input as exc:

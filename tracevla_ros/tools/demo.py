@@ -180,11 +180,11 @@ def _check_checkpoint(checkpoint: str) -> None:
 def _set_aside_bag(bag: Path, exc: BaseException) -> None:
     """A run that failed must not leave OUT/bag behind (the rerun would refuse it): after a
     bad input nothing was recorded, so it goes; otherwise it is kept as OUT/bag.failed."""
-    from tracevla_ros.cli import _input_errors
+    from tracevla_ros.cli import input_errors
 
     if not bag.exists() or isinstance(exc, KeyboardInterrupt):
         return
-    if isinstance(exc, _input_errors()):
+    if isinstance(exc, input_errors()):
         shutil.rmtree(bag, ignore_errors=True)
         return
     failed = bag.with_name("bag.failed")
