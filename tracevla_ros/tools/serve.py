@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--backend", required=True, help="registered backend or package.module:function")
     ap.add_argument("--checkpoint", default="", help="local checkpoint dir or HF repo id in the "
                     "local cache (empty: the backend's published repo); never downloaded")
+    ap.add_argument("--adapter", default="", help="LoRA adapter dir from tracevla-finetune-vla "
+                    "(backends openvla, tracevla-7b); merged into the weights at load")
     ap.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--unnorm-key", default=d.unnorm_key, help="dataset statistics for the actions")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("binding %s without --token-env: anyone who can reach the port can "
                         "query the policy", args.host)
         cfg = PolicyNodeConfig(backend=args.backend, checkpoint=args.checkpoint, device=args.device,
-                               unnorm_key=args.unnorm_key)
+                               unnorm_key=args.unnorm_key, adapter=args.adapter)
         policy = make_policy(cfg)
         server = PolicyServer(policy, args.host, args.port, token, int(args.max_frame_mb * 2**20))
     except (ConfigError, OSError) as exc:

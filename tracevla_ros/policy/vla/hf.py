@@ -67,6 +67,7 @@ __all__ = [
     "import_hf_stack",
     "import_peft",
     "prismatic_vocab_size",
+    "processor_inputs",
     "load_kwargs",
     "stubbed_generate",
     "make_tracevla_7b",
@@ -116,6 +117,17 @@ def prismatic_vocab_size(vla: Any) -> int:
         return v
     c = vla.config
     return int(c.text_config.vocab_size) - int(getattr(c, "pad_to_multiple_of", 0) or 0)
+
+
+def processor_inputs(processor: Any, prepared: PreparedInputs) -> Any:
+    """The processor's tensors (CPU, batch of one) for prepared inputs: the prompt and the
+    images as PIL images (a list when the model takes two). Inference and fine-tuning both
+    call this, so they feed the model the same values."""
+    from PIL import Image
+
+    images = [Image.fromarray(i) for i in prepared.images]
+    arg: Any = images if len(images) > 1 else images[0]
+    return processor(prepared.prompt, arg)
 
 
 def flash_attention_available() -> bool:
@@ -286,11 +298,7 @@ class HFVLAPolicy:
         return prepare_inputs(self.model, obs, getattr(self.processor, "tokenizer", None))
 
     def _inputs(self, prepared: PreparedInputs) -> Any:
-        from PIL import Image
-
-        images = [Image.fromarray(i) for i in prepared.images]
-        arg: Any = images if len(images) > 1 else images[0]
-        return self.processor(prepared.prompt, arg).to(self.device, dtype=self.dtype)
+        return processor_inputs(self.processor, prepared).to(self.device, dtype=self.dtype)
 
     def _predict(self, inputs: Any) -> np.ndarray:
         try:
