@@ -93,7 +93,13 @@ from tracevla_ros.policy.vla.stats import (
     load_norm_stats,
     select_action_stats,
 )
-from tracevla_ros.sim.dataset import Episode, list_episodes, load_episode, load_info
+from tracevla_ros.sim.dataset import (
+    DatasetError,
+    Episode,
+    list_episodes,
+    load_episode,
+    load_info,
+)
 
 __all__ = ["FinetuneConfig", "FINETUNE_MODELS", "IGNORE_INDEX", "INFO_FILE", "FORMAT_NAME",
            "VLASamples", "VLABatch", "SampleEncoder", "load_samples", "action_token_loss",
@@ -514,7 +520,10 @@ def check_inputs(cfg: FinetuneConfig) -> Path:
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("parameter 'checkpoint'", "--base", 1)) from None
     for d in cfg.data:
-        eps = list_episodes(d)  # DatasetError when d is not a tracevla-collect directory
+        try:
+            eps = list_episodes(d)
+        except DatasetError as exc:
+            raise ConfigError(f"--data {d}: {exc}") from None
         if not eps:
             raise ConfigError(f"--data {d}: no episodes (episode_*/data.npz); record some with "
                               "tracevla-collect")
