@@ -43,7 +43,10 @@ def test_one_episode_per_checkpoint(tmp_path: Path) -> None:
 
 
 def test_refuses_training_seeds(tmp_path: Path) -> None:
-    ckpt = make_tiny_checkpoint(tmp_path, size=256)  # trained on seeds 1000, 1001
+    # the shipped checkpoint was trained on lift_cube seeds 0, 1, 2, ...; the tasks must be
+    # real WidowX tasks (an unknown one is refused first, naming --tasks)
     with pytest.raises(SystemExit, match="were used to train"):
-        main(["--checkpoint", str(ckpt), "--baseline", "none", "--episodes", "2",
-              "--seed-offset", "999", "--tasks", "task0"])
+        main(["--checkpoint", "widowx_trace", "--baseline", "none", "--episodes", "2",
+              "--seed-offset", "1", "--tasks", "lift_cube"])
+    with pytest.raises(ValueError, match="--tasks 'task0'"):
+        main(["--checkpoint", "widowx_trace", "--baseline", "none", "--tasks", "task0"])

@@ -140,7 +140,7 @@ def test_missing_device_exits_2_with_one_error_line(tmp_path: Path) -> None:
     r = _run_node("-p", "backend:=usb", "-p", "device:=/dev/video99")
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "ERROR" in ln]
+    errors = [ln for ln in lines if "error" in ln.lower()]
     assert len(errors) == 1 and "/dev/video99" in errors[0] and "no such device" in errors[0], lines
     (tmp_path / "empty").mkdir()
     r = _run_node("-p", "backend:=folder", "-p", f"path:={tmp_path / 'empty'}")

@@ -198,7 +198,7 @@ def test_no_action_server_is_one_configuration_error(repo_root: Path,
     finally:
         out = stop_node(ctl)
     assert ctl.returncode == 2, out
-    errors = [ln for ln in out.splitlines() if "configuration error" in ln]
+    errors = [ln for ln in out.splitlines() if "widowx_controller_node: error:" in ln]
     assert len(errors) == 1, out
     assert "/no_such_controller/follow_joint_trajectory" in errors[0]
     assert "Traceback" not in out

@@ -30,7 +30,6 @@ controller's default configuration works unchanged.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -52,7 +51,7 @@ from tracevla_ros.tools.demo_monitor import start_when_matched, write_mp4
 from tracevla_ros.stopping import StopRequest
 from tracevla_ros.tools.demo import graph_node_args, node_values
 from tracevla_ros.loopstats import percentiles
-from tracevla_ros.cli import write_json_atomic
+from tracevla_ros.cli import dumps_json, require, write_json_atomic
 from tracevla_ros.tools.demo_stats import shutdown_nodes, timing_report
 
 TRACEGEN_POLICIES = ("tracegen", "tracegen_oracle", "no_motion")
@@ -70,6 +69,9 @@ def tracegen_params(data: dict[str, Any], policy: str, checkpoint: str) -> None:
     tg = section("tracegen_node")
     tg["predictor"] = "model" if policy == "tracegen" else "no_motion"
     if checkpoint:
+        require(policy != "tracegen" or Path(checkpoint).expanduser().is_dir(),
+                f"--checkpoint '{checkpoint}': not a directory; give a TraceGen checkpoint "
+                "directory (model.safetensors + config.json)")
         tg["checkpoint"] = checkpoint
     tg["rate_hz"] = 1.0  # predict again whenever the previous trace has been executed
     # One time base: on a loaded machine the simulator runs slower than the wall clock, and a
@@ -271,8 +273,8 @@ def run_tracegen_demo(args: Any, params: dict[str, Any], params_file: Path,
     for line in summary["timing"]["warnings"]:
         print(f"tracevla-demo: warning: {line}", file=sys.stderr)
     write_json_atomic(out / "summary.json", summary)
-    print(json.dumps({k: summary[k] for k in ("robot", "task", "policy", "traces", "success",
-                                              "success_at_end", "wall_time_s")}))
+    print(dumps_json({k: summary[k] for k in ("robot", "task", "policy", "traces", "success",
+                                              "success_at_end", "wall_time_s")}, indent=None))
     if stop:
         print(f"tracevla-demo: stopped by {stop.reason} after {summary.get('traces')} traces; "
               f"bag, summary and video written to {out}", file=sys.stderr)

@@ -9,6 +9,7 @@ import numpy as np
 from tracegen_ros.execution import ExecutionConfig
 from tracegen_ros.executor import ExecutorConfig
 from tracevla_ros.config import check, param
+from tracevla_ros.robots import UnknownRobotError, get_robot
 
 __all__ = ["TraceGenNodeConfig", "PREDICTORS"]
 
@@ -56,7 +57,12 @@ class TraceGenNodeConfig:
     gripper_wait_s: float = param(1.0, "wait after a gripper command", unit="s")
 
     def __post_init__(self) -> None:
-        check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}")
+        check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, "
+              f"got '{self.predictor}'")
+        try:
+            get_robot(self.robot)
+        except UnknownRobotError as exc:
+            check(False, "robot", str(exc.args[0] if exc.args else exc))
         check(self.predictor != "model" or bool(self.checkpoint), "checkpoint",
               "must name a TraceGen checkpoint directory for predictor 'model' "
               "(or set predictor: no_motion)")

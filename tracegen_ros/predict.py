@@ -19,10 +19,11 @@ writes ``/tmp/pred/trace.npz`` (the ``Trace3D`` message layout, below) and
 
 from __future__ import annotations
 
-import argparse
+import io
 import json
 import logging
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,6 +40,18 @@ from tracegen_ros.transforms import (
     increments_to_trace,
     resize_depth,
     resize_rgb,
+)
+from tracevla_ros.cli import (
+    ArgParser,
+    UsageError,
+    existing_dir,
+    existing_file,
+    finite_float,
+    int_range,
+    nonempty_str,
+    output_dir,
+    run_main,
+    write_bytes_atomic,
 )
 
 __all__ = ["TraceGenPredictor", "TraceGenInputError", "trace3d_arrays", "draw_overlay", "main"]
@@ -197,13 +210,22 @@ def draw_overlay(rgb: np.ndarray, traj: np.ndarray, min_motion_px: float = 2.0) 
 
 
 def _read_depth(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    else:
-        with np.load(path, allow_pickle=False) as z:
-            if "depth" not in z.files:
-                raise TraceGenInputError(f"{path}: no array 'depth' (keys {z.files})")
-            arr = z["depth"]
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                if "depth" not in z.files:
+                    raise TraceGenInputError(f"--depth {path}: no array 'depth' (keys {z.files})")
+                arr = z["depth"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, TraceGenInputError):
+            raise
+        raise TraceGenInputError(f"--depth {path}: not a readable .npz/.npy array ({exc})") \
+            from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "uif":
+        raise TraceGenInputError(f"--depth {path}: expected a numeric array, got "
+                                 f"{getattr(arr, 'dtype', type(arr).__name__)}")
     if arr.dtype == np.uint16:
         return arr.astype(np.float32) * np.float32(1e-3)
     return arr.astype(np.float32)
@@ -211,52 +233,76 @@ def _read_depth(path: Path) -> np.ndarray:
 
 def _read_intrinsics(text: str) -> np.ndarray:
     p = Path(text)
-    if p.is_file():
-        if p.suffix == ".json":
-            data = json.loads(p.read_text())
-            return np.asarray(data.get("K", data), np.float64).reshape(3, 3)
-        return np.asarray(np.load(p, allow_pickle=False), np.float64).reshape(3, 3)
-    vals = [float(v) for v in text.split(",")]
-    if len(vals) == 4:
-        fx, fy, cx, cy = vals
-        return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
-    if len(vals) == 9:
-        return np.asarray(vals).reshape(3, 3)
-    raise TraceGenInputError("--intrinsics: give fx,fy,cx,cy or 9 row-major values or a .npy/.json file")
+    try:
+        if p.is_file():
+            if p.suffix == ".json":
+                data = json.loads(p.read_text())
+                kk = np.asarray(data.get("K", data) if isinstance(data, dict) else data,
+                                np.float64).reshape(3, 3)
+            else:
+                kk = np.asarray(np.load(p, allow_pickle=False), np.float64).reshape(3, 3)
+        else:
+            vals = [float(v) for v in text.split(",")]
+            if len(vals) == 4:
+                fx, fy, cx, cy = vals
+                kk = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+            elif len(vals) == 9:
+                kk = np.asarray(vals).reshape(3, 3)
+            else:
+                raise ValueError(f"{len(vals)} values")
+    except (OSError, ValueError, TypeError) as exc:
+        raise TraceGenInputError(f"--intrinsics '{text}': {exc}; give fx,fy,cx,cy or 9 "
+                                 "row-major values or a .npy/.json file") from None
+    if not np.isfinite(kk).all() or kk[0, 0] <= 0 or kk[1, 1] <= 0:
+        raise TraceGenInputError(f"--intrinsics '{text}': need finite values with fx, fy > 0")
+    return kk
+
+
+def _parser() -> ArgParser:
+    ap = ArgParser("tracegen-predict", description=__doc__)
+    ap.add_argument("--checkpoint", type=existing_dir, required=True,
+                    help="TraceGen checkpoint directory (model.safetensors + config.json)")
+    ap.add_argument("--rgb", type=existing_file, required=True, help="RGB image (PNG/JPEG)")
+    ap.add_argument("--depth", type=existing_file, required=True,
+                    help=".npz (key depth) or .npy, metres or uint16 millimetres")
+    ap.add_argument("--intrinsics", type=nonempty_str, required=True,
+                    help="fx,fy,cx,cy | 9 values | .npy | .json")
+    ap.add_argument("--instruction", type=nonempty_str, required=True,
+                    help="the task in words")
+    ap.add_argument("--out", type=output_dir, required=True, help="output directory")
+    ap.add_argument("--steps", type=int_range(1, 10_000), default=100, help="ODE steps")
+    ap.add_argument("--guidance", type=finite_float(ge=0, le=100), default=None,
+                    help="CFG scale (default: the checkpoint's)")
+    ap.add_argument("--seed", type=int_range(0, 2**63 - 1), default=0, help="sampling seed")
+    ap.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N")
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tracegen-predict", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--rgb", type=Path, required=True, help="RGB image (PNG/JPEG)")
-    ap.add_argument("--depth", type=Path, required=True, help=".npz (key depth) or .npy")
-    ap.add_argument("--intrinsics", required=True, help="fx,fy,cx,cy | 9 values | .npy | .json")
-    ap.add_argument("--instruction", required=True)
-    ap.add_argument("--out", type=Path, required=True, help="output directory")
-    ap.add_argument("--steps", type=int, default=100, help="ODE steps")
-    ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: checkpoint's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args(argv)
+    return run_main("tracegen-predict", _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         bgr = cv2.imread(str(args.rgb), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise TraceGenInputError(f"cannot read image {args.rgb}")
+            raise TraceGenInputError(f"--rgb {args.rgb}: not a readable image (PNG/JPEG)")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         depth = _read_depth(args.depth)
         K = _read_intrinsics(args.intrinsics)
         pred = TraceGenPredictor.from_checkpoint(args.checkpoint, args.device)
         traj = pred.predict(rgb, depth, K, args.instruction, args.steps, args.guidance, args.seed)
-    except (TraceGenInputError, CheckpointError, EncoderUnavailableError, OSError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    except (TraceGenInputError, CheckpointError, EncoderUnavailableError) as exc:
+        raise UsageError(str(exc)) from None
     h, w = rgb.shape[:2]
-    np.savez_compressed(args.out / "trace.npz",
-                        **trace3d_arrays(traj, w, h, args.instruction))  # type: ignore[arg-type]
-    cv2.imwrite(str(args.out / "overlay.png"), cv2.cvtColor(draw_overlay(rgb, traj), cv2.COLOR_RGB2BGR))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **trace3d_arrays(traj, w, h, args.instruction))  # type: ignore[arg-type]
+    ok, png = cv2.imencode(".png", cv2.cvtColor(draw_overlay(rgb, traj), cv2.COLOR_RGB2BGR))
+    write_bytes_atomic(args.out / "trace.npz", buf.getvalue())
+    if ok:
+        write_bytes_atomic(args.out / "overlay.png", png.tobytes())
     log.info("wrote %s and %s", args.out / "trace.npz", args.out / "overlay.png")
     return 0
 

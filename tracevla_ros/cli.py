@@ -51,8 +51,11 @@ __all__ = [
     "dumps_json",
     "write_json_atomic",
     "write_text_atomic",
+    "write_bytes_atomic",
     "atomic_dir",
     "require",
+    "input_errors",
+    "robot_task",
 ]
 
 
@@ -64,6 +67,31 @@ def require(ok: bool, message: str) -> None:
     """Raise ``UsageError(message)`` unless ``ok`` (cross-field checks after parsing)."""
     if not ok:
         raise UsageError(message)
+
+
+def robot_task(robot: str, task: str = "", robot_flag: str = "--robot",
+               task_flag: str = "--task") -> tuple[str, str]:
+    """``(robot, task)`` checked against the registries before any work starts: the robot
+    by name or alias (returned as its registered name), the task (when given) as one of
+    that robot's; ``UsageError`` names the flag, the value and the valid choices."""
+    from tracevla_ros.robots.base import UnknownRobotError, get_robot
+
+    try:
+        name = get_robot(robot).name
+    except UnknownRobotError as exc:
+        raise UsageError(f"{robot_flag} '{robot}': {exc}") from None
+    if not task:
+        return name, ""
+    from tracevla_ros.sim.tasks import TASKS, tasks_for_robot
+
+    valid = tasks_for_robot(name)
+    if task not in TASKS:
+        raise UsageError(f"{task_flag} '{task}': unknown task; give one of {valid} for "
+                         f"{robot_flag} {robot}")
+    if task not in valid:
+        raise UsageError(f"{task_flag} '{task}' is not a task of {robot_flag} {robot} "
+                         f"({name}); give one of {valid}")
+    return name, task
 
 
 # --------------------------------------------------------------------------- argparse
@@ -200,7 +228,7 @@ def output_file(text: str) -> Path:
 # --------------------------------------------------------------------------- running
 
 
-def _input_errors() -> tuple[type[BaseException], ...]:
+def input_errors() -> tuple[type[BaseException], ...]:
     """The stack's bad-input exceptions (each message already names the input)."""
     errs: list[type[BaseException]] = [UsageError, ConfigError]
     for mod, name in (("tracevla_ros.bag.writer", "BagError"),
@@ -224,7 +252,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def run_main(prog: str, fn: Callable[[Sequence[str] | None], int | None],
+def run_main(prog: str, fn: Callable[[Any], int | None],
              argv: Sequence[str] | None = None) -> int:
     """Run a console script's body; bad input -> one line + exit 2, Ctrl-C -> 130,
     anything else -> one line + exit 1 (traceback only with ``TRACEVLA_DEBUG=1``)."""
@@ -233,10 +261,15 @@ def run_main(prog: str, fn: Callable[[Sequence[str] | None], int | None],
         return int(rc or 0)
     except SystemExit as exc:  # argparse --help / error, or an explicit exit
         code = exc.code
+        if isinstance(code, str):  # sys.exit("message"): the message is the one line
+            print(code if code.startswith(prog) else f"{prog}: error: {code}", file=sys.stderr)
+            return 2
         return code if isinstance(code, int) else (0 if code is None else 2)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal (stopping.Stopped)
+        reason = getattr(exc, "reason", "")
+        print(f"{prog}: stopped by {reason}" if reason else f"{prog}: interrupted",
+              file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
     except BrokenPipeError:  # `... | head`
         return 0
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
@@ -245,7 +278,7 @@ def run_main(prog: str, fn: Callable[[Sequence[str] | None], int | None],
         print(f"{prog}: error:{where}: {exc.strerror or _one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the one place a whole program's errors end
-        if isinstance(exc, _input_errors()):
+        if isinstance(exc, input_errors()):
             print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         if os.environ.get("TRACEVLA_DEBUG"):
@@ -288,6 +321,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with open(tmp, "w") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` via a temporary sibling and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
+
+from tracevla_ros.stopping import STOP_SIGNALS, StopRequest, install_stop_signals
 
 __all__ = ["Failure", "RunReport", "run_tasks", "resolve_workers", "WORKERS_HELP", "ADDRESS_HELP"]
 
@@ -113,39 +115,42 @@ def _call(fn: Callable[[Any], dict[str, Any]], item: Any) -> tuple[bool, Any, st
         return False, _one_line(exc), traceback.format_exc()
 
 
-class _Interrupt:
-    """SIGTERM raises KeyboardInterrupt while the run is in progress (like Ctrl-C)."""
+class _StopRaises:
+    """While the run is in progress, the first SIGINT/SIGTERM/SIGHUP raises
+    :class:`~tracevla_ros.stopping.Stopped` (a ``KeyboardInterrupt``) and sets ``stop``
+    (``tracevla_ros.stopping``); the previous handlers come back afterwards."""
 
-    def __enter__(self) -> "_Interrupt":
-        self._old: Any = None
-        try:
-            self._old = signal.signal(signal.SIGTERM, self._raise)
-        except ValueError:  # not the main thread: leave signals alone
-            self._old = None
+    def __init__(self, stop: StopRequest) -> None:
+        self.stop = stop
+        self._old: dict[int, Any] | None = None
+
+    def __enter__(self) -> "_StopRaises":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+            install_stop_signals(self.stop, interrupt=True)
         return self
 
     def rearm(self) -> None:
-        """Take SIGTERM back (``ray.init`` installs its own handler, which exits at once)."""
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._raise)
-
-    @staticmethod
-    def _raise(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        """Take the signals back (``ray.init`` installs its own SIGTERM handler, which exits
+        at once)."""
+        if self._old is not None and not self.stop:
+            install_stop_signals(self.stop, interrupt=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+            for sig, handler in self._old.items():
+                signal.signal(sig, handler)
 
 
 def run_tasks(fn: Callable[[Any], dict[str, Any]], items: Sequence[tuple[str, Any]], *,
               workers: int = 1, address: str | None = None, progress: bool = True,
-              desc: str = "episodes") -> RunReport:
+              desc: str = "episodes", stop: StopRequest | None = None) -> RunReport:
     """Run ``fn(item)`` for every ``(key, item)``; see the module doc for the modes.
 
     ``fn`` must be a module-level function (Ray sends it to the workers by reference)
     returning a small JSON-able dict; ``item`` is sent to the workers too (keep it to
-    paths and options). Keys must be unique.
+    paths and options). Keys must be unique. A stop signal during the run sets ``stop``
+    (its ``reason`` names the signal) and ends the run with ``interrupted``.
     """
     keys = [k for k, _ in items]
     if len(set(keys)) != len(keys):
@@ -157,7 +162,7 @@ def run_tasks(fn: Callable[[Any], dict[str, Any]], items: Sequence[tuple[str, An
     t0 = time.perf_counter()
     bar = tqdm(total=len(items), desc=desc, unit="ep", disable=not progress)
     try:
-        with _Interrupt() as interrupt:
+        with _StopRaises(stop if stop is not None else StopRequest()) as interrupt:
             if workers == 1 and not address:
                 _run_serial(fn, items, rep, bar)
             else:
@@ -192,7 +197,7 @@ def _run_serial(fn: Callable[[Any], dict[str, Any]], items: Sequence[tuple[str, 
 
 def _run_ray(fn: Callable[[Any], dict[str, Any]], items: Sequence[tuple[str, Any]],
              rep: RunReport, bar: tqdm, workers: int, address: str | None,
-             interrupt: _Interrupt) -> None:
+             interrupt: _StopRaises) -> None:
     import ray  # only here: the serial path needs no Ray
 
     started = False

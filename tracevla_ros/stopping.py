@@ -19,7 +19,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-__all__ = ["StopRequest", "install_stop_signals", "ignore_stop_signals", "STOP_SIGNALS"]
+__all__ = ["StopRequest", "Stopped", "install_stop_signals", "ignore_stop_signals",
+           "STOP_SIGNALS"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -47,10 +48,33 @@ class StopRequest:
             return 1
 
 
-def install_stop_signals(stop: StopRequest) -> None:
-    """Route SIGINT/SIGTERM/SIGHUP to ``stop`` (main thread only, as Python requires)."""
+class Stopped(KeyboardInterrupt):
+    """Raised by the first stop signal when ``install_stop_signals(..., interrupt=True)``:
+    for programs whose loop lives in a library that cannot poll a flag. ``exit_code`` is
+    128 + the signal's number (``tracevla_ros.cli.run_main`` exits with it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    @property
+    def exit_code(self) -> int:
+        req = StopRequest()
+        req.request(self.reason)
+        return req.exit_code
+
+
+def install_stop_signals(stop: StopRequest, interrupt: bool = False) -> None:
+    """Route SIGINT/SIGTERM/SIGHUP to ``stop`` (main thread only, as Python requires).
+
+    ``interrupt=True``: the first signal also raises :class:`Stopped` (a
+    ``KeyboardInterrupt``) in the main thread, like Ctrl-C does by default; later ones
+    only set the flag, so they cannot break the cleanup that the first one started."""
     def handler(signum: int, _frame: Any) -> None:
+        first = not stop
         stop.request(signal.Signals(signum).name)
+        if interrupt and first:
+            raise Stopped(stop.reason)
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)

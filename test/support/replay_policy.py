@@ -46,3 +46,19 @@ class ReplayTestPolicy:
 
 def make_policy(cfg: PolicyNodeConfig) -> ReplayTestPolicy:
     return ReplayTestPolicy()
+
+
+class FailingTestPolicy(ReplayTestPolicy):
+    """Every call fails the way a broken backend does (PolicyError)."""
+
+    name = "failing_test_policy"
+
+    def infer(self, obs: Observation) -> ActionChunk:
+        from tracevla_ros.policy.base import PolicyError
+
+        self.calls += 1
+        raise PolicyError("the test backend always fails")
+
+
+def make_failing_policy(cfg: PolicyNodeConfig) -> FailingTestPolicy:
+    return FailingTestPolicy()

@@ -28,11 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tracegen_ros.checkpoint import CheckpointError
 from tracegen_ros.data import DataError, list_samples, load_info, load_sample
 from tracegen_ros.evaluate import evaluate_samples
 from tracegen_ros.model.config import TraceGenConfig
 from tracegen_ros.model.decoder import TraceDecoder
+from tracegen_ros.model.encoders import EncoderUnavailableError
 from tracegen_ros.predict import TraceGenPredictor
+from tracevla_ros.cli import ArgParser, UsageError, existing_dir, finite_float, int_range
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "fr3_small"
 DEFAULT_DATA = Path("/work/data/traceforge/fr3")
@@ -56,25 +59,47 @@ def _published_decoder_parameters() -> int:
     return sum(p.numel() for p in dec.parameters())
 
 
+def _step_list(text: str) -> list[int]:
+    """'100,10,25' -> [100, 10, 25] (each >= 1)."""
+    try:
+        steps = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        steps = []
+    if not steps or min(steps) < 1 or max(steps) > 10_000:
+        raise argparse.ArgumentTypeError(f"'{text}': give a comma list of step counts in "
+                                         "[1, 10000], e.g. 100,10,25")
+    return steps
+
+
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench tracegen", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="TraceForge dataset")
-    ap.add_argument("--steps", default="100,10,25", help="ODE step counts to time")
-    ap.add_argument("--repeats", type=int, default=3, help="timed predictions per step count")
-    ap.add_argument("--eval-steps", type=int, default=100, help="ODE steps for the accuracy run")
-    ap.add_argument("--max-samples", type=int, default=24, help="held-out samples (0 = all)")
-    ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: checkpoint's)")
-    ap.add_argument("--temperature", type=float, default=None,
-                    help="initial-noise scale (default: checkpoint's)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = ArgParser("tracevla-bench tracegen", description=__doc__)
+    ap.add_argument("--checkpoint", type=existing_dir, default=DEFAULT_CHECKPOINT,
+                    help="TraceGen checkpoint directory")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help="TraceForge dataset (held-out samples for the accuracy run)")
+    ap.add_argument("--steps", type=_step_list, default=[100, 10, 25],
+                    help="comma list of ODE step counts to time")
+    ap.add_argument("--repeats", type=int_range(1, 10_000), default=3,
+                    help="timed predictions per step count")
+    ap.add_argument("--eval-steps", type=int_range(1, 10_000), default=100,
+                    help="ODE steps for the accuracy run")
+    ap.add_argument("--max-samples", type=int_range(0, 1_000_000), default=24,
+                    help="held-out samples (0 = all)")
+    ap.add_argument("--guidance", type=finite_float(ge=0, le=100), default=None,
+                    help="CFG scale (default: the checkpoint's)")
+    ap.add_argument("--temperature", type=finite_float(ge=0, le=100), default=None,
+                    help="initial-noise scale (default: the checkpoint's)")
+    ap.add_argument("--threads", type=int_range(0, 1024), default=0,
+                    help="torch threads (0 = default)")
+    ap.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")
+    ap.add_argument("--seed", type=int_range(0, 2**63 - 1), default=0, help="sampling seed")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    pred = TraceGenPredictor.from_checkpoint(args.checkpoint, args.device)
+    try:
+        pred = TraceGenPredictor.from_checkpoint(args.checkpoint, args.device)
+    except (CheckpointError, EncoderUnavailableError) as exc:
+        raise UsageError(f"--checkpoint {args.checkpoint}: {exc}") from None
     cfg = pred.cfg
     result: dict = {
         "checkpoint": str(args.checkpoint),
@@ -102,7 +127,7 @@ def main(argv: list[str]) -> dict:
         text = "push the block"
     timing: dict[str, dict[str, float]] = {}
     pred.predict(rgb, depth, K, text, steps=2, guidance=args.guidance)  # warm-up
-    for steps in [int(v) for v in args.steps.split(",") if v.strip()]:
+    for steps in args.steps:
         wall, cpu = [], []
         for r in range(args.repeats):
             t0, c0 = time.perf_counter(), time.process_time()

@@ -24,27 +24,22 @@ Reports success rates with 95 % Wilson intervals.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import math
 import os
 import time
 from typing import Any
 
+from tracevla_ros.bench.policy import wilson as wilson_interval
+from tracevla_ros.cli import ArgParser, UsageError, finite_float, int_range, require, robot_task
 from tracevla_ros.sim.tasks import tasks_for_robot
 
 METHODS = ("no_motion", "oracle", "model")
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion k / n."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4))
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of k / n, rounded for the JSON (tracevla_ros.bench.policy's)."""
+    lo, hi = wilson_interval(k, n)
+    return (round(lo, 4), round(hi, 4))
 
 
 def path_error(path: Any, ref: Any) -> tuple[float, float]:
@@ -60,30 +55,33 @@ def path_error(path: Any, ref: Any) -> tuple[float, float]:
     return float(0.5 * (d.min(axis=1).mean() + d.min(axis=0).mean())), float(np.linalg.norm(a[-1] - b[-1]))
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tracevla-bench tracegen-sim", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> ArgParser:
+    ap = ArgParser("tracevla-bench tracegen-sim", description=__doc__)
     ap.add_argument("--tasks", nargs="*", default=None, help="FR3 tasks (default: all)")
-    ap.add_argument("--episodes", type=int, default=50, help="seeded episodes per task")
-    ap.add_argument("--seed-offset", type=int, default=100000,
+    ap.add_argument("--episodes", type=int_range(1, 100_000), default=50,
+                    help="seeded episodes per task")
+    ap.add_argument("--seed-offset", type=int_range(0, 2**31 - 1), default=100000,
                     help="first seed (held out: the dataset used 0-89)")
-    ap.add_argument("--methods", nargs="*", default=None,
+    ap.add_argument("--methods", nargs="*", choices=METHODS, default=None,
                     help=f"subset of {METHODS} (default: no_motion, oracle, and model if "
                          "--checkpoint is given)")
     ap.add_argument("--checkpoint", default="", help="TraceGen checkpoint directory (model method)")
     ap.add_argument("--device", default="auto", help="torch device for the model")
-    ap.add_argument("--flow-steps", type=int, default=100, help="model: flow integration steps")
-    ap.add_argument("--guidance", type=float, default=None, help="model: guidance scale")
-    ap.add_argument("--temperature", type=float, default=None,
+    ap.add_argument("--flow-steps", type=int_range(1, 10_000), default=100,
+                    help="model: flow integration steps")
+    ap.add_argument("--guidance", type=finite_float(ge=0, le=100), default=None,
+                    help="model: guidance scale (default: the checkpoint's)")
+    ap.add_argument("--temperature", type=finite_float(ge=0, le=100), default=None,
                     help="model: initial-noise scale (default: the checkpoint's)")
-    ap.add_argument("--rounds", type=int, default=1, help="predictions per episode while unsuccessful")
-    ap.add_argument("--execute-steps", type=int, default=0,
+    ap.add_argument("--rounds", type=int_range(1, 1000), default=1,
+                    help="predictions per episode while unsuccessful")
+    ap.add_argument("--execute-steps", type=int_range(0, 10_000), default=0,
                     help="receding horizon for no_motion/model: execute each trace up to this step, "
                          "then predict again (with --rounds > 1); 0 = the whole trace")
     ap.add_argument("--plot", default="", metavar="PNG",
                     help="also draw the first planned end-effector paths (top view and height) of up "
                          "to 6 episodes per task, each method against the oracle's")
-    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="log the runners' progress")
     return ap
 
 
@@ -139,6 +137,11 @@ class _ModelAdapter:
 
 def main(argv: list[str]) -> dict[str, Any]:
     args = _parser().parse_args(argv)
+    for task in args.tasks or ():
+        robot_task("fr3", task, task_flag="--tasks")
+    require(not args.checkpoint or os.path.isdir(args.checkpoint),
+            f"--checkpoint '{args.checkpoint}' is not a directory; give a TraceGen checkpoint "
+            "directory")
     os.environ.setdefault("MUJOCO_GL", "egl")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     from tracegen_ros.execution import (ExecutionConfig, FixedTracePredictor, NoMotionPredictor,
@@ -153,11 +156,11 @@ def main(argv: list[str]) -> dict[str, Any]:
     methods = list(args.methods or (["no_motion", "oracle"] + (["model"] if args.checkpoint else [])))
     bad = [m for m in methods if m not in METHODS]
     if bad:
-        raise SystemExit(f"unknown method(s) {bad}; choose from {METHODS}")
+        raise UsageError(f"--methods: unknown method(s) {bad}; choose from {METHODS}")
     model: TracePredictor | None = None
     if "model" in methods:
         if not args.checkpoint:
-            raise SystemExit("method 'model' needs --checkpoint DIR")
+            raise UsageError("--methods model needs --checkpoint DIR")
         from tracegen_ros.predict import TraceGenPredictor  # the model helper's API
 
         model = _ModelAdapter(TraceGenPredictor.from_checkpoint(args.checkpoint, device=args.device),

@@ -25,9 +25,10 @@ visible so that the wiring runs: its errors then measure untrained weights.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from tracevla_ros.cli import ArgParser, dumps_json, finite_float, int_range, robot_task, run_main
 
 import numpy as np
 
@@ -61,23 +62,34 @@ def _score(rec: Any, tracker: IncrementalTracker, hz: float) -> dict[str, Any]:
     return {"errors": err, "correct": cor, "valid": valid, "steps": int(rec.rgb.shape[0])}
 
 
+def _pair(text: str) -> str:
+    parts = text.split(":")
+    if len(parts) != 2 or not set(parts) <= {"lk", "cotracker3"}:
+        raise argparse.ArgumentTypeError(f"'{text}': give dense:sparse, each lk or cotracker3")
+    return text
+
+
 def main(argv: list[str]) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="tracker_gt", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--robot", default="fr3")
-    ap.add_argument("--task", default="push_block_to_region")
-    ap.add_argument("--episodes", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--preset", default="paper")
-    ap.add_argument("--grid-size", type=int, default=-1)
-    ap.add_argument("--kappa", type=float, default=-1.0, help="kappa_px (-1 = preset)")
-    ap.add_argument("--max-steps", type=int, default=0, help="cut episodes (0 = task limit)")
-    ap.add_argument("--pairs", nargs="+", default=["lk:lk"],
+    ap = ArgParser("tracker_gt", description=__doc__)
+    ap.add_argument("--robot", default="fr3", help="sim robot")
+    ap.add_argument("--task", default="push_block_to_region", help="task of that robot")
+    ap.add_argument("--episodes", type=int_range(1, 10_000), default=1, help="expert episodes")
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=1, help="first seed")
+    ap.add_argument("--preset", choices=("paper", "authors"), default="paper",
+                    help="tracker parameter preset")
+    ap.add_argument("--grid-size", type=int_range(-1, 1000), default=-1, help="K (-1 = preset)")
+    ap.add_argument("--kappa", type=finite_float(ge=-1, le=1000), default=-1.0,
+                    help="kappa_px (-1 = preset)")
+    ap.add_argument("--max-steps", type=int_range(0, 100_000), default=0,
+                    help="cut episodes (0 = task limit)")
+    ap.add_argument("--pairs", nargs="+", type=_pair, default=["lk:lk"],
                     help="dense:sparse backend pairs, e.g. lk:lk cotracker3:lk")
     ap.add_argument("--checkpoint", default="", help="cotracker3 online checkpoint")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--assume-visible", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cotracker3 torch device")
+    ap.add_argument("--assume-visible", action="store_true",
+                    help="cotracker3: treat every point as visible")
     args = ap.parse_args(argv)
+    robot_task(args.robot, args.task)
 
     from tracegen_ros.traceforge.simgt import record_expert
     from tracevla_ros.sim.env import SimEnv
@@ -126,4 +138,5 @@ def main(argv: list[str]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1:])))
+    sys.exit(run_main("tracker_gt", lambda argv: print(dumps_json(main(list(argv or sys.argv[1:])),
+                                                                   indent=None)), None))

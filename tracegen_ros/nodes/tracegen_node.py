@@ -226,7 +226,7 @@ class TraceGenNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(lambda: TraceGenNode(), args)
+    return run_node(TraceGenNode, args, name="tracegen_node", config=TraceGenNodeConfig)
 
 
 if __name__ == "__main__":

@@ -19,35 +19,39 @@ local Ray cluster started for the run, ``--address HOST:PORT`` on an existing cl
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from tracegen_ros.traceforge.chunking import ChunkOptions
-from tracegen_ros.traceforge.pipeline import ForgeOptions, run
+from tracegen_ros.traceforge.pipeline import REPORT, ForgeOptions, run
 from tracegen_ros.traceforge.sources import SourceError, discover
 from tracegen_ros.traceforge.tracks import TrackOptions
+from tracevla_ros.cli import ArgParser, UsageError, int_range, output_dir, require, run_main
 from tracevla_ros.parallel import ADDRESS_HELP, WORKERS_HELP, resolve_workers
+from tracevla_ros.stopping import StopRequest
 
 log = logging.getLogger("traceforge")
+PROG = "traceforge"
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="traceforge", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> ArgParser:
+    ap = ArgParser(PROG, description=__doc__)
     ap.add_argument("--episodes", type=Path, nargs="+", required=True,
                     help="tracevla-collect dataset(s) and/or RGB-D episode folder(s)")
-    ap.add_argument("--out", type=Path, required=True, help="output dataset directory")
-    ap.add_argument("--instruction", default="", help="instruction for folders without instruction.txt")
-    ap.add_argument("--ref-stride", type=int, default=ChunkOptions.ref_stride,
+    ap.add_argument("--out", type=output_dir, required=True, help="output dataset directory")
+    ap.add_argument("--instruction", default="",
+                    help="instruction for folders without instruction.txt")
+    ap.add_argument("--ref-stride", type=int_range(1, 10_000), default=ChunkOptions.ref_stride,
                     help="frames between reference frames in a chunk")
-    ap.add_argument("--min-future", type=int, default=ChunkOptions.min_future,
+    ap.add_argument("--min-future", type=int_range(2, 10_000), default=ChunkOptions.min_future,
                     help="frames a reference frame needs after it")
-    ap.add_argument("--max-horizon", type=int, default=ChunkOptions.max_horizon,
+    ap.add_argument("--max-horizon", type=int_range(0, 100_000),
+                    default=ChunkOptions.max_horizon,
                     help="frames per sample at most (0 = to the chunk's end)")
-    ap.add_argument("--lk-window", type=int, default=TrackOptions.lk_window, help="LK window, px")
+    ap.add_argument("--lk-window", type=int_range(3, 255), default=TrackOptions.lk_window,
+                    help="LK window, px")
     ap.add_argument("--overwrite", action="store_true", help="redo finished episodes")
     ap.add_argument("--strict", action="store_true", help="exit 1 when an episode failed")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,32 +61,43 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    require(not args.instruction or args.instruction.strip(),
+            "--instruction is blank; give the task in words or leave it out")
+    require(args.max_horizon == 0 or args.max_horizon >= args.min_future,
+            f"--max-horizon {args.max_horizon} is shorter than --min-future {args.min_future}; "
+            "give 0 (to the chunk's end) or a value >= --min-future")
     try:
         opt = ForgeOptions(chunks=replace(ChunkOptions(), ref_stride=args.ref_stride,
                                           min_future=args.min_future, max_horizon=args.max_horizon),
                            tracks=replace(TrackOptions(), lk_window=args.lk_window))
         refs = discover(list(args.episodes), args.instruction)
     except (SourceError, ValueError) as exc:
-        print(f"traceforge: error: {exc}", file=sys.stderr)
-        return 2
-    if not refs:
-        print("traceforge: error: no episodes found", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
+    require(bool(refs), f"--episodes {' '.join(map(str, args.episodes))}: no episodes found")
     workers = resolve_workers(args.workers, args.address)
-    if workers < 1 and not (args.address and workers == 0):
-        print("traceforge: error: --workers must be >= 1 (0 = every CPU, only with --address)",
-              file=sys.stderr)
-        return 2
+    require(workers >= 1 or bool(args.address and workers == 0),
+            f"--workers {args.workers}: must be >= 1 (0 = every CPU, only with --address)")
+    # a stop signal cancels what has not finished (redone on the rerun, which resumes);
+    # OUT/traceforge_report.json is then written with "complete": false
+    stop = StopRequest()
     rep = run(refs, args.out, opt, overwrite=args.overwrite, progress=not args.no_progress,
-              workers=workers, address=args.address)
+              workers=workers, address=args.address, stop=stop)
     log.info("%d episodes done (%d samples), %d already finished, %d failed -> %s",
              len(rep.done), rep.samples, len(rep.skipped), len(rep.failed), args.out)
     if rep.interrupted:
-        print(f"traceforge: interrupted; {len(rep.not_run)} episodes left: rerun the command "
-              "to finish them", file=sys.stderr)
-        return 130
+        print(f"{PROG}: stopped ({stop.reason or 'interrupted'}); {len(rep.not_run)} episodes "
+              "left: rerun the command to finish them", file=sys.stderr)
+        return stop.exit_code if stop else 130
+    if not rep.done and not rep.skipped:
+        print(f"{PROG}: error: every episode failed ({len(rep.failed)}); see "
+              f"{args.out / REPORT}", file=sys.stderr)
+        return 1
     return 1 if rep.failed and args.strict else 0
 
 

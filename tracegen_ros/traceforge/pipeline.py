@@ -44,6 +44,7 @@ from tracegen_ros.traceforge.tracks import (
 from tracevla_ros.cli import write_json_atomic
 from tracevla_ros.parallel import RunReport, run_tasks
 from tracevla_ros.sim.dataset import DatasetError
+from tracevla_ros.stopping import StopRequest
 from tracevla_ros.tracking.backend import make_backend
 
 __all__ = ["ForgeOptions", "ForgeReport", "forge_episode", "forge_one", "trace_from_frames", "run",
@@ -80,6 +81,8 @@ class ForgeReport:
     workers: int = 1
     seconds: float = 0.0
     tracebacks: dict[str, str] = field(default_factory=dict)  # name -> where it failed
+    complete: bool = True  # False: stopped (signal, Ctrl-C) before every episode was tried
+    stopped_by: str | None = None
 
 
 def _poses_to_ref(ep: RGBDEpisode, ref: int, end: int) -> np.ndarray | None:
@@ -191,7 +194,7 @@ def write_dataset_info(out: Path, opt: ForgeOptions, extra: dict[str, Any]) -> d
 
 def run(refs: Sequence[EpisodeRef], out: Path, opt: ForgeOptions = ForgeOptions(),
         overwrite: bool = False, progress: bool = True, workers: int = 1,
-        address: str | None = None) -> ForgeReport:
+        address: str | None = None, stop: StopRequest | None = None) -> ForgeReport:
     """Forge every episode of ``refs`` into ``out`` (resumable, parallel; see the module doc)."""
     out.mkdir(parents=True, exist_ok=True)
     rep = ForgeReport()
@@ -208,7 +211,7 @@ def run(refs: Sequence[EpisodeRef], out: Path, opt: ForgeOptions = ForgeOptions(
             continue
         todo.append((ref.name, (ref, str(out), opt)))
     run_rep: RunReport = run_tasks(forge_one, todo, workers=workers, address=address,
-                                   progress=progress, desc="traceforge")
+                                   progress=progress, desc="traceforge", stop=stop)
     for name, meta in run_rep.done.items():
         sources.add(meta["source"])
         robots.add(meta["robot"])
@@ -221,6 +224,9 @@ def run(refs: Sequence[EpisodeRef], out: Path, opt: ForgeOptions = ForgeOptions(
     rep.done.sort()
     rep.not_run = sorted(run_rep.not_run)
     rep.interrupted = run_rep.interrupted
+    if run_rep.interrupted:
+        rep.complete = False
+        rep.stopped_by = (stop.reason if stop else "") or "KeyboardInterrupt"
     rep.backend, rep.workers, rep.seconds = run_rep.backend, run_rep.workers, round(run_rep.seconds, 3)
     extra = {"source": ",".join(sorted(s for s in sources if s)) or "unknown",
              "robot": ",".join(sorted(r for r in robots if r)) or "unknown"}

@@ -32,19 +32,18 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tracevla_ros.cli import ArgParser, int_range
 from tracevla_ros.loopstats import percentiles
 
 _ROBOTS = {"widowx": ("widowx", "arm_controller"), "fr3": ("fr3", "fr3_arm_controller")}
 
 
 def main(argv: list[str]) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="tracevla-bench action", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--robot", choices=sorted(_ROBOTS), default="widowx")
-    ap.add_argument("--trials", type=int, default=10, help="trials of each figure (default 10)")
+    ap = ArgParser("tracevla-bench action", description=__doc__)
+    ap.add_argument("--robot", choices=sorted(_ROBOTS), default="widowx", help="robot to simulate")
+    ap.add_argument("--trials", type=int_range(1, 10_000), default=10,
+                    help="trials of each figure")
     args = ap.parse_args(argv)
-    if args.trials < 1:
-        raise SystemExit("tracevla-bench action: --trials >= 1")
     try:
         return _run(args)
     except RuntimeError as exc:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tracevla_ros.cli import ArgParser, finite_float, int_range
 from tracevla_ros.config import config_dir
 from tracevla_ros.loopstats import percentiles
 
@@ -43,18 +44,16 @@ _ROBOTS = {"widowx": ("widowx_controller_node", "widowx250s", "/arm_controller/j
 
 
 def main(argv: list[str]) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="tracevla-bench estop", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--robot", choices=sorted(_ROBOTS), default="widowx")
-    ap.add_argument("--trials", type=int, default=30, help="e-stop requests (default 30)")
-    ap.add_argument("--watchdog-trials", type=int, default=5, help="watchdog holds (default 5)")
-    ap.add_argument("--action-rate", type=float, default=50.0,
-                    help="actions per second sent meanwhile, each an IK solve (default 50)")
-    ap.add_argument("--hog", type=int, default=0, help="CPU-bound processes meanwhile (default 0)")
+    ap = ArgParser("tracevla-bench estop", description=__doc__)
+    ap.add_argument("--robot", choices=sorted(_ROBOTS), default="widowx", help="robot to simulate")
+    ap.add_argument("--trials", type=int_range(1, 10_000), default=30, help="e-stop requests")
+    ap.add_argument("--watchdog-trials", type=int_range(0, 1000), default=5,
+                    help="watchdog holds")
+    ap.add_argument("--action-rate", type=finite_float(gt=0, le=1000), default=50.0,
+                    help="actions per second sent meanwhile, each an IK solve")
+    ap.add_argument("--hog", type=int_range(0, 64), default=0,
+                    help="CPU-bound processes meanwhile")
     args = ap.parse_args(argv)
-    if args.trials < 1 or args.watchdog_trials < 0 or not 0 < args.action_rate <= 1000 or args.hog < 0:
-        raise SystemExit("tracevla-bench estop: --trials >= 1, --watchdog-trials >= 0, "
-                         "--action-rate in (0, 1000], --hog >= 0")
     try:
         return _run(args)
     except RuntimeError as exc:  # the controller did not come up or answer: one line, exit 2

@@ -11,9 +11,9 @@ the physics).
 
 from __future__ import annotations
 
-import argparse
 import time
 
+from tracevla_ros.cli import ArgParser, int_range, robot_task
 from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.experts import run_expert_episode
 from tracevla_ros.sim.robot import load_sim_robot
@@ -21,13 +21,17 @@ from tracevla_ros.sim.tasks import tasks_for_robot
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench experts", description=__doc__)
+    ap = ArgParser("tracevla-bench experts", description=__doc__)
     ap.add_argument("--robot", default="widowx", help="robot name or alias (widowx, fr3)")
     ap.add_argument("--tasks", nargs="*", default=None, help="tasks (default: all for the robot)")
-    ap.add_argument("--episodes", type=int, default=20, help="episodes per task")
-    ap.add_argument("--seed-offset", type=int, default=0, help="first seed")
+    ap.add_argument("--episodes", type=int_range(1, 100_000), default=20,
+                    help="episodes per task")
+    ap.add_argument("--seed-offset", type=int_range(0, 2**31 - 1), default=0, help="first seed")
     args = ap.parse_args(argv)
-    robot = load_sim_robot(args.robot).spec.name
+    robot = robot_task(args.robot)[0]
+    for task in args.tasks or ():
+        robot_task(args.robot, task, task_flag="--tasks")
+    robot = load_sim_robot(robot).spec.name
     tasks = args.tasks or tasks_for_robot(robot)
     t0 = time.perf_counter()
     out: dict[str, dict[str, object]] = {}

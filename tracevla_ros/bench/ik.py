@@ -14,12 +14,12 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import numpy as np
 
+from tracevla_ros.cli import ArgParser, finite_float, int_range, require, robot_task
 from tracevla_ros.control.kinematics import ArmKinematics, IKOptions
 from tracevla_ros.robots import get_robot
 
@@ -36,20 +36,25 @@ def _stats(x: np.ndarray, scale: float, digits: int = 4) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench ik", description=__doc__.split("\n")[0])
+    ap = ArgParser("tracevla-bench ik", description=__doc__.split("\n")[0])
     ap.add_argument("--robot", default="fr3", help="widowx | widowx250s | fr3")
-    ap.add_argument("--n", type=int, default=1000, help="number of random targets")
-    ap.add_argument("--seed", type=int, default=0, help="RNG seed for the targets")
-    ap.add_argument("--near-sigma", type=float, default=0.1,
+    ap.add_argument("--n", type=int_range(1, 10_000_000), default=1000,
+                    help="number of random targets")
+    ap.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0,
+                    help="RNG seed for the targets")
+    ap.add_argument("--near-sigma", type=finite_float(ge=0, le=10), default=0.1,
                     help="std of the per-joint seed noise for the 'near' seed [rad]")
-    ap.add_argument("--orientation-weight", type=float, default=IKOptions.orientation_weight,
+    ap.add_argument("--orientation-weight", type=finite_float(ge=0),
+                    default=IKOptions.orientation_weight,
                     help="metres per radian in the IK error; 0 = position only")
     ap.add_argument("--backend", default="auto", choices=("auto", "numba", "pinocchio"),
                     help="IK loop implementation (auto = numba when installed)")
     ap.add_argument("--modes", default="near,home", help="comma list of seed modes: near,home")
     args = ap.parse_args(argv)
-
-    spec = get_robot(args.robot)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    require(bool(modes) and set(modes) <= {"near", "home"},
+            f"--modes '{args.modes}': give a comma list of near and/or home")
+    spec = get_robot(robot_task(args.robot)[0])
     opts = IKOptions(orientation_weight=args.orientation_weight)
     kin = ArmKinematics(spec, opts, backend=args.backend)
     rng = np.random.default_rng(args.seed)

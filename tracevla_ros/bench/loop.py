@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from tracevla_ros.cli import ArgParser, finite_float, int_range, output_dir, require
 from tracevla_ros.graph import graph
 from tracevla_ros.loopstats import Stage, stage_latencies, stamps_are_wall_time, topic_rates
 from tracevla_ros.tools.demo import demo_params, node_values
@@ -189,26 +190,23 @@ def stop_processes(procs: list[Proc], grace_s: float = 60.0) -> None:
 
 
 def main(argv: list[str]) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="tracevla-bench loop", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--robot", choices=sorted(_TOPICS), default="widowx")
-    ap.add_argument("--seconds", type=float, default=30.0, help="measured time [s] (default 30)")
-    ap.add_argument("--warmup", type=float, default=5.0,
-                    help="seconds after the loop's first output before measuring (default 5)")
+    ap = ArgParser("tracevla-bench loop", description=__doc__)
+    ap.add_argument("--robot", choices=sorted(_TOPICS), default="widowx", help="robot to simulate")
+    ap.add_argument("--seconds", type=finite_float(gt=0, le=86400), default=30.0,
+                    help="measured time [s]")
+    ap.add_argument("--warmup", type=finite_float(ge=0, le=3600), default=5.0,
+                    help="seconds after the loop's first output before measuring")
     ap.add_argument("--launch", action="store_true",
                     help="one process per node (the launch file's layout) instead of tracevla-demo")
-    ap.add_argument("--hog", type=int, default=0,
-                    help="CPU-bound processes kept running meanwhile (default 0; 1 = one core busy)")
-    ap.add_argument("--start-timeout", type=float, default=240.0,
-                    help="seconds to wait for the loop's first output (default 240)")
-    ap.add_argument("--keep", type=Path, default=None,
+    ap.add_argument("--hog", type=int_range(0, 64), default=0,
+                    help="CPU-bound processes kept running meanwhile (1 = one core busy)")
+    ap.add_argument("--start-timeout", type=finite_float(gt=0, le=3600), default=240.0,
+                    help="seconds to wait for the loop's first output")
+    ap.add_argument("--keep", type=output_dir, default=None,
                     help="keep the logs, params and bag in this new directory (default: a temp dir)")
     args = ap.parse_args(argv)
-    if not (args.seconds > 0 and args.warmup >= 0 and args.hog >= 0 and args.start_timeout > 0):
-        raise SystemExit("tracevla-bench loop: --seconds and --start-timeout must be > 0, "
-                         "--warmup and --hog >= 0")
-    if args.keep is not None and args.keep.exists():
-        raise SystemExit(f"tracevla-bench loop: --keep {args.keep} already exists; choose a new path")
+    require(args.keep is None or not args.keep.exists(),
+            f"--keep {args.keep} already exists; choose a new path")
     work = args.keep or Path(tempfile.mkdtemp(prefix="tracevla_loop_"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -25,7 +25,6 @@ checkpoint: inference latency of ``LocalPolicy.infer`` (1 torch thread, batch
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from tracevla_ros.cli import ArgParser, existing_file, int_range, require, robot_task
 from tracevla_ros.config import config_dir, load_node_config
 from tracevla_ros.policy.base import Observation, PolicyError
 from tracevla_ros.sim.env import SimEnv
@@ -146,19 +146,32 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench policy", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgParser("tracevla-bench policy", description=__doc__)
     ap.add_argument("--checkpoint", default="widowx_trace",
-                    help="checkpoint dir or shipped name (default: widowx_trace)")
+                    help="checkpoint dir or shipped name")
     ap.add_argument("--baseline", default="widowx_notrace",
-                    help="second checkpoint (default: widowx_notrace); 'none' to skip")
-    ap.add_argument("--episodes", type=int, default=50, help="episodes per task and checkpoint")
-    ap.add_argument("--seed-offset", type=int, default=100000, help="seed of the first episode")
-    ap.add_argument("--tasks", nargs="*", default=None, help="default: every WidowX task")
-    ap.add_argument("--params", type=Path, default=None,
+                    help="second checkpoint; 'none' to skip")
+    ap.add_argument("--episodes", type=int_range(1, 100_000), default=50,
+                    help="episodes per task and checkpoint")
+    ap.add_argument("--seed-offset", type=int_range(0, 2**31 - 1), default=100000,
+                    help="seed of the first episode")
+    ap.add_argument("--tasks", nargs="*", default=None, help="tasks (default: every WidowX task)")
+    ap.add_argument("--params", type=existing_file, default=None,
                     help="parameter file for the tracker (default: config/widowx.yaml)")
     args = ap.parse_args(argv)
     from tqdm import tqdm
+
+    from tracevla_ros.policy.local.checkpoint import CONFIG_FILE, resolve_checkpoint
+
+    for task in args.tasks or ():
+        robot_task(ROBOT, task, task_flag="--tasks")
+    for flag, ck in (("--checkpoint", args.checkpoint), ("--baseline", args.baseline)):
+        if flag == "--baseline" and ck.lower() == "none":
+            continue
+        path = resolve_checkpoint(ck)
+        require((path / CONFIG_FILE).is_file(), f"{flag} '{ck}': {path} is not a checkpoint "
+                f"directory (no {CONFIG_FILE}); give one written by tracevla-train or a "
+                "shipped name")
 
     tasks = args.tasks or tasks_for_robot(ROBOT)
     params = args.params or config_dir() / "widowx.yaml"

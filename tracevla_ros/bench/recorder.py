@@ -12,12 +12,13 @@ once, then written by ``BagRecorder`` with each compression (flush period 1 s,
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from tracevla_ros.cli import ArgParser, finite_float, require, robot_task
 
 MS = 1_000_000
 
@@ -69,14 +70,19 @@ def make_stream(seconds: float, camera_hz: float, robot: str = "widowx",
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench recorder", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=60.0, help="length of the stream (s)")
-    ap.add_argument("--camera-hz", type=float, default=10.0, help="camera frame rate (Hz)")
+    ap = ArgParser("tracevla-bench recorder", description=__doc__)
+    ap.add_argument("--seconds", type=finite_float(ge=1, le=3600), default=60.0,
+                    help="length of the stream (s)")
+    ap.add_argument("--camera-hz", type=finite_float(ge=0.5, le=100), default=10.0,
+                    help="camera frame rate (Hz)")
     ap.add_argument("--robot", default="widowx", help="sim robot: widowx or fr3")
     ap.add_argument("--compressions", default="none,zstd,lz4",
                     help="comma-separated chunk compressions to measure")
     args = ap.parse_args(argv)
+    robot_task(args.robot)
+    comps = [c.strip() for c in args.compressions.split(",") if c.strip()]
+    require(bool(comps) and set(comps) <= {"none", "zstd", "lz4"},
+            f"--compressions '{args.compressions}': give a comma list of none, zstd, lz4")
     from tracevla_ros.bag.writer import BagRecorder
 
     t = time.perf_counter()

@@ -13,7 +13,6 @@ without any model time. Reports p50/p95/max in ms after ``--warmup`` requests.
 
 from __future__ import annotations
 
-import argparse
 import select
 import signal
 import subprocess
@@ -21,6 +20,8 @@ import sys
 import time
 
 import numpy as np
+
+from tracevla_ros.cli import ArgParser, int_range
 
 from tracevla_ros.policy.base import Observation
 from tracevla_ros.policy.remote.client import RemotePolicy
@@ -44,11 +45,13 @@ def _start_server() -> tuple[subprocess.Popen[str], int]:
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench remote", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=300, help="timed requests")
-    ap.add_argument("--warmup", type=int, default=20, help="untimed requests first")
-    ap.add_argument("--size", type=int, default=256, help="image side (px), two images per request")
+    ap = ArgParser("tracevla-bench remote", description=__doc__)
+    ap.add_argument("--requests", type=int_range(1, 1_000_000), default=300,
+                    help="timed requests")
+    ap.add_argument("--warmup", type=int_range(0, 100_000), default=20,
+                    help="untimed requests first")
+    ap.add_argument("--size", type=int_range(16, 4096), default=256,
+                    help="image side (px), two images per request")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)

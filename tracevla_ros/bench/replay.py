@@ -20,7 +20,6 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -31,6 +30,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from tracevla_ros.cli import (
+    ArgParser,
+    UsageError,
+    existing_path,
+    finite_float,
+    int_range,
+    output_dir,
+    require,
+)
 
 from tracevla_ros.policy.base import EE_DELTA_7D, ActionChunk, Observation
 from tracevla_ros.policy.config import PolicyNodeConfig
@@ -96,18 +105,23 @@ def write_sim_bag(path: Path, frames: int, camera_hz: float, robot: str = "widow
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench replay", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=1000)
-    ap.add_argument("--camera-hz", type=float, default=5.0,
+    ap = ArgParser("tracevla-bench replay", description=__doc__)
+    ap.add_argument("--frames", type=int_range(10, 1_000_000), default=1000,
+                    help="frames of the written bag")
+    ap.add_argument("--camera-hz", type=finite_float(ge=0.5, le=100), default=5.0,
                     help="frame rate of the written bag (the policy runs at 5 Hz)")
-    ap.add_argument("--robot", default="widowx")
-    ap.add_argument("--bag", type=Path, default=None, help="replay this bag instead of writing one")
-    ap.add_argument("--keep", type=Path, default=None, help="write the bag here and keep it")
-    ap.add_argument("--policy", default="", help="policy backend (default: local if registered, "
+    ap.add_argument("--robot", choices=("widowx", "fr3"), default="widowx", help="sim robot")
+    ap.add_argument("--bag", type=existing_path, default=None,
+                    help="replay this bag instead of writing one")
+    ap.add_argument("--keep", type=output_dir, default=None,
+                    help="write the bag here (a new path) and keep it")
+    ap.add_argument("--policy", default="", help="policy backend ('' = local if registered, "
                     "else the stand-in)")
-    ap.add_argument("--tracker", default="lk")
+    ap.add_argument("--tracker", choices=("lk", "cotracker3"), default="lk",
+                    help="tracker backend")
     args = ap.parse_args(argv)
+    require(args.keep is None or not args.keep.exists(),
+            f"--keep {args.keep} already exists; choose a new path")
     from tracevla_ros.policy.registry import BACKENDS
 
     policy = args.policy or ("local" if "local" in BACKENDS else STANDIN)
@@ -126,6 +140,8 @@ def main(argv: list[str]) -> dict:
         r = subprocess.run(cmd, capture_output=True, text=True)
         after = os.times()
         wall = time.perf_counter() - t
+        if r.returncode == 2:  # the bag or an option: tracevla-replay's one line says which
+            raise UsageError(f"tracevla-replay: {(r.stderr.strip().splitlines() or [''])[-1]}")
         if r.returncode != 0:
             raise RuntimeError(f"tracevla-replay failed ({r.returncode}): {r.stderr[-2000:]}")
         rep = json.loads((out / "report.json").read_text())

@@ -10,21 +10,24 @@ steps per second (one ``mj_step``), and ms per policy step (IK + substeps).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
+
+from tracevla_ros.cli import ArgParser, int_range, robot_task
 
 from tracevla_ros.sim.env import SimEnv
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench sim", description=__doc__)
-    ap.add_argument("--robot", default="widowx")
-    ap.add_argument("--task", default=None)
-    ap.add_argument("--frames", type=int, default=50, help="frames / policy steps to time")
+    ap = ArgParser("tracevla-bench sim", description=__doc__)
+    ap.add_argument("--robot", default="widowx", help="robot name or alias (widowx, fr3)")
+    ap.add_argument("--task", default="", help="task ('' = the robot's first task)")
+    ap.add_argument("--frames", type=int_range(1, 100_000), default=50,
+                    help="frames / policy steps to time")
     args = ap.parse_args(argv)
-    env = SimEnv(robot=args.robot, task=args.task, seed=0)
+    robot, task = robot_task(args.robot, args.task)
+    env = SimEnv(robot=robot, task=task or None, seed=0)
     env.render()  # first frame creates the GL context
     t = time.perf_counter()
     for _ in range(args.frames):

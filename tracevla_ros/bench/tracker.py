@@ -30,21 +30,25 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tracevla_ros.cli import ArgParser, finite_float, int_range
 from tracevla_ros.tracking import IncrementalTracker, TrackerConfig
 from tracevla_ros.tracking.synthetic import SyntheticScene
+
+
+_BACKENDS = ("lk", "cotracker3")
 
 
 def _size(text: str) -> tuple[int, int]:
     """'256' -> (256, 256); '640x480' -> (640, 480)."""
     parts = text.lower().split("x")
     try:
-        if len(parts) == 1:
-            return int(parts[0]), int(parts[0])
-        if len(parts) == 2:
-            return int(parts[0]), int(parts[1])
+        if len(parts) in (1, 2):
+            w, h = int(parts[0]), int(parts[-1])
+            if 16 <= w <= 8192 and 16 <= h <= 8192:
+                return w, h
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(f"size must be N or WxH, got '{text}'")
+    raise argparse.ArgumentTypeError(f"'{text}': give N or WxH pixels, each in [16, 8192]")
 
 
 class _AllVisible:
@@ -107,33 +111,39 @@ def _torch_setup(tracker: IncrementalTracker, args: argparse.Namespace) -> tuple
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(prog="tracevla-bench tracker", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="lk", help="tracker backend (lk, cotracker3)")
+    ap = ArgParser("tracevla-bench tracker", description=__doc__)
+    ap.add_argument("--backend", choices=_BACKENDS, default="lk", help="tracker backend")
     ap.add_argument("--size", type=_size, default=(256, 256), help="N or WxH pixels")
-    ap.add_argument("--frames", type=int, default=300, help="policy steps to run")
-    ap.add_argument("--preset", default="paper", help="paper or authors")
-    ap.add_argument("--camera-per-step", type=int, default=1,
+    ap.add_argument("--frames", type=int_range(1, 1_000_000), default=300,
+                    help="policy steps to run")
+    ap.add_argument("--preset", choices=("paper", "authors"), default="paper",
+                    help="tracker parameter preset")
+    ap.add_argument("--camera-per-step", type=int_range(1, 100), default=1,
                     help="camera frames observed per policy step (6 = 30 Hz camera, 5 Hz policy)")
-    ap.add_argument("--threads", type=int, default=-1,
+    ap.add_argument("--threads", type=int_range(-1, 1024), default=-1,
                     help="cv2.setNumThreads (-1 = leave OpenCV's default)")
     ap.add_argument("--checkpoint", default="", help="cotracker3 checkpoint path")
-    ap.add_argument("--dense-backend", default="", help="dense re-query backend ('' = --backend)")
-    ap.add_argument("--sparse-backend", default="", help="M-point backend ('' = --backend)")
+    ap.add_argument("--dense-backend", choices=("", *_BACKENDS), default="",
+                    help="dense re-query backend ('' = --backend)")
+    ap.add_argument("--sparse-backend", choices=("", *_BACKENDS), default="",
+                    help="M-point backend ('' = --backend)")
     ap.add_argument("--device", default="cpu", help="cotracker3 torch device (cpu, cuda)")
-    ap.add_argument("--window-len", type=int, default=16, help="cotracker3 online window")
-    ap.add_argument("--lag", default="provisional", help="cotracker3 lag mode: provisional, hold")
+    ap.add_argument("--window-len", type=int_range(2, 1024), default=16,
+                    help="cotracker3 online window")
+    ap.add_argument("--lag", choices=("provisional", "hold"), default="provisional",
+                    help="cotracker3 lag mode")
     ap.add_argument("--autocast", default="none", choices=["none", "fp16", "bf16"],
                     help="cotracker3: torch.autocast dtype on the device")
     ap.add_argument("--compile", action="store_true", help="cotracker3: torch.compile model.fnet")
     ap.add_argument("--assume-visible", action="store_true",
                     help="cotracker3: treat every point as visible (random weights give no "
                     "visibility, so nothing is traced and no incremental step runs); cost only")
-    ap.add_argument("--grid-size", type=int, default=-1, help="K (-1 = preset)")
-    ap.add_argument("--kappa", type=float, default=-1.0,
+    ap.add_argument("--grid-size", type=int_range(-1, 1000), default=-1, help="K (-1 = preset)")
+    ap.add_argument("--kappa", type=finite_float(ge=-1, le=1000), default=-1.0,
                     help="kappa_px (-1 = preset; 0 makes every kept track active)")
-    ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0 = default)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--torch-threads", type=int_range(0, 1024), default=0,
+                    help="torch.set_num_threads (0 = default)")
+    ap.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="stream seed")
     args = ap.parse_args(argv)
     if args.threads >= 0:
         cv2.setNumThreads(args.threads)

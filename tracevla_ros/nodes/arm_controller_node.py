@@ -29,6 +29,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from tracevla_ros.config import ConfigError
 from tracevla_ros.control.action import ActionError
 from tracevla_ros.control.arm_controller import ArmController, StepOutput
 from tracevla_ros.control.safety import Intervention
@@ -72,11 +73,17 @@ def diagnostics_msg(node: Node, core: ArmController, extra: dict[str, str]) -> D
 class ArmControllerNodeBase(Node):
     """Shared controller node; ``cfg`` is a WidowX/Franka controller config dataclass."""
 
+    ROBOTS: tuple[str, ...] = ()  # registry names of the robots a subclass drives; () = any
+
     def __init__(self, node_name: str, config_cls: type, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.cfg: Any = declare_config(self, config_cls)
         cfg: Any = self.cfg
         self.spec: RobotSpec = get_robot(cfg.robot)
+        if self.ROBOTS and self.spec.name not in self.ROBOTS:  # before anything is published
+            raise ConfigError(f"parameter 'robot' = '{cfg.robot}': {node_name} drives "
+                              f"{' or '.join(self.ROBOTS)} only; start the controller node of "
+                              f"'{self.spec.name}' instead")
         self.core = ArmController(self.spec, cfg.safety_config(self.spec), cfg.hysteresis(),
                                   cfg.ik_options())
         self._lock = threading.Lock()  # the core is shared by the two callback groups

@@ -106,7 +106,7 @@ class BagPlayerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(lambda: BagPlayerNode(), args)
+    return run_node(BagPlayerNode, args, name="bag_player_node", config=BagPlayerConfig)
 
 
 if __name__ == "__main__":

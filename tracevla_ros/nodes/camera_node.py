@@ -110,7 +110,8 @@ class CameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(lambda: CameraNode(), args, fatal=(CameraError,), logger_name="camera_node")
+    return run_node(CameraNode, args, fatal=(CameraError,), name="camera_node",
+                    config=CameraConfig)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ def _quat_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
 
 
 class FrankaControllerNode(ArmControllerNodeBase):
+    ROBOTS = ("fr3",)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("franka_controller_node", FrankaControllerConfig, **kwargs)
         cfg = self.cfg
@@ -267,4 +269,5 @@ class FrankaControllerNode(ArmControllerNodeBase):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(FrankaControllerNode, args)
+    return run_node(FrankaControllerNode, args, name="franka_controller_node",
+                    config=FrankaControllerConfig)

@@ -178,4 +178,4 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(PolicyNode, args)
+    return run_node(PolicyNode, args, name="policy_node", config=PolicyNodeConfig)

@@ -119,7 +119,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(RecorderNode, args)
+    return run_node(RecorderNode, args, name="recorder_node", config=RecorderConfig)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from std_msgs.msg import Bool, Float64, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from tracevla_ros.config import check, param
+from tracevla_ros.nodes.sim_config import SimNodeConfig
 from tracevla_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, sec_to_stamp
 from tracevla_ros.sim.camera import CameraIntrinsics
 from tracevla_ros.sim.env import SimEnv
@@ -83,45 +83,6 @@ def _next_due(due: float, t: float, period: float) -> float:
     a whole missed period is skipped, not made up."""
     nxt = due + period
     return nxt if nxt > t + 1e-9 else t + period
-
-
-@dataclass(frozen=True)
-class SimNodeConfig:
-    robot: str = param("widowx", "robot registry name or alias (widowx, fr3)")
-    task: str = param("", "task name; empty = the robot's default task")
-    seed: int = param(0, "seed of the first episode; reset k uses seed + k")
-    physics_rate_hz: float = param(100.0, "sim ticks per second; each advances 1/rate of sim time", "Hz")
-    camera_rate_hz: float = param(10.0, "image publishing rate (sim time)", "Hz")
-    joint_state_rate_hz: float = param(50.0, "joint state publishing rate (sim time)", "Hz")
-    arm_controller: str = param("arm_controller", "controller name: /<name>/joint_trajectory")
-    gripper_controller: str = param("gripper_controller",
-                                    "gripper controller: /<name>/joint_trajectory; empty = none")
-    franka_gripper_namespace: str = param("", "franka_gripper action namespace (fr3_gripper); "
-                                          "empty = no Move/Grasp action servers")
-    interbotix_robot_name: str = param("", "Interbotix namespace (wx250s) for its topics; empty = none")
-    image_topic: str = param("/camera/image_raw", "RGB image topic")
-    camera_info_topic: str = param("/camera/camera_info", "RGB camera_info topic")
-    depth_topic: str = param("/camera/depth/image_raw", "depth image topic (RGB-D worlds)")
-    depth_info_topic: str = param("/camera/depth/camera_info", "depth camera_info topic")
-    stamp_source: str = param("wall", "'wall': node clock; 'sim': sim time, also on /clock")
-    franka_robot_state_topic: str = param("", "franka_msgs/FrankaRobotState topic (robot_mode, "
-                                          "current_errors) as franka_robot_state_broadcaster's; "
-                                          "empty = none; only if franka_msgs imports")
-    franka_error_recovery_action: str = param("", "franka_msgs/ErrorRecovery action server that "
-                                              "clears a reflex; empty = none")
-    reflex_contact_force_n: float = param(0.0, "a contact force between the robot and anything "
-                                          "else above this puts the robot in reflex (it holds and "
-                                          "ignores commands until error recovery), like "
-                                          "libfranka's collision thresholds; 0 = never", "N")
-
-    def __post_init__(self) -> None:
-        check(self.physics_rate_hz >= 10.0, "physics_rate_hz", "must be >= 10 Hz")
-        for key in ("camera_rate_hz", "joint_state_rate_hz"):
-            v = getattr(self, key)
-            check(0.0 < v <= self.physics_rate_hz, key, f"must be in (0, physics_rate_hz={self.physics_rate_hz}]")
-        check(self.stamp_source in ("wall", "sim"), "stamp_source", "must be 'wall' or 'sim'")
-        check(bool(self.arm_controller), "arm_controller", "must name the controller (e.g. arm_controller)")
-        check(self.reflex_contact_force_n >= 0.0, "reflex_contact_force_n", "must be >= 0 N (0 = off)")
 
 
 # control_msgs/action/FollowJointTrajectory result codes (the JTC's; kept here so the
@@ -623,7 +584,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(lambda: SimNode(), args)
+    return run_node(SimNode, args, name="sim_node", config=SimNodeConfig)
 
 
 if __name__ == "__main__":

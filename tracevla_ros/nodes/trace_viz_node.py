@@ -211,7 +211,7 @@ class TraceVizNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(lambda: TraceVizNode(), args)
+    return run_node(TraceVizNode, args, name="trace_viz_node", config=TraceVizConfig)
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ class TrackerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
-    return run_node(lambda: TrackerNode(), args)
+    return run_node(TrackerNode, args, name="tracker_node", config=TrackerConfig)
 
 
 if __name__ == "__main__":

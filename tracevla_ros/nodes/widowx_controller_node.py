@@ -31,6 +31,8 @@ Sink = Callable[[np.ndarray, "bool | None"], None]  # (q, gripper_open or None =
 
 
 class WidowXControllerNode(ArmControllerNodeBase):
+    ROBOTS = ("widowx250s",)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("widowx_controller_node", WidowXControllerConfig, **kwargs)
         cfg = self.cfg
@@ -118,4 +120,5 @@ class WidowXControllerNode(ArmControllerNodeBase):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(WidowXControllerNode, args)
+    return run_node(WidowXControllerNode, args, name="widowx_controller_node",
+                    config=WidowXControllerConfig)

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 
 from tracevla_ros.bag.reader import BagReader, BagReadError
+from tracevla_ros.cli import write_json_atomic
 from tracevla_ros.replay.config import ReplayOptions, RunParams, choose_policy, load_run_params
 from tracevla_ros.replay.engine import FrameIn, ReplayEngine
 from tracevla_ros.replay.recorded import RecordedRun, stamp_ns
@@ -98,12 +99,39 @@ def replay(opts: ReplayOptions) -> dict[str, Any]:
         report.update(_summary(engine, stats, recorded, params, policy_note, loop, opts))
         report["wall_time_s"] = round(time.perf_counter() - t_start, 3)
         report["outputs"] = _plots(opts, stats, recorded, video)
-        report["complete"] = error is None
-        report["error"] = (str(error) or type(error).__name__) if error is not None else None
-        (opts.out / REPORT).write_text(json.dumps(report, indent=2))
+        problem = _error_text(error) if error is not None else _nothing_done(engine, stats)
+        report["complete"] = problem is None
+        report["error"] = problem
+        if isinstance(error, KeyboardInterrupt):
+            report["stopped_by"] = getattr(error, "reason", "") or "KeyboardInterrupt"
+        write_json_atomic(opts.out / REPORT, report)  # NaN-free, never half-written
         if error is not None:
             raise error
         return report
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        reason = getattr(error, "reason", "")
+        return f"stopped by {reason}" if reason else "interrupted"
+    return str(error) or type(error).__name__
+
+
+def _nothing_done(engine: ReplayEngine, stats: ReplayStats) -> str | None:
+    """Why a replay that ran to the end still has no result (None: it has one)."""
+    if stats.steps == 0:
+        return (f"no tracker step ran over {engine.frames} frames ({engine.dropped} dropped); "
+                "nothing was replayed (try --schedule timer)")
+    if engine.policy is None:
+        return None
+    if engine.policy_calls == 0:
+        why = (f"{engine.no_instruction} steps had no instruction (pass --instruction)"
+               if engine.no_instruction else "no step was paired with a recorded action "
+               "(try --act-at steps)")
+        return f"the policy was never called: {why}"
+    if engine.policy_failures == engine.policy_calls:
+        return f"every policy call failed ({engine.policy_calls} calls)"
+    return None
 
 
 def _stream(bag: BagReader, topics: TopicSelection, engine: ReplayEngine, stats: ReplayStats,

@@ -17,7 +17,8 @@ Each episode is one idempotent task (files renamed into place, ``trace.json`` la
 episodes that already have traces are skipped unless ``--overwrite``, so rerunning
 the same command after an interruption does the rest. A failed episode is logged and
 listed with its error in ``DIR/annotate_report.json``; the others go on, and the exit
-status is then 1 (130 after Ctrl-C/SIGTERM, finished episodes kept)::
+status is then 1 (128 + the signal's number after Ctrl-C/SIGTERM: 130/143; finished
+episodes kept)::
 
     tracevla-annotate --data data/widowx/* --workers 8
     tracevla-annotate --data /shared/data/widowx/* --address 10.0.0.5:6379
@@ -25,7 +26,7 @@ status is then 1 (130 after Ctrl-C/SIGTERM, finished episodes kept)::
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import os
 import shutil
@@ -35,14 +36,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tracevla_ros.cli import write_json_atomic
+from tracevla_ros.cli import (ArgParser, UsageError, existing_dir, existing_file, run_main,
+                              write_json_atomic)
 from tracevla_ros.config import ConfigError, config_dir, load_node_config
 from tracevla_ros.parallel import ADDRESS_HELP, WORKERS_HELP, RunReport, resolve_workers, run_tasks
 from tracevla_ros.sim.dataset import DatasetError, list_episodes, load_episode, load_info
+from tracevla_ros.stopping import StopRequest
 from tracevla_ros.tracking.config import TrackerConfig
 from tracevla_ros.tracking.offline import TRACE_JSON, TRACE_NPZ, annotate_frames, save_traces
 
 log = logging.getLogger("tracevla-annotate")
+PROG = "tracevla-annotate"
 
 ROBOT_PARAMS = {"widowx250s": "widowx.yaml", "fr3": "fr3.yaml"}  # info.json robot -> config file
 REPORT = "annotate_report.json"  # per dataset: done / skipped / failed (with errors) episodes
@@ -92,7 +96,8 @@ def annotate_episode(job: tuple[str, TrackerConfig, str]) -> dict[str, Any]:
 
 def annotate_datasets(roots: Sequence[Path], params: Path | None = None, overwrite: bool = False,
                       workers: int = 1, address: str | None = None,
-                      progress: bool = True) -> tuple[RunReport, dict[Path, dict[str, Any]]]:
+                      progress: bool = True, stop: StopRequest | None = None
+                      ) -> tuple[RunReport, dict[Path, dict[str, Any]]]:
     """Annotate every episode of ``roots`` (in parallel with ``workers``/``address``, see
     :mod:`tracevla_ros.parallel`); episodes already annotated are skipped unless
     ``overwrite``. Writes ``ROOT/annotate_report.json`` per dataset and returns the run
@@ -113,7 +118,7 @@ def annotate_datasets(roots: Sequence[Path], params: Path | None = None, overwri
             jobs.append((key, (key, cfg, str(used))))
         per_root[root] = {"skipped": skipped}
     rep = run_tasks(annotate_episode, jobs, workers=workers, address=address, progress=progress,
-                    desc="annotate")
+                    desc="annotate", stop=stop)
     for root, stats in per_root.items():
         mine = {k: v for k, v in rep.done.items() if owner[k] == root}
         failed = {Path(k).name: f for k, f in rep.failed.items() if owner[k] == root}
@@ -129,30 +134,45 @@ def annotate_datasets(roots: Sequence[Path], params: Path | None = None, overwri
     return rep, per_root
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tracevla-annotate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, nargs="+", required=True,
+def _parser() -> ArgParser:
+    ap = ArgParser(PROG, description=__doc__)
+    ap.add_argument("--data", type=existing_dir, nargs="+", required=True,
                     help="dataset directories written by tracevla-collect")
-    ap.add_argument("--params", type=Path, default=None,
+    ap.add_argument("--params", type=existing_file, default=None,
                     help="ROS parameter file whose tracker_node section to use "
                          "(default: config/<robot>.yaml)")
     ap.add_argument("--overwrite", action="store_true", help="recompute existing traces")
     ap.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     ap.add_argument("--address", default=None, help=ADDRESS_HELP)
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     workers = resolve_workers(args.workers, args.address)
     if workers < 1 and not (args.address and workers == 0):
-        print("tracevla-annotate: --workers must be >= 1 (0 = every CPU, only with --address)",
-              file=sys.stderr)
-        return 2
-    try:
-        rep, per_root = annotate_datasets(args.data, args.params, args.overwrite, workers,
-                                          args.address)
-    except (DatasetError, ConfigError) as exc:
-        print(f"tracevla-annotate: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--workers {args.workers}: must be >= 1 (0 = every CPU, only with "
+                         "--address)")
+    for root in args.data:  # every input checked before the first episode is traced
+        try:
+            info = load_info(root)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--data {root}: {root / 'info.json'} is not valid JSON ({exc})") \
+                from None
+        except DatasetError as exc:
+            raise UsageError(f"--data {root}: {exc}") from None
+        tracker_config_for(str(info.get("robot", "")), args.params)  # ConfigError: exit 2
+        if not list_episodes(root):
+            raise UsageError(f"--data {root}: no episodes (episode_*/data.npz) in it; collect "
+                             "some with tracevla-collect first")
+    stop = StopRequest()
+    rep, per_root = annotate_datasets(args.data, args.params, args.overwrite, workers,
+                                      args.address, stop=stop)
     for root, stats in per_root.items():
         ratio = stats["valid_steps"] / stats["steps"] if stats["steps"] else 0.0
         log.info("%s: %d episodes annotated (%d skipped, %d failed), %.0f%% of steps traced", root,
@@ -160,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d episodes in %.1f s (%.1f per minute, %s, %d workers)", len(rep.done) + len(rep.failed),
              rep.seconds, rep.episodes_per_minute(), rep.backend, rep.workers)
     if rep.interrupted:
-        print(f"tracevla-annotate: interrupted; {len(rep.not_run)} episodes not annotated "
-              "(rerun the command to finish them)", file=sys.stderr)
-        return 130
+        print(f"tracevla-annotate: stopped ({stop.reason or 'interrupted'}); {len(rep.not_run)} "
+              "episodes not annotated (rerun the command to finish them)", file=sys.stderr)
+        return stop.exit_code if stop else 130
     if rep.failed:
         print(f"tracevla-annotate: {len(rep.failed)} episodes failed (errors in each dataset's "
               f"{REPORT})", file=sys.stderr)

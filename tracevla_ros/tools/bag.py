@@ -12,31 +12,26 @@ parameter file (custom_data) the recorder stored at the start. A bag that was
 closed properly only gets its metadata.yaml rewritten.
 
 Exit codes: 0 done; 2 bad input (no such directory, not a bag, an empty or
-unrecoverable file): one line on stderr says why.
+unrecoverable file): one line on stderr says why; 128 + signal when stopped.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from tracevla_ros.cli import ArgParser, dumps_json, run_main
 
 PROG = "tracevla-bag"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     doc = __doc__ or ""
-    ap = _Parser(prog=PROG, description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
-                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    ap = ArgParser(PROG, description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                            parser_class=ArgParser)
     p = sub.add_parser("reindex", help="recover a bag whose recorder was killed (repair the MCAP, "
                        "rewrite metadata.yaml)", description="Recover a bag whose recorder was "
                        "killed: keep every complete chunk, rewrite metadata.yaml.")
@@ -52,14 +47,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _fail(msg: str) -> int:
-    print(f"{PROG}: error: {' '.join(msg.split())}", file=sys.stderr)
-    return 2
-
-
 def _print(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result))
+        print(dumps_json(result, indent=None))
         return
     for key in ("bag", "storage", "state", "messages", "duration_s", "start_ns"):
         if key in result:
@@ -101,25 +91,23 @@ def _info(bag: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     from tracevla_ros.bag.reindex import reindex
-    from tracevla_ros.bag.writer import BagError
 
-    try:
-        if args.command == "info":
-            _print(_info(args.bag), args.json)
-            return 0
-        r = reindex(args.bag, dry_run=args.dry_run)
-    except BagError as exc:
-        return _fail(str(exc))
-    except KeyboardInterrupt:
-        return _fail("interrupted")
+    if args.command == "info":  # BagError: one line, exit 2
+        _print(_info(args.bag), args.json)
+        return 0
+    r = reindex(args.bag, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps({"bag": str(r.path), "storage_file": str(r.storage_file),
+        print(dumps_json({"bag": str(r.path), "storage_file": str(r.storage_file),
                           "was_complete": r.was_complete, "messages": r.message_count,
                           "topics": r.topics, "start_ns": r.start_ns, "end_ns": r.end_ns,
                           "lost_bytes": r.lost_bytes, "custom_data_keys": sorted(r.custom_data),
-                          "dry_run": args.dry_run}))
+                          "dry_run": args.dry_run}, indent=None))
     else:
         print(("would recover " if args.dry_run else "reindexed ") + r.summary())
     return 0

@@ -21,7 +21,6 @@ No rclpy: this runs anywhere MuJoCo renders (``MUJOCO_GL=egl`` or ``osmesa`` hea
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -29,43 +28,62 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tracevla_ros.sim.dataset import EpisodeWriter, write_info
+from tracevla_ros.cli import (
+    ArgParser,
+    atomic_dir,
+    finite_float,
+    int_range,
+    nonempty_str,
+    output_dir,
+    require,
+    robot_task,
+    run_main,
+    write_json_atomic,
+)
+from tracevla_ros.sim.dataset import FORMAT, EpisodeWriter
 from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.experts import make_expert
-from tracevla_ros.sim.robot import load_sim_robot
-from tracevla_ros.sim.tasks import TaskError, tasks_for_robot
+from tracevla_ros.stopping import StopRequest, install_stop_signals
 
 log = logging.getLogger("tracevla-collect")
+PROG = "tracevla-collect"
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tracevla-collect", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--robot", required=True, help="widowx or fr3 (registry names/aliases)")
-    ap.add_argument("--task", required=True, help="task name; see --list-tasks")
-    ap.add_argument("--episodes", type=int, default=10, help="number of episodes")
-    ap.add_argument("--out", type=Path, required=True, help="output directory (created)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    ap.add_argument("--extra-steps", type=int, default=2,
+def _parser() -> ArgParser:
+    ap = ArgParser(PROG, description=__doc__)
+    ap.add_argument("--robot", required=True, type=nonempty_str,
+                    help="widowx or fr3 (registry names/aliases)")
+    ap.add_argument("--task", required=True, type=nonempty_str,
+                    help="task name (one of the robot's; an unknown one lists them)")
+    ap.add_argument("--episodes", type=int_range(1, 1_000_000), default=10,
+                    help="number of episodes")
+    ap.add_argument("--out", type=output_dir, required=True,
+                    help="output directory (created; must be empty unless --overwrite)")
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
+                    help="seed of the first episode")
+    ap.add_argument("--extra-steps", type=int_range(0, 1000), default=2,
                     help="steps recorded after the first success (the scene settling)")
     ap.add_argument("--only-success", action="store_true", help="drop failed episodes")
     ap.add_argument("--no-depth", action="store_true", help="skip depth even where the camera has it")
     ap.add_argument("--video", action="store_true", help="also write a lossy rgb.mp4 preview")
     ap.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
-    ap.add_argument("--noise-pos", type=float, default=0.0,
+    ap.add_argument("--noise-pos", type=finite_float(ge=0, le=1), default=0.0,
                     help="std of Gaussian noise added to the executed dx, dy, dz (m); 0 = none")
-    ap.add_argument("--noise-rot", type=float, default=0.0,
-                    help="std of Gaussian noise added to the executed droll, dpitch, dyaw (rad)")
+    ap.add_argument("--noise-rot", type=finite_float(ge=0, le=3.2), default=0.0,
+                    help="std of Gaussian noise added to the executed droll, dpitch, dyaw "
+                         "(rad); 0 = none")
     return ap
 
 
 def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: int,
-                    noise_pos: float = 0.0, noise_rot: float = 0.0) -> bool:
+                    noise_pos: float = 0.0, noise_rot: float = 0.0,
+                    stop: StopRequest | None = None) -> bool:
     """Run the expert from ``seed``, recording every step into ``writer``; returns success.
 
     With noise, the executed action is the expert's plus N(0, noise_pos) on dx, dy, dz [m]
     and N(0, noise_rot) on droll, dpitch, dyaw [rad] (seeded by ``seed``); ``action`` is
-    the expert's clean action, ``action.executed`` the executed one.
+    the expert's clean action, ``action.executed`` the executed one. Returns early (the
+    episode unfinished) once ``stop`` is set.
     """
     env.reset(seed)
     expert = make_expert(env)
@@ -73,6 +91,8 @@ def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: 
     rng = np.random.default_rng([seed, 0x5EED])
     after = -1
     for _ in range(env.task.max_steps):
+        if stop:
+            break
         action = expert.act().astype(np.float32)
         pos, quat = env.ee_pose()
         js = env.joint_state()
@@ -103,32 +123,23 @@ def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        robot = load_sim_robot(args.robot).spec.name
-    except KeyError as exc:
-        print(f"tracevla-collect: {exc}", file=sys.stderr)
-        return 2
-    if args.episodes < 1:
-        print("tracevla-collect: --episodes must be >= 1", file=sys.stderr)
-        return 2
-    if args.noise_pos < 0 or args.noise_rot < 0:
-        print("tracevla-collect: --noise-pos/--noise-rot must be >= 0", file=sys.stderr)
-        return 2
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        print(f"tracevla-collect: {args.out} is not empty; pass --overwrite or another --out",
-              file=sys.stderr)
-        return 2
-    try:
-        env = SimEnv(robot=robot, task=args.task, seed=args.seed)
-    except TaskError as exc:
-        print(f"tracevla-collect: {exc} (tasks for {robot}: {tasks_for_robot(robot)})", file=sys.stderr)
-        return 2
+    robot, task = robot_task(args.robot, args.task)
+    out: Path = args.out
+    require(args.overwrite or not (out.exists() and any(out.iterdir())),
+            f"--out {out} is not empty; pass --overwrite or another --out")
+    stop = StopRequest()
+    install_stop_signals(stop)  # finish the episode files, then exit 128 + signal
+    env = SimEnv(robot=robot, task=task, seed=args.seed)
     intr = env.camera_info()
     cam_pos, cam_rot = env.camera_pose()
     with_depth = env.has_depth and not args.no_depth
-    write_info(args.out, {
+    info = {
         "robot": robot, "task": env.task.name, "instruction": env.instruction,
         "fps": 1.0 / env.control_dt, "physics_timestep_s": float(env.model.opt.timestep),
         "substeps_per_step": env.substeps, "action_space": "ee_delta_7d",
@@ -140,23 +151,50 @@ def main(argv: list[str] | None = None) -> int:
         "camera": {"width": intr.width, "height": intr.height, "K": intr.K.tolist(),
                    "frame_id": intr.frame_id, "position_in_base": cam_pos.tolist(),
                    "rotation_base_optical": cam_rot.tolist(), "depth": with_depth},
-    })
+        "format": FORMAT,
+    }
+    # info.json says how far the collection got: complete only once every episode ran
+    run = {"episodes_requested": args.episodes, "episodes_run": 0, "episodes_written": 0,
+           "successes": 0, "complete": False, "stopped_by": None}
+    write_json_atomic(out / "info.json", dict(info, collection=run))
     kept = wins = 0
     bar = tqdm(range(args.episodes), desc=f"{robot}/{env.task.name}", unit="ep")
-    for i in bar:
-        seed = args.seed + i
-        writer = EpisodeWriter(with_depth)
-        ok = collect_episode(env, seed, writer, args.extra_steps, args.noise_pos, args.noise_rot)
-        wins += ok
-        if ok or not args.only_success:
-            writer.save(args.out / f"episode_{kept:06d}",
-                        {"robot": robot, "task": env.task.name, "instruction": env.instruction,
-                         "seed": seed, "success": bool(ok)},
-                        video_fps=(1.0 / env.control_dt) if args.video else None)
-            kept += 1
-        bar.set_postfix(success=f"{wins}/{i + 1}")
-    env.close()
-    log.info("wrote %d episodes to %s (%d/%d successful)", kept, args.out, wins, args.episodes)
+    try:
+        for i in bar:
+            seed = args.seed + i
+            writer = EpisodeWriter(with_depth)
+            ok = collect_episode(env, seed, writer, args.extra_steps, args.noise_pos,
+                                 args.noise_rot, stop)
+            if stop:  # the unfinished episode is dropped
+                break
+            wins += ok
+            if ok or not args.only_success:
+                ep_dir = out / f"episode_{kept:06d}"
+                # an episode appears whole or not at all (--overwrite: replaces the old one)
+                with atomic_dir(ep_dir, overwrite=True) as tmp:
+                    writer.save(tmp, {"robot": robot, "task": env.task.name,
+                                      "instruction": env.instruction, "seed": seed,
+                                      "success": bool(ok)},
+                                video_fps=(1.0 / env.control_dt) if args.video else None)
+                kept += 1
+            run.update(episodes_run=i + 1, episodes_written=kept, successes=wins)
+            bar.set_postfix(success=f"{wins}/{i + 1}")
+    finally:
+        bar.close()
+        env.close()
+        run.update(complete=not stop and run["episodes_run"] == args.episodes,
+                   stopped_by=stop.reason or None)
+        write_json_atomic(out / "info.json", dict(info, collection=run))
+    if stop:
+        print(f"{PROG}: stopped by {stop.reason} after {run['episodes_run']}/{args.episodes} "
+              f"episodes; {kept} complete episodes in {out} (info.json: complete false)",
+              file=sys.stderr)
+        return stop.exit_code
+    log.info("wrote %d episodes to %s (%d/%d successful)", kept, out, wins, args.episodes)
+    if kept == 0:
+        print(f"{PROG}: no episode written: 0/{args.episodes} successful and --only-success "
+              "drops the others", file=sys.stderr)
+        return 1
     return 0
 
 

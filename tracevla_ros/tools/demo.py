@@ -28,9 +28,9 @@ which reads the simulator's state (the summary says so).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -39,43 +39,53 @@ from typing import Any
 
 import yaml
 
+from tracevla_ros.cli import (
+    ArgParser,
+    dumps_json,
+    finite_float,
+    int_range,
+    output_dir,
+    require,
+    robot_task,
+    run_main,
+    write_json_atomic,
+    write_text_atomic,
+)
 from tracevla_ros.config import ConfigError, config_dir, load_params_file, node_params
 from tracevla_ros.stopping import StopRequest, install_stop_signals
-from tracevla_ros.cli import write_json_atomic
 from tracevla_ros.tools.demo_stats import timing_report
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
 POLICIES = ("local", "scripted", "tracegen", "tracegen_oracle", "no_motion")
 DEFAULT_POLICY = {"widowx": "local", "fr3": "tracegen"}
+TRACKERS = ("lk", "cotracker3")
+PROG = "tracevla-demo"
 STOP = StopRequest()  # SIGINT/SIGTERM/SIGHUP: finish the outputs, then exit 128 + signal
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="tracevla-demo", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--robot", choices=sorted(ROBOTS), default="widowx")
-    ap.add_argument("--task", default="", help="task name (default: the robot's default task)")
-    ap.add_argument("--steps", type=int, default=200, help="policy steps to run")
+def _parser() -> ArgParser:
+    ap = ArgParser(PROG, description=__doc__.split("\n\n")[0],
+                   epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--robot", choices=sorted(ROBOTS), default="widowx", help="robot to simulate")
+    ap.add_argument("--task", default="", help="task name ('' = the robot's default task in "
+                    "config/<robot>.yaml)")
+    ap.add_argument("--steps", type=int_range(1), default=200, help="policy steps to run (widowx)")
     ap.add_argument("--policy", choices=POLICIES, default="",
                     help="widowx: local (default: the shipped learned checkpoint) or scripted; "
                          "fr3: tracegen (default), tracegen_oracle, no_motion")
     ap.add_argument("--checkpoint", default="",
-                    help="widowx --policy local: checkpoint dir or shipped name (default: "
-                         "widowx_trace); fr3 --policy tracegen: checkpoint directory (default: "
+                    help="widowx --policy local: checkpoint dir or shipped name ('' = "
+                         "widowx_trace); fr3 --policy tracegen: checkpoint directory ('' = "
                          "config/fr3.yaml's)")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int_range(1), default=3,
                     help="fr3: traces predicted and executed at most (stops at success)")
-    ap.add_argument("--tracker", default="lk", help="tracker backend (lk, cotracker3)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True, type=Path, help="output directory")
-    ap.add_argument("--timeout", type=float, default=0.0,
-                    help="wall-clock limit in s (default: 3 x steps / control rate + 60)")
-    return ap.parse_args(argv)
-
-
-def _fail(msg: str) -> int:
-    print(f"tracevla-demo: error: {msg}", file=sys.stderr)
-    return 2
+    ap.add_argument("--tracker", choices=TRACKERS, default="lk", help="tracker backend")
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0, help="simulator seed")
+    ap.add_argument("--out", required=True, type=output_dir,
+                    help="output directory (created; must not hold a bag yet)")
+    ap.add_argument("--timeout", type=finite_float(ge=0), default=0.0,
+                    help="wall-clock limit in s (0 = 3 x steps / control rate + 60)")
+    return ap
 
 
 def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
@@ -114,45 +124,73 @@ def demo_params(robot: str, task: str = "", seed: int = 0, tracker: str = "lk", 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     install_stop_signals(STOP)
     args.stop = STOP  # for demo plugins (see tracevla_ros.plugins.DemoPlugin)
-    if args.steps < 1 or args.rounds < 1:
-        return _fail("--steps and --rounds must be >= 1")
-    from tracevla_ros.plugins import DemoPlugin, PluginMissing, load_demo
+    from tracevla_ros.plugins import DemoPlugin, load_demo
 
+    robot_task(args.robot, args.task)  # robot vs task, before anything starts
     plugin: DemoPlugin | None = None
     if args.robot != "widowx":  # provided by another package (fr3: tracegen_ros)
-        try:
-            plugin = load_demo(args.robot)
-        except PluginMissing as exc:
-            return _fail(str(exc))
+        plugin = load_demo(args.robot)  # PluginMissing: one line, exit 2
     args.policy = args.policy or DEFAULT_POLICY[args.robot]
-    if plugin is not None and args.policy not in plugin.policies:
-        return _fail(f"--robot {args.robot} {plugin.loop}: --policy one of {plugin.policies}")
-    if args.robot == "widowx" and args.policy not in ("local", "scripted"):
-        return _fail("--robot widowx: --policy local (the learned policy) or scripted")
+    if plugin is not None:
+        require(args.policy in plugin.policies, f"--policy '{args.policy}': --robot "
+                f"{args.robot} {plugin.loop}; give one of {list(plugin.policies)}")
+    else:
+        require(args.policy in ("local", "scripted"), f"--policy '{args.policy}': --robot "
+                "widowx runs local (the learned policy) or scripted")
+        if args.policy == "local":
+            _check_checkpoint(args.checkpoint)
     # DDS stays on this machine; one domain per run.
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
     os.environ.setdefault("MUJOCO_GL", "egl")
     out: Path = args.out
-    if (out / "bag").exists():
-        return _fail(f"{out / 'bag'} already exists; remove it or choose another --out")
+    require(not (out / "bag").exists(),
+            f"--out {out}: {out / 'bag'} already exists; remove it or choose another --out")
+    params = demo_params(args.robot, args.task, args.seed, args.tracker, args.policy,
+                         args.checkpoint, plugin)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        params = demo_params(args.robot, args.task, args.seed, args.tracker, args.policy,
-                             args.checkpoint, plugin)
-    except ConfigError as exc:
-        return _fail(str(exc))
     params_file = out / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    write_text_atomic(params_file, yaml.safe_dump(params, sort_keys=False))
     try:
         if plugin is not None:
             return plugin.run(args, params, params_file, _sim_thread, _topic_stats)
         return _run(args, params, params_file)
-    except ConfigError as exc:
-        return _fail(f"configuration: {exc}")
+    except BaseException as exc:
+        _set_aside_bag(out / "bag", exc)
+        raise
+
+
+def _check_checkpoint(checkpoint: str) -> None:
+    """--checkpoint of the local policy: a directory with the checkpoint's files."""
+    from tracevla_ros.policy.local.checkpoint import CONFIG_FILE, resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    require(path.is_dir() and (path / CONFIG_FILE).is_file(),
+            f"--checkpoint '{checkpoint}': {path} is not a checkpoint directory (no "
+            f"{CONFIG_FILE}); give one written by tracevla-train or a shipped name")
+
+
+def _set_aside_bag(bag: Path, exc: BaseException) -> None:
+    """A run that failed must not leave OUT/bag behind (the rerun would refuse it): after a
+    bad input nothing was recorded, so it goes; otherwise it is kept as OUT/bag.failed."""
+    from tracevla_ros.cli import input_errors
+
+    if not bag.exists() or isinstance(exc, KeyboardInterrupt):
+        return
+    if isinstance(exc, input_errors()):
+        shutil.rmtree(bag, ignore_errors=True)
+        return
+    failed = bag.with_name("bag.failed")
+    shutil.rmtree(failed, ignore_errors=True)
+    os.replace(bag, failed)
+    print(f"{PROG}: the partial recording of the failed run is in {failed}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) -> int:
@@ -267,8 +305,9 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
     n_frames = monitor.write_video(out / "overlay.mp4", fps=rate)
     summary["outputs"]["overlay_frames"] = n_frames
     write_json_atomic(out / "summary.json", summary)
-    print(json.dumps({k: summary[k] for k in ("robot", "task", "policy", "steps", "success",
-                                              "success_at_step", "success_at_end", "wall_time_s")}))
+    print(dumps_json({k: summary[k] for k in ("robot", "task", "policy", "steps", "success",
+                                              "success_at_step", "success_at_end", "wall_time_s")},
+                     indent=None))
     if STOP:
         print(f"tracevla-demo: stopped by {STOP.reason} after {monitor.actions}/{args.steps} "
               f"policy steps; bag, summary and video written to {out}", file=sys.stderr)
