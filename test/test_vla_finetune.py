@@ -257,7 +257,9 @@ def test_resume_continues_exactly(tiny: dict[str, Path]) -> None:
     first = finetune(_cfg(tiny, "split", steps=6, save_every=2), progress=False,
                      stop=stop_after_3)
     assert first["stopped"] == "test stop" and first["step"] == 3
-    assert (tiny["root"] / "split" / "train_state.safetensors").is_file()
+    state = load_file(str(tiny["root"] / "split" / "train_state.safetensors"))
+    weights = [k for k in state if k.startswith("model/")]
+    assert len(weights) == 16 and all(".lora_A." in k or ".lora_B." in k for k in weights)
     rest = finetune(_cfg(tiny, "split", steps=6, save_every=2, resume=True), progress=False)
     assert rest["step"] == 6 and "stopped" not in rest
     assert first["losses"] + rest["losses"] == full["losses"]
@@ -313,7 +315,16 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # the console script exists once the package is reinstalled; its function is this one
     monkeypatch.setattr(bad_input, "entry_point", lambda name: finetune_vla.main)
     case = Case(case.cmd, case.rc, case.phrase.replace("{tmp}", str(tmp_path)), case.setup)
-    check_in_process(case, tmp_path)
+    lines = [ln for ln in check_in_process(case, tmp_path).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tracevla-finetune-vla: error:"), lines
+    assert not (tmp_path / "o").exists()  # nothing written before the inputs are checked
+
+
+def test_help_explains_every_option() -> None:
+    from tracevla_ros.tools.finetune_vla import _parser
+
+    undocumented = [a.option_strings for a in _parser()._actions if not a.help]
+    assert not undocumented
 
 
 # --- the CLI as a process: SIGTERM, torchrun ----------------------------------------------

@@ -52,7 +52,8 @@ def _parser() -> ArgParser:
     ap.add_argument("--data", type=existing_dir, nargs="+", required=True,
                     help="dataset directories (tracevla-collect)")
     ap.add_argument("--out", type=output_dir, required=True, help="adapter directory to write")
-    ap.add_argument("--lora-rank", type=int_range(1, 4096), default=32)
+    ap.add_argument("--lora-rank", type=int_range(1, 4096), default=32,
+                    help="LoRA rank r (OpenVLA: 32)")
     ap.add_argument("--lora-alpha", type=int_range(0, 65536), default=0,
                     help="LoRA alpha (0 = min(rank, 16), OpenVLA's choice)")
     ap.add_argument("--steps", type=int_range(1, 10**9), default=5000, help="optimizer steps")
@@ -67,7 +68,8 @@ def _parser() -> ArgParser:
     ap.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
     ap.add_argument("--unnorm-key", type=nonempty_str, default="tracevla_finetune",
                     help="name of the action statistics in dataset_statistics.json")
-    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0)
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
+                    help="data order and LoRA initialisation")
     ap.add_argument("--save-every", type=int_range(0), default=500,
                     help="steps per adapter save + resumable state (0 = at the end)")
     ap.add_argument("--log-every", type=int_range(1), default=10,
