@@ -180,6 +180,9 @@ def test_steps_lower_the_loss_and_save_the_adapter(trained: dict[str, Any]) -> N
     info = json.loads((out / "finetune.json").read_text())
     assert info["format"] == "tracevla_vla_lora/v1" and info["unnorm_key"] == "tracevla_finetune"
     assert json.loads((out / "dataset_statistics.json").read_text()) == trained["task"].norm_stats
+    ev = trained["task"].evaluate(trained["model"], np.arange(8))  # the held-out metrics
+    assert 0 <= ev["val_token_accuracy"] <= 1 and 0 <= ev["val_l1_normalized"] <= 2
+    assert trained["task"].evaluate(trained["model"], np.arange(0)) == {}
 
 
 @needs_hf
