@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -297,12 +298,9 @@ def test_backend_errors_before_any_model_code(tmp_path: Path) -> None:
         make_openvla(PolicyNodeConfig(checkpoint=str(ckpt), unnorm_key="fractal"))
 
 
-def test_missing_transformers_names_the_requirements_file(tmp_path: Path) -> None:
-    try:
-        import transformers  # noqa: F401
-        pytest.skip("transformers is installed here; this checks the error without it")
-    except ImportError:
-        pass
+def test_missing_transformers_names_the_requirements_file(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails, installed or not
     ckpt = write_checkpoint(tmp_path / "ok")
     with pytest.raises(ConfigError, match=r"pip install -r requirements-vla.txt.*backend 'remote'"):
         make_tracevla_7b(PolicyNodeConfig(checkpoint=str(ckpt)))

@@ -26,6 +26,10 @@ class PolicyNodeConfig:
                                        "the same frame", unit="s")
     base_frame: str = param("wx250s/base_link", "frame_id of the PolicyAction (robot base, REP 103)")
     instruction: str = param("", "initial instruction; the latched 'instruction' topic overrides it")
+    adapter: str = param("", "LoRA adapter directory (tracevla-finetune-vla) applied on top of "
+                         "'checkpoint'; backends openvla and tracevla-7b only; empty = none")
+    merge_adapter: bool = param(True, "merge the adapter into the weights at load time (as fast "
+                                "as the base model); false keeps the PEFT layers")
     unnorm_key: str = param("bridge_orig", "dataset statistics that unnormalise the VLA's actions "
                             "(bridge_orig = BridgeData V2 / WidowX; the checkpoint lists the others)")
     server_host: str = param("127.0.0.1", "backend 'remote': host of tracevla-serve (the GPU machine)")

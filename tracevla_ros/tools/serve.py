@@ -55,6 +55,8 @@ def _parser() -> ArgParser:
                     help="registered backend or package.module:function")
     ap.add_argument("--checkpoint", default="", help="local checkpoint dir or HF repo id in the "
                     "local cache ('' = the backend's published repo); never downloaded")
+    ap.add_argument("--adapter", default="", help="LoRA adapter dir from tracevla-finetune-vla "
+                    "(backends openvla, tracevla-7b; '' = none); merged into the weights at load")
     ap.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--unnorm-key", default=d.unnorm_key, help="dataset statistics for the actions")
     ap.add_argument("--host", type=nonempty_str, default="127.0.0.1",
@@ -91,7 +93,7 @@ def _main(argv: list[str] | None) -> int:
     stop = StopRequest()
     install_stop_signals(stop)  # also while the model loads: checked once it is loaded
     cfg = PolicyNodeConfig(backend=args.backend, checkpoint=args.checkpoint, device=args.device,
-                           unnorm_key=args.unnorm_key)
+                           unnorm_key=args.unnorm_key, adapter=args.adapter)
     policy = make_policy(cfg)
     try:
         server = PolicyServer(policy, args.host, args.port, token, int(args.max_frame_mb * 2**20))

@@ -11,6 +11,11 @@ percentiles, ``0.5 * (a + 1) * (q99 - q01) + q01``, on the dimensions whose
 value. The result is the ``ee_delta_7d`` action
 ``[dx, dy, dz (m), droll, dpitch, dyaw (rad), gripper]`` with gripper 1 = open.
 
+Fine-tuning (``finetune.py``) runs the same scheme backwards: ``normalize``
+(clipped to [-1, 1]) and ``encode_actions`` (``np.digitize`` over the 256 bin
+edges, token ``vocab_size - bin``), so ``decode_tokens(encode_actions(a))`` is
+the centre of the bin ``a`` falls in.
+
 Whether a loaded checkpoint's ``predict_action`` already unnormalises differs
 between published copies (the TraceVLA repository's copy has it commented
 out), so ``classify_probe_output`` decides it from what the model returns for
@@ -33,6 +38,8 @@ __all__ = [
     "ActionStats",
     "token_bin_indices",
     "decode_tokens",
+    "encode_actions",
+    "normalize",
     "unnormalize",
     "finalize_action",
     "UNNORM_BY_MODEL",
@@ -86,6 +93,26 @@ def token_bin_indices(token_ids: np.ndarray, vocab_size: int) -> np.ndarray:
 def decode_tokens(token_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """(7,) action token ids -> (7,) normalised actions in (-1, 1), float64."""
     return BIN_CENTERS[token_bin_indices(token_ids, vocab_size)]
+
+
+def encode_actions(normalized: np.ndarray, vocab_size: int) -> np.ndarray:
+    """(..., 7) normalised actions -> (..., 7) int64 action token ids (values clipped to [-1, 1])."""
+    a = np.clip(np.asarray(normalized, dtype=np.float64), -1.0, 1.0)
+    if a.shape[-1:] != (ACTION_DIM,):
+        raise PolicyError(f"expected {ACTION_DIM}-d actions, got shape {a.shape}")
+    return (vocab_size - np.digitize(a, _EDGES)).astype(np.int64)
+
+
+def normalize(action: np.ndarray, stats: ActionStats) -> np.ndarray:
+    """(..., 7) in dataset units -> (..., 7) in [-1, 1] on the masked dims (OpenVLA's
+    ``BOUNDS_Q99``: ``2 (a - q01) / (q99 - q01 + 1e-8) - 1``, clipped); the others unchanged."""
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape[-1:] != (ACTION_DIM,):
+        raise PolicyError(f"expected {ACTION_DIM}-d actions, got shape {a.shape}")
+    q01 = np.asarray(stats.q01, np.float64)
+    q99 = np.asarray(stats.q99, np.float64)
+    scaled = np.clip(2.0 * (a - q01) / (q99 - q01 + 1e-8) - 1.0, -1.0, 1.0)
+    return np.where(np.asarray(stats.mask, bool), scaled, a)
 
 
 def unnormalize(normalized: np.ndarray, stats: ActionStats) -> np.ndarray:

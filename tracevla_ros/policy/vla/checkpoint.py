@@ -12,6 +12,11 @@ or ``pytorch_model.bin``, or an index ``*.index.json`` plus every shard it
 names); the tokenizer (``tokenizer_config.json`` and ``tokenizer.json`` or
 ``tokenizer.model``); the image processor (``preprocessor_config.json``); and
 every ``trust_remote_code`` module named in ``config.json``'s ``auto_map``.
+
+A LoRA adapter (``tracevla-finetune-vla``) is a directory with the PEFT files
+``adapter_config.json`` + ``adapter_model.safetensors`` and the action
+statistics of its training data, ``dataset_statistics.json``
+(``validate_adapter``); pickle weights (``adapter_model.bin``) are refused.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any
 from tracevla_ros.config import ConfigError
 
 __all__ = ["hf_cache_dir", "resolve_checkpoint", "missing_files", "validate_checkpoint",
-           "EXPECTED_FILES"]
+           "EXPECTED_FILES", "ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "ADAPTER_FILES",
+           "validate_adapter"]
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -33,6 +39,9 @@ WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json"
 EXPECTED_FILES = ("config.json", "model.safetensors | pytorch_model.bin | *.index.json + shards",
                   "tokenizer_config.json", "tokenizer.json | tokenizer.model",
                   "preprocessor_config.json", "the auto_map modules (*.py)")
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's names (PeftModel.save_pretrained)
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, "dataset_statistics.json")
 
 
 def hf_cache_dir() -> Path:
@@ -145,3 +154,20 @@ def validate_checkpoint(ckpt: Path, need_processor: bool = True) -> Path:
         raise ConfigError(f"parameter 'checkpoint': {ckpt} is incomplete; missing: "
                           f"{', '.join(missing)} (a checkpoint needs {', '.join(EXPECTED_FILES)})")
     return ckpt
+
+
+def validate_adapter(spec: str, key: str = "adapter") -> Path:
+    """The LoRA adapter directory ``spec`` if it holds ``ADAPTER_FILES``, else one ConfigError
+    naming parameter ``key``, the directory and every missing file."""
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"parameter '{key}': {path} is not a directory (expected a LoRA adapter "
+                          f"written by tracevla-finetune-vla: {', '.join(ADAPTER_FILES)})")
+    missing = [n for n in ADAPTER_FILES if not _present(path / n)]
+    if missing:
+        pickle = " (adapter_model.bin is a pickle file and is not loaded)" \
+            if ADAPTER_WEIGHTS in missing and (path / "adapter_model.bin").exists() else ""
+        raise ConfigError(f"parameter '{key}': {path} is incomplete; missing: {', '.join(missing)}"
+                          f"{pickle} (an adapter written by tracevla-finetune-vla has "
+                          f"{', '.join(ADAPTER_FILES)})")
+    return path.resolve()

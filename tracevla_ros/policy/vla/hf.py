@@ -18,9 +18,19 @@ normalised values, ``actions.unnormalize`` is applied here; anything else
 refuses to load. So no checkpoint is unnormalised twice or not at all, and
 the probe also confirms that the checkpoint decodes tokens as OpenVLA does.
 
+A LoRA adapter from ``tracevla-finetune-vla`` (parameter ``adapter``; backends
+``openvla`` and ``tracevla-7b``) is applied on top of the base checkpoint with
+PEFT's ``PeftModel.from_pretrained`` and merged into the weights unless
+``merge_adapter`` is false. Its ``dataset_statistics.json`` replaces the
+base's statistics (the actions were tokenised with them) and is also handed to
+the model (``norm_stats``), so a ``predict_action`` that unnormalises finds the
+key; ``unnorm_key`` names the entry, or the adapter's only one is used.
+
 Example (GPU machine)::
 
     tracevla-serve --backend tracevla-7b --checkpoint furonghuang-lab/tracevla_7b --port 8765
+    tracevla-serve --backend tracevla-7b --checkpoint furonghuang-lab/tracevla_7b \\
+        --adapter runs/lora_widowx --port 8765
 """
 
 from __future__ import annotations
@@ -43,7 +53,11 @@ from tracevla_ros.policy.vla.actions import (
     probe_token_ids,
     unnormalize,
 )
-from tracevla_ros.policy.vla.checkpoint import resolve_checkpoint, validate_checkpoint
+from tracevla_ros.policy.vla.checkpoint import (
+    resolve_checkpoint,
+    validate_adapter,
+    validate_checkpoint,
+)
 from tracevla_ros.policy.vla.models import MODELS, PHI3V, PreparedInputs, VLAModel, prepare_inputs
 from tracevla_ros.policy.vla.stats import load_norm_stats, select_action_stats
 
@@ -51,6 +65,9 @@ __all__ = [
     "REQUIREMENTS_FILE",
     "HFVLAPolicy",
     "import_hf_stack",
+    "import_peft",
+    "prismatic_vocab_size",
+    "processor_inputs",
     "load_kwargs",
     "stubbed_generate",
     "make_tracevla_7b",
@@ -80,6 +97,37 @@ def import_hf_stack(backend: str) -> tuple[Any, Any]:
             f"`pip install -r {REQUIREMENTS_FILE}` ({exc}). On the robot computer use backend "
             "'remote' and run tracevla-serve on the GPU machine.") from exc
     return torch, transformers
+
+
+def import_peft(what: str) -> Any:
+    """The ``peft`` module, or one ConfigError saying what to install."""
+    try:
+        import peft
+    except ImportError as exc:
+        raise ConfigError(f"{what} needs peft (LoRA adapters): `pip install -r {REQUIREMENTS_FILE}` "
+                          f"({exc})") from exc
+    return peft
+
+
+def prismatic_vocab_size(vla: Any) -> int:
+    """Action-token vocabulary of an OpenVLA-style model: its ``vocab_size`` attribute, else the
+    text vocabulary without the padding to a multiple (OpenVLA's own computation)."""
+    v = getattr(vla, "vocab_size", None)
+    if isinstance(v, int):
+        return v
+    c = vla.config
+    return int(c.text_config.vocab_size) - int(getattr(c, "pad_to_multiple_of", 0) or 0)
+
+
+def processor_inputs(processor: Any, prepared: PreparedInputs) -> Any:
+    """The processor's tensors (CPU, batch of one) for prepared inputs: the prompt and the
+    images as PIL images (a list when the model takes two). Inference and fine-tuning both
+    call this, so they feed the model the same values."""
+    from PIL import Image
+
+    images = [Image.fromarray(i) for i in prepared.images]
+    arg: Any = images if len(images) > 1 else images[0]
+    return processor(prepared.prompt, arg)
 
 
 def flash_attention_available() -> bool:
@@ -113,10 +161,12 @@ def resolve_device(device: str, torch: Any) -> str:
         raise ConfigError(f"parameter 'device' = '{device}': {exc}") from None
 
 
-def stubbed_generate(model: Any, token_ids: np.ndarray, call: Callable[[], T], torch: Any) -> T:
+def stubbed_generate(model: Any, token_ids: np.ndarray, call: Callable[[], T], torch: Any,
+                     seen: list[Any] | None = None) -> T:
     """Run ``call()`` while ``generate`` returns ``input_ids + token_ids`` (no compute).
 
-    Used by the unnormalisation probe at load time (single-threaded). ``generate``
+    Used by the unnormalisation probe at load time (single-threaded) and by fine-tuning to
+    read the exact ids ``predict_action`` generates from (appended to ``seen``). ``generate``
     is replaced on every class of ``type(model).__mro__`` that defines it, so
     ``self.generate(...)`` and ``super().generate(...)`` both reach the stub; the
     originals are restored afterwards.
@@ -132,6 +182,8 @@ def stubbed_generate(model: Any, token_ids: np.ndarray, call: Callable[[], T], t
             raise PolicyError(f"probe: predict_action asked for {n} new tokens, expected "
                               f"{len(token_ids)} (one per action dimension)")
         calls.append(n)
+        if seen is not None:
+            seen.append(ids.detach().cpu().clone())
         new = torch.as_tensor(np.asarray(token_ids), dtype=ids.dtype, device=ids.device)[None, :]
         return torch.cat([ids, new], dim=1)
 
@@ -176,8 +228,17 @@ class HFVLAPolicy:
         self.model = model
         self.name = model.name
         ckpt = validate_checkpoint(resolve_checkpoint(cfg.checkpoint, model.default_repo))
-        norm_stats = load_norm_stats(ckpt)
-        self.stats = select_action_stats(norm_stats, cfg.unnorm_key, str(ckpt))
+        adapter = validate_adapter(cfg.adapter) if cfg.adapter.strip() else None
+        if adapter is not None and model.family == PHI3V:
+            raise ConfigError(f"parameter 'adapter': backend '{model.name}' takes no LoRA adapter "
+                              "(tracevla-finetune-vla trains openvla and tracevla-7b)")
+        norm_stats = load_norm_stats(adapter or ckpt)
+        unnorm_key = cfg.unnorm_key
+        if adapter is not None and unnorm_key not in norm_stats and len(norm_stats) == 1:
+            unnorm_key = next(iter(norm_stats))
+            log.warning("%s: unnorm_key '%s' is not in the adapter's statistics; using its only "
+                        "entry '%s'", model.name, cfg.unnorm_key, unnorm_key)
+        self.stats = select_action_stats(norm_stats, unnorm_key, str(adapter or ckpt))
         torch, transformers = import_hf_stack(model.name)
         self._torch = torch
         self.device = resolve_device(cfg.device, torch)
@@ -197,7 +258,9 @@ class HFVLAPolicy:
             self.processor = transformers.AutoProcessor.from_pretrained(
                 path, trust_remote_code=True, local_files_only=True)
             self.vla = transformers.AutoModelForVision2Seq.from_pretrained(path, **kw).to(self.device)
-            self.vocab_size = self._prismatic_vocab_size()
+            if adapter is not None:
+                self.vla = self._apply_adapter(adapter, norm_stats, cfg.merge_adapter)
+            self.vocab_size = prismatic_vocab_size(self.vla)
         self.vla.eval()
         self.unnorm = classify_probe_output(
             stubbed_generate(self.vla, probe_token_ids(self.vocab_size),
@@ -212,23 +275,30 @@ class HFVLAPolicy:
             log.warning("%s ignores the trace; set use_trace false so the node does not wait for "
                         "the tracker", self.name)
 
-    def _prismatic_vocab_size(self) -> int:
-        """Action-token vocabulary: the text vocabulary without the padding to a multiple."""
-        v = getattr(self.vla, "vocab_size", None)
-        if isinstance(v, int):
-            return v
-        c = self.vla.config
-        return int(c.text_config.vocab_size) - int(getattr(c, "pad_to_multiple_of", 0) or 0)
+    def _apply_adapter(self, adapter: Any, norm_stats: dict[str, Any], merge: bool) -> Any:
+        """The base model with the LoRA adapter (merged, or as PEFT layers) and the adapter's
+        statistics as its ``norm_stats``; returns the transformers model itself (not a
+        PeftModel wrapper), so ``predict_action`` and the probe see the model's own class."""
+        peft = import_peft(f"parameter 'adapter' ({adapter})")
+        try:
+            wrapped = peft.PeftModel.from_pretrained(self.vla, str(adapter), is_trainable=False)
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            raise ConfigError(f"parameter 'adapter': {adapter} does not fit the base checkpoint "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
+        vla = wrapped.merge_and_unload() if merge else wrapped.get_base_model()
+        merged = {**(getattr(vla.config, "norm_stats", None) or {}), **norm_stats}
+        vla.config.norm_stats = merged
+        if hasattr(vla, "norm_stats"):
+            vla.norm_stats = merged
+        log.info("%s: LoRA adapter %s %s", self.name, adapter,
+                 "merged into the weights" if merge else "applied as PEFT layers")
+        return vla
 
     def _prepare(self, obs: Observation) -> PreparedInputs:
         return prepare_inputs(self.model, obs, getattr(self.processor, "tokenizer", None))
 
     def _inputs(self, prepared: PreparedInputs) -> Any:
-        from PIL import Image
-
-        images = [Image.fromarray(i) for i in prepared.images]
-        arg: Any = images if len(images) > 1 else images[0]
-        return self.processor(prepared.prompt, arg).to(self.device, dtype=self.dtype)
+        return processor_inputs(self.processor, prepared).to(self.device, dtype=self.dtype)
 
     def _predict(self, inputs: Any) -> np.ndarray:
         try:

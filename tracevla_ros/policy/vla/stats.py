@@ -19,7 +19,7 @@ import numpy as np
 from tracevla_ros.config import ConfigError
 from tracevla_ros.policy.vla.actions import ACTION_DIM, GRIPPER_DIM, ActionStats
 
-__all__ = ["STATS_FILE", "load_norm_stats", "select_action_stats"]
+__all__ = ["STATS_FILE", "load_norm_stats", "select_action_stats", "compute_norm_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +85,24 @@ def select_action_stats(norm_stats: dict[str, Any], unnorm_key: str, source: str
     if not (np.all(np.isfinite(q01)) and np.all(np.isfinite(q99))):
         raise ConfigError(f"statistics '{unnorm_key}'{where}: q01/q99 contain NaN or inf")
     return ActionStats(q01=q01, q99=q99, mask=mask, key=unnorm_key)
+
+
+def compute_norm_stats(actions: np.ndarray, episodes: int) -> dict[str, Any]:
+    """One dataset's entry of ``norm_stats`` from its (N, 7) ``ee_delta_7d`` actions, in
+    OpenVLA's layout: ``{"action": {mean, std, min, max, q01, q99, mask}, "num_transitions",
+    "num_trajectories"}``. The mask normalises the six motion dimensions, not the gripper
+    (as for ``bridge_orig``); q01/q99 are numpy's linear-interpolation quantiles."""
+    a = np.asarray(actions, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != ACTION_DIM or a.shape[0] == 0:
+        raise ConfigError(f"action statistics need (N, {ACTION_DIM}) actions with N >= 1, got "
+                          f"shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ConfigError("the dataset's actions contain NaN or inf; fix the data before "
+                          "computing statistics")
+    mask = np.ones(ACTION_DIM, bool)
+    mask[GRIPPER_DIM] = False
+    return {"action": {"mean": a.mean(0).tolist(), "std": a.std(0).tolist(),
+                       "min": a.min(0).tolist(), "max": a.max(0).tolist(),
+                       "q01": np.quantile(a, 0.01, axis=0).tolist(),
+                       "q99": np.quantile(a, 0.99, axis=0).tolist(), "mask": mask.tolist()},
+            "num_transitions": int(a.shape[0]), "num_trajectories": int(episodes)}
