@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from tracevla_ros.policy.prompt import VisualPrompt
+
 EE_DELTA_7D = "ee_delta_7d"
 ACTION_DIMS = {EE_DELTA_7D: 7}
 
@@ -33,6 +35,9 @@ class Observation:
     proprio:     (P,) float32 proprioception (joint positions in rad, then the
                  gripper opening in [0, 1]); may be empty.
     stamp:       the camera frame's stamp (s).
+    prompt:      the active pixel-level visual prompt (PixelVLA: points, lines, boxes,
+                 mask; ``tracevla_ros.policy.prompt``), or None. Backends that do not
+                 take prompts ignore it.
     """
 
     image: np.ndarray
@@ -40,6 +45,7 @@ class Observation:
     instruction: str
     proprio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     stamp: float = 0.0
+    prompt: VisualPrompt | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
