@@ -314,18 +314,8 @@ def dumps_json(data: Any, indent: int | None = 2) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``text`` to ``path`` via a temporary sibling and a rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``text`` (UTF-8) to ``path`` via a temporary sibling and a rename: never half-written."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
