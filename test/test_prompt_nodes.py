@@ -154,8 +154,9 @@ def test_bad_prompts_are_ignored_empty_and_new_instruction_clear() -> None:
         loop.pub_prompt.publish(_point(0.5, 0.5, loop.now()))
         assert loop.spin_until(lambda: _has_point(seen[-1], (0.5, 0.5)))
         loop.pub_in.publish(String(data="push the block"))
-        assert loop.spin_until(lambda: seen[-1].instruction == "push the block")
-        assert seen[-1].prompt is None and prompt_from_msg(loop.active[-1]) is None
+        assert loop.spin_until(lambda: seen[-1].instruction == "push the block"
+                               and seen[-1].prompt is None
+                               and prompt_from_msg(loop.active[-1]) is None)
     finally:
         loop.close()
 

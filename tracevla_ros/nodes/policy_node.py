@@ -30,6 +30,7 @@ so a recorded run's observations can be rebuilt exactly by tracevla-replay.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -77,6 +78,8 @@ class PolicyNode(Node):
         self._proprio: StampedBuffer[np.ndarray] = StampedBuffer(_JOINT_STATES_KEPT)
         self._limit = StampRateLimiter(self.cfg.control_rate_hz)
         self._prompt = HeldPrompt(self.cfg.prompt_max_age_s)
+        # held prompt + ~/active_prompt change together (callbacks set it, the worker expires it)
+        self._prompt_lock = threading.Lock()
         self._pub_prompt = self.create_publisher(VisualPrompt, "~/active_prompt", LATCHED_QOS)
         self._pub_prompt.publish(clear_msg())
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
@@ -119,8 +122,7 @@ class PolicyNode(Node):
         elif text != self._instruction:
             self.get_logger().info(f"instruction: '{text}'")
             self._policy.reset()
-            if not self.cfg.keep_prompt_on_instruction and self._prompt.clear():
-                self._pub_prompt.publish(clear_msg())
+            if not self.cfg.keep_prompt_on_instruction and self._clear_prompt():
                 self.get_logger().info("new instruction: visual prompt cleared "
                                        "(keep_prompt_on_instruction: false)")
         self._instruction = text
@@ -134,15 +136,22 @@ class PolicyNode(Node):
                         throttle_duration_sec=5.0)
             return
         if prompt is None:
-            if self._prompt.clear():
+            if self._clear_prompt():
                 log.info("visual prompt cleared (empty VisualPrompt)")
-            self._pub_prompt.publish(clear_msg())
             return
         if prompt.stamp == 0.0:  # unstamped: counts from its arrival
             prompt = dataclasses.replace(prompt, stamp=self.get_clock().now().nanoseconds * 1e-9)
-        self._prompt.set(prompt)
-        self._pub_prompt.publish(prompt_to_msg(prompt, msg.header.frame_id))
+        with self._prompt_lock:
+            self._prompt.set(prompt)
+            self._pub_prompt.publish(prompt_to_msg(prompt, msg.header.frame_id))
         log.info(f"visual prompt: {', '.join(prompt.kinds())} (stamp {prompt.stamp:.3f} s)")
+
+    def _clear_prompt(self) -> bool:
+        """Drop the held prompt and say so on ~/active_prompt; True if there was one."""
+        with self._prompt_lock:
+            had = self._prompt.clear()
+            self._pub_prompt.publish(clear_msg())
+        return had
 
     def _on_joint_states(self, msg: JointState) -> None:
         self._proprio.add(stamp_to_sec(msg.header.stamp), np.asarray(msg.position, dtype=np.float32))
@@ -185,9 +194,11 @@ class PolicyNode(Node):
         proprio = self._proprio.at(paired.stamp)
         if proprio is None:  # every joint state is newer than the frame (or none yet)
             proprio = self._proprio.latest()
-        prompt, expired = self._prompt.for_frame(paired.stamp)
+        with self._prompt_lock:
+            prompt, expired = self._prompt.for_frame(paired.stamp)
+            if expired:
+                self._pub_prompt.publish(clear_msg())
         if expired:
-            self._pub_prompt.publish(clear_msg())
             log.info(f"visual prompt dropped: older than prompt_max_age_s "
                      f"{self.cfg.prompt_max_age_s} s at the frame stamped {paired.stamp:.3f} s")
         try:
