@@ -25,7 +25,6 @@ from std_msgs.msg import String  # noqa: E402
 from support.node_procs import repo_env  # noqa: E402
 from tracevla_ros.camera.base import CameraIntrinsics  # noqa: E402
 from tracevla_ros.msg import VisualPrompt as VisualPromptMsg  # noqa: E402
-from tracevla_ros.msg import VisualTrace  # noqa: E402
 from tracevla_ros.nodes.common import LATCHED_QOS, PROMPT_QOS, RELIABLE_QOS, SENSOR_QOS, sec_to_stamp  # noqa: E402
 from tracevla_ros.nodes.policy_node import PolicyNode  # noqa: E402
 from tracevla_ros.nodes.trace_viz_node import TraceVizNode  # noqa: E402
