@@ -39,6 +39,7 @@ TOOLS = [
     "tracevla-train=tracevla_ros.tools.train:main",
     "tracevla-finetune-vla=tracevla_ros.tools.finetune_vla:main",
     "tracevla-dataset=tracevla_ros.tools.dataset:main",
+    "tracevla-prompt=tracevla_ros.tools.prompt:main",
     "tracegen-train=tracegen_ros.train:main",
     "tracegen-predict=tracegen_ros.predict:main",
 ]

@@ -105,6 +105,8 @@ CASES = [
          "wrong list length"),
     Case("policy_node --ros-args -p server_port:=70000", 2, "[1, 65535], got 70000", None,
          "port out of range"),
+    Case("policy_node --ros-args -p prompt_max_age_s:=-1.0", 2, "0 = never expires", None,
+         "negative age"),
     Case("camera_node --ros-args -p fps:=0.0", 2, "'fps' must be > 0", None, "zero rate"),
     Case("bag_player_node --ros-args -p rate:=-1.0", 2, "'rate' must be in", None,
          "negative playback rate"),

@@ -43,7 +43,9 @@ EXTERNAL = {"tf2_ros": {"static_transform_publisher"},
             "robot_state_publisher": {"robot_state_publisher"}, "rviz2": {"rviz2"}}
 EXTERNAL_PUBLISHES = {"static_transform_publisher": {"/tf_static"},
                       "robot_state_publisher": {"/tf", "/tf_static", "/robot_description",
-                                                }}
+                                                },
+                      # the "Publish Point" tool (trace_viz_node turns clicks into visual prompts)
+                      "rviz2": {"/clicked_point"}}
 ROS_BUILTIN_PARAMS = {"use_sim_time"}
 # launch file -> (parameter files it passes by default, rviz configs it starts)
 LAUNCH_CONFIGS = {"widowx.launch.py": (["widowx.yaml"], ["widowx.rviz"]),

@@ -47,7 +47,8 @@ class NodeSpec:
 
 _CAMERA = (("image_raw", "/camera/image_raw"), ("camera_info", "/camera/camera_info"))
 _VIZ = NodeSpec("trace_viz_node", (("camera_info", "/camera/camera_info"),
-                                   ("depth", "/camera/depth/image_raw")), "viz")
+                                   ("depth", "/camera/depth/image_raw"),
+                                   ("active_prompt", "/policy_node/active_prompt")), "viz")
 _RECORDER = NodeSpec("recorder_node", (), "record")
 
 GRAPHS: dict[str, tuple[NodeSpec, ...]] = {

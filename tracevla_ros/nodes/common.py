@@ -50,6 +50,9 @@ SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 # Traces, actions, commands: reliable, shallow (only the newest matters).
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                           history=HistoryPolicy.KEEP_LAST)
+# Visual prompts (a command, not sensor data): reliable, only the newest matters.
+PROMPT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        history=HistoryPolicy.KEEP_LAST)
 # The instruction: latched so a late subscriber still gets it.
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL,

@@ -8,9 +8,19 @@ stamp (``tracevla_ros.ratelimit.StampRateLimiter``). No free-running timer: a
 frame waits for nothing but its own inputs and the inference.
 
 Subscribes: image (sensor_msgs/Image), trace (VisualTrace), image_trace
-(overlay Image), instruction (std_msgs/String, transient local), joint_states.
+(overlay Image), instruction (std_msgs/String, transient local), joint_states,
+visual_prompt (VisualPrompt, reliable, keep-last 1: a command, not sensor data).
 Publishes:  action (PolicyAction). Nothing is published without an instruction,
 for stale inputs, or when the policy fails (one log line says why).
+            ~/active_prompt (VisualPrompt, latched): the prompt the policy is given now;
+            an empty message = none (sent at start, on clear and on expiry).
+
+Visual prompts (``tracevla_ros.policy.prompt_state.HeldPrompt``): the newest valid
+one is given to the backend in ``Observation.prompt`` for every frame stamped at
+most ``prompt_max_age_s`` after it (0 = no expiry), then dropped with one log line.
+An empty VisualPrompt clears it; so does a new instruction unless
+``keep_prompt_on_instruction``. A malformed one is refused with a throttled warning
+and the held prompt stays. A prompt stamped 0 counts from its arrival (node clock).
 
 Proprioception is the joint state of the frame's time: the newest one stamped at
 or before the camera stamp (``tracevla_ros.stamped``), else the newest received;
@@ -19,6 +29,8 @@ so a recorded run's observations can be rebuilt exactly by tracevla-replay.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -26,9 +38,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from tracevla_ros.msg import PolicyAction, VisualTrace
+from tracevla_ros.msg import PolicyAction, VisualPrompt, VisualTrace
 from tracevla_ros.nodes.common import (
     LATCHED_QOS,
+    PROMPT_QOS,
     RELIABLE_QOS,
     SENSOR_QOS,
     declare_config,
@@ -39,9 +52,12 @@ from tracevla_ros.nodes.common import (
 from tracevla_ros.policy.base import Observation, Policy, PolicyError, validate_chunk
 from tracevla_ros.policy.config import PolicyNodeConfig
 from tracevla_ros.policy.pairing import ObservationPairer, Paired, TraceInfo
+from tracevla_ros.policy.prompt import PromptError
+from tracevla_ros.policy.prompt_state import HeldPrompt
 from tracevla_ros.policy.registry import make_policy
 from tracevla_ros.ratelimit import StampRateLimiter
 from tracevla_ros.ros_image import ImageConversionError, image_to_rgb
+from tracevla_ros.ros_prompt import clear_msg, prompt_from_msg, prompt_to_msg
 from tracevla_ros.stamped import StampedBuffer
 from tracevla_ros.worker import WakeWorker
 
@@ -61,11 +77,17 @@ class PolicyNode(Node):
         self._instruction = self.cfg.instruction.strip()
         self._proprio: StampedBuffer[np.ndarray] = StampedBuffer(_JOINT_STATES_KEPT)
         self._limit = StampRateLimiter(self.cfg.control_rate_hz)
+        self._prompt = HeldPrompt(self.cfg.prompt_max_age_s)
+        # held prompt + ~/active_prompt change together (callbacks set it, the worker expires it)
+        self._prompt_lock = threading.Lock()
+        self._pub_prompt = self.create_publisher(VisualPrompt, "~/active_prompt", LATCHED_QOS)
+        self._pub_prompt.publish(clear_msg())
         self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
         self.create_subscription(Image, "image_trace", self._on_image_trace, SENSOR_QOS)
         self.create_subscription(VisualTrace, "trace", self._on_trace, RELIABLE_QOS)
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, SENSOR_QOS)
+        self.create_subscription(VisualPrompt, "visual_prompt", self._on_visual_prompt, PROMPT_QOS)
         self._pub = self.create_publisher(PolicyAction, "action", RELIABLE_QOS)
         self.published = 0
         self._worker = WakeWorker(self._on_wake, "policy_worker", on_error=self._on_worker_error)
@@ -100,7 +122,36 @@ class PolicyNode(Node):
         elif text != self._instruction:
             self.get_logger().info(f"instruction: '{text}'")
             self._policy.reset()
+            if not self.cfg.keep_prompt_on_instruction and self._clear_prompt():
+                self.get_logger().info("new instruction: visual prompt cleared "
+                                       "(keep_prompt_on_instruction: false)")
         self._instruction = text
+
+    def _on_visual_prompt(self, msg: VisualPrompt) -> None:
+        log = self.get_logger()
+        try:
+            prompt = prompt_from_msg(msg)
+        except PromptError as exc:
+            log.warning(f"visual prompt ignored (the previous one stays): {exc}",
+                        throttle_duration_sec=5.0)
+            return
+        if prompt is None:
+            if self._clear_prompt():
+                log.info("visual prompt cleared (empty VisualPrompt)")
+            return
+        if prompt.stamp == 0.0:  # unstamped: counts from its arrival
+            prompt = dataclasses.replace(prompt, stamp=self.get_clock().now().nanoseconds * 1e-9)
+        with self._prompt_lock:
+            self._prompt.set(prompt)
+            self._pub_prompt.publish(prompt_to_msg(prompt, msg.header.frame_id))
+        log.info(f"visual prompt: {', '.join(prompt.kinds())} (stamp {prompt.stamp:.3f} s)")
+
+    def _clear_prompt(self) -> bool:
+        """Drop the held prompt and say so on ~/active_prompt; True if there was one."""
+        with self._prompt_lock:
+            had = self._prompt.clear()
+            self._pub_prompt.publish(clear_msg())
+        return had
 
     def _on_joint_states(self, msg: JointState) -> None:
         self._proprio.add(stamp_to_sec(msg.header.stamp), np.asarray(msg.position, dtype=np.float32))
@@ -143,11 +194,18 @@ class PolicyNode(Node):
         proprio = self._proprio.at(paired.stamp)
         if proprio is None:  # every joint state is newer than the frame (or none yet)
             proprio = self._proprio.latest()
+        with self._prompt_lock:
+            prompt, expired = self._prompt.for_frame(paired.stamp)
+            if expired:
+                self._pub_prompt.publish(clear_msg())
+        if expired:
+            log.info(f"visual prompt dropped: older than prompt_max_age_s "
+                     f"{self.cfg.prompt_max_age_s} s at the frame stamped {paired.stamp:.3f} s")
         try:
             obs = Observation(image=paired.image, overlay=paired.overlay,
                               instruction=self._instruction,
                               proprio=proprio if proprio is not None else np.zeros(0, np.float32),
-                              stamp=paired.stamp)
+                              stamp=paired.stamp, prompt=prompt)
             chunk = validate_chunk(self._policy.infer(obs))
         except PolicyError as exc:
             log.error(f"policy '{self._policy.name}' gave no usable action: {exc}",

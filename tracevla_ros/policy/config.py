@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tracevla_ros.config import check, param
@@ -26,6 +27,13 @@ class PolicyNodeConfig:
                                        "the same frame", unit="s")
     base_frame: str = param("wx250s/base_link", "frame_id of the PolicyAction (robot base, REP 103)")
     instruction: str = param("", "initial instruction; the latched 'instruction' topic overrides it")
+    prompt_max_age_s: float = param(30.0, "a visual prompt (visual_prompt topic) is given to the "
+                                    "policy with every frame stamped at most this long after the "
+                                    "prompt's stamp, then dropped; 0 = held until replaced or "
+                                    "cleared", unit="s")
+    keep_prompt_on_instruction: bool = param(False, "keep the visual prompt when a new instruction "
+                                             "arrives (false: a new instruction clears it, as a "
+                                             "prompt belongs to one task)")
     adapter: str = param("", "LoRA adapter directory (tracevla-finetune-vla) applied on top of "
                          "'checkpoint'; backends openvla and tracevla-7b only; empty = none")
     merge_adapter: bool = param(True, "merge the adapter into the weights at load time (as fast "
@@ -43,6 +51,8 @@ class PolicyNodeConfig:
         check(0.1 <= self.control_rate_hz <= 100.0, "control_rate_hz",
               f"must be in [0.1, 100] Hz, got {self.control_rate_hz}")
         check(self.max_input_age_s > 0.0, "max_input_age_s", f"must be > 0 s, got {self.max_input_age_s}")
+        check(math.isfinite(self.prompt_max_age_s) and self.prompt_max_age_s >= 0.0,
+              "prompt_max_age_s", f"must be >= 0 s (0 = never expires), got {self.prompt_max_age_s}")
         check(self.pairing_tolerance_s >= 0.0, "pairing_tolerance_s", "must be >= 0 s")
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
               "device", f"must be auto, cpu, cuda or cuda:N, got '{self.device}'")
