@@ -103,7 +103,8 @@ from tracevla_ros.sim.dataset import (
 
 __all__ = ["FinetuneConfig", "FINETUNE_MODELS", "IGNORE_INDEX", "INFO_FILE", "FORMAT_NAME",
            "VLASamples", "VLABatch", "SampleEncoder", "load_samples", "action_token_loss",
-           "LoRATask", "load_base", "add_lora", "check_inputs", "save_adapter", "build",
+           "LoRATask", "load_base", "add_lora", "check_inputs", "save_adapter",
+           "write_adapter_files", "build",
            "train_settings", "finetune"]
 
 _log = logging.getLogger(__name__)
@@ -460,6 +461,14 @@ def save_adapter(out: Path, model: nn.Module, norm_stats: dict[str, Any],
                  info: dict[str, Any]) -> None:
     """PEFT's adapter files, the statistics and ``finetune.json`` into ``out``; each file is
     written under a temporary name first, then renamed (a killed run leaves whole files)."""
+    write_adapter_files(out, model)
+    write_json(out / STATS_FILE, norm_stats)
+    write_json(out / INFO_FILE, {"format": format_tag(FORMAT_NAME, FORMAT_VERSION), **info})
+
+
+def write_adapter_files(out: Path, model: nn.Module) -> None:
+    """PEFT's ``adapter_model.safetensors`` + ``adapter_config.json`` of the PeftModel
+    ``model`` into ``out``, each renamed into place from a temporary directory."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".adapter.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -471,8 +480,6 @@ def save_adapter(out: Path, model: nn.Module, norm_stats: dict[str, Any],
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_json(out / STATS_FILE, norm_stats)
-    write_json(out / INFO_FILE, {"format": format_tag(FORMAT_NAME, FORMAT_VERSION), **info})
 
 
 # --- model ----------------------------------------------------------------------------------
