@@ -383,6 +383,15 @@ def check_inputs(cfg: PixelTrainConfig) -> Path:
         base = validate_checkpoint(resolve_checkpoint(cfg.base))
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("parameter 'checkpoint'", "--base", 1)) from None
+    if cfg.init:
+        p = Path(cfg.init)
+        missing = missing_parts_files(p, None) if p.is_dir() else ["the directory"]
+        if missing:
+            raise ConfigError(f"--init {p}: missing {', '.join(missing)} (a stage-1 output of "
+                              "tracevla-train-pixelvla)")
+        if any((p / n).is_file() for n in STAGE2_FILES):
+            raise ConfigError(f"--init {p} is a stage-2 output (it has a LoRA adapter); start "
+                              "stage 2 from a stage-1 output")
     with_prompts = 0
     for d in cfg.data:
         try:
@@ -397,15 +406,6 @@ def check_inputs(cfg: PixelTrainConfig) -> Path:
         raise ConfigError(f"--stage 2 trains on prompts, but no episode of --data "
                           f"{' '.join(cfg.data)} has {PROMPTS_FILE} (keys mask / points / lines "
                           "/ boxes per step; see tracevla_ros/policy/pixelvla/train.py)")
-    if cfg.init:
-        p = Path(cfg.init)
-        missing = missing_parts_files(p, None) if p.is_dir() else ["the directory"]
-        if missing:
-            raise ConfigError(f"--init {p}: missing {', '.join(missing)} (a stage-1 output of "
-                              "tracevla-train-pixelvla)")
-        if any((p / n).is_file() for n in STAGE2_FILES):
-            raise ConfigError(f"--init {p} is a stage-2 output (it has a LoRA adapter); start "
-                              "stage 2 from a stage-1 output")
     return base
 
 
