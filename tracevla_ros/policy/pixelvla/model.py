@@ -129,8 +129,8 @@ class PixelVLAConfig:
 # --- the base model ------------------------------------------------------------------------
 
 
-def _featurizers(vla: nn.Module) -> list[nn.Module]:
-    vb = getattr(vla, "vision_backbone", None)
+def _featurizers(vla: nn.Module) -> list[Any]:
+    vb: Any = getattr(vla, "vision_backbone", None)
     feat = getattr(vb, "featurizer", None)
     if feat is None or not hasattr(feat, "blocks") or not hasattr(vla, "language_model"):
         raise PartsError(f"{type(vla).__name__} is not a Prismatic/OpenVLA-layout model (needs "
@@ -145,7 +145,7 @@ class VisionTaps:
     """Forward hooks that keep the outputs of the chosen vision blocks of the last forward."""
 
     def __init__(self, vla: nn.Module, fractions: Sequence[float]) -> None:
-        self.featurizers = _featurizers(vla)
+        self.featurizers: list[Any] = _featurizers(vla)
         self.prefix = [int(getattr(f, "num_prefix_tokens", 0)) for f in self.featurizers]
         self.layers: list[list[int]] = []
         for f in self.featurizers:
@@ -153,7 +153,7 @@ class VisionTaps:
             self.layers.append([min(used, max(0, int(round(fr * used)))) for fr in fractions])
         self.n_levels = len(fractions)
         self._store: dict[tuple[int, int], torch.Tensor] = {}
-        self._handles = []
+        self._handles: list[Any] = []
         for fi, f in enumerate(self.featurizers):
             for li, bi in enumerate(self.layers[fi]):
                 self._handles.append(f.blocks[bi].register_forward_hook(self._hook(fi, li)))
@@ -182,8 +182,9 @@ class VisionTaps:
             h.remove()
 
 
-def llm_width(vla: nn.Module) -> int:
-    return int(vla.get_input_embeddings().embedding_dim)
+def llm_width(vla: Any) -> int:
+    emb: Any = vla.get_input_embeddings()
+    return int(emb.embedding_dim)
 
 
 @dataclass
@@ -267,8 +268,18 @@ class PixelVLA(nn.Module):
         self.pixel_encoder = PixelEncoder(cfg.level_dims, cfg.llm_dim)
         self.head = ActionHead(cfg.llm_dim, cfg.chunk, cfg.action_dim, cfg.head_width,
                                cfg.head_blocks)
-        self.__dict__["peft"] = None  # the PeftModel over ``vla`` (stage 2), not a submodule
+        self.__dict__["_peft"] = None  # the PeftModel over ``vla`` (stage 2), not a submodule
         self.stage = 0
+
+    @property
+    def base(self) -> Any:
+        """The base VLA (``vla``), typed loosely: its classes come with the checkpoint."""
+        return self.vla
+
+    @property
+    def peft(self) -> Any:
+        """The PeftModel over ``vla`` (stage 2 training, unmerged adapters), else None."""
+        return self.__dict__["_peft"]
 
     @classmethod
     def for_base(cls, vla: nn.Module, **kw: Any) -> PixelVLA:
@@ -309,11 +320,11 @@ class PixelVLA(nn.Module):
 
     # --- forward ----------------------------------------------------------------------------
     def _vision(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        patches = self.vla.vision_backbone(pixel_values)
-        return self.vla.projector(patches), self.taps.levels()
+        patches = self.base.vision_backbone(pixel_values)
+        return self.base.projector(patches), self.taps.levels()
 
     def forward(self, batch: PixelBatch) -> torch.Tensor:
-        emb_layer = self.vla.get_input_embeddings()
+        emb_layer = self.base.get_input_embeddings()
         emb = emb_layer(batch.input_ids)  # (B, L, H)
         dtype = emb.dtype
         vis, levels = self._vision(batch.pixel_values.to(emb_layer.weight.dtype))
@@ -338,7 +349,7 @@ class PixelVLA(nn.Module):
         mask = torch.zeros(seq.shape[:2], dtype=torch.long, device=seq.device)
         for i, n in enumerate(lengths):
             mask[i, :n] = 1
-        decoder = self.vla.language_model.get_decoder()
+        decoder = self.base.language_model.get_decoder()
         hidden = decoder(inputs_embeds=seq, attention_mask=mask, use_cache=False,
                          return_dict=True).last_hidden_state
         c = self.cfg.chunk
@@ -361,7 +372,7 @@ def add_llm_lora(model: PixelVLA, rank: int = 32, alpha: int = 16) -> Any:
     for p in model.vla.parameters():
         if p.requires_grad:
             p.data = p.data.float()
-    model.__dict__["peft"] = pm
+    model.__dict__["_peft"] = pm
     return pm
 
 
@@ -378,9 +389,9 @@ def load_llm_adapter(model: PixelVLA, adapter: Path, merge: bool) -> None:
                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
     if merge:
         model.vla = pm.merge_and_unload()
-        model.__dict__["peft"] = None
+        model.__dict__["_peft"] = None
     else:
-        model.__dict__["peft"] = pm
+        model.__dict__["_peft"] = pm
 
 
 # --- the parts checkpoint -----------------------------------------------------------------------

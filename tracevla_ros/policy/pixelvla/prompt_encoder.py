@@ -104,6 +104,8 @@ def collate_prompts(prompts: Sequence[VisualPrompt | None], mask_size: int,
 
 
 class FourierEncoding(nn.Module):
+    gaussian: torch.Tensor
+
     """Random Fourier features of normalized 2-D coordinates (SAM's positional encoding):
     ``[sin(2 pi (2c - 1) G), cos(2 pi (2c - 1) G)]`` with a fixed Gaussian ``G`` (2, dim/2)
     stored as a buffer (saved with the weights)."""

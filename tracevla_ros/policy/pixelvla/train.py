@@ -413,8 +413,9 @@ def build(cfg: PixelTrainConfig, device: torch.device) -> tuple[PixelVLATask, Pi
     """The task and the model of ``cfg`` on ``device``."""
     base = check_inputs(cfg)
     samples = load_samples(cfg.data, use_trace=False)
-    prompts = ([load_prompts(ep.path, len(ep)) for ep in samples.episodes] if cfg.stage == 2
-               else [None] * len(samples.episodes))
+    prompts: list[EpisodePrompts | None] = (
+        [load_prompts(ep.path, len(ep)) for ep in samples.episodes] if cfg.stage == 2
+        else [None] * len(samples.episodes))
     dtype = autocast_dtype(device, cfg.precision) or torch.float32
     seed_everything(cfg.seed)
     processor, vla = load_base(base, device, dtype)
