@@ -467,3 +467,31 @@ def test_cli_trains_stage_1(tiny: dict[str, Path]) -> None:
                  "--precision", "fp32", "--quiet"]) == 0
     conf = json.loads((out / "config.json").read_text())
     assert conf["stage"] == 1 and conf["pixelvla"]["llm_dim"] == 16
+
+
+@pytest.mark.gpu
+def test_stage2_bf16_on_a_gpu(trained: dict[str, Any], tiny: dict[str, Path]) -> None:
+    """precision auto on CUDA: the base in bf16 (autocast), the parts and LoRA in float32,
+    finite losses, the backend acts in bf16. Not run here (no GPU in CI)."""
+    import torch
+
+    from tracetrain.loop import Trainer
+    from tracevla_ros.policy.config import PolicyNodeConfig
+    from tracevla_ros.policy.pixelvla.backend import make_pixelvla_7b
+    from tracevla_ros.policy.pixelvla.train import build, train_settings
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    cfg = _cfg(tiny, "gpu_s2", 2, init=str(tiny["root"] / "s1"), device="cuda",
+               precision="auto", steps=4)
+    task, model = build(cfg, torch.device("cuda"))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p for p in model.vla.parameters() if not p.requires_grad]
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in trainable)
+    assert all(p.dtype == torch.bfloat16 for p in frozen if p.is_floating_point())
+    losses = Trainer(train_settings(cfg, progress=False), task, model).run().losses
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    policy = make_pixelvla_7b(PolicyNodeConfig(checkpoint=str(tiny["base"]), device="cuda",
+                                               pixelvla_parts=cfg.out))
+    chunk = policy.infer(_observations()[-1])
+    assert chunk.values.shape == (8, 7) and np.all(np.isfinite(chunk.values))
