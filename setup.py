@@ -38,6 +38,7 @@ TOOLS = [
     "tracevla-annotate=tracevla_ros.tools.annotate:main",
     "tracevla-train=tracevla_ros.tools.train:main",
     "tracevla-finetune-vla=tracevla_ros.tools.finetune_vla:main",
+    "tracevla-train-pixelvla=tracevla_ros.tools.train_pixelvla:main",
     "tracevla-dataset=tracevla_ros.tools.dataset:main",
     "tracevla-prompt=tracevla_ros.tools.prompt:main",
     "tracegen-train=tracegen_ros.train:main",

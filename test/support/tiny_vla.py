@@ -19,6 +19,17 @@ that matters to the stack:
 
 The tokenizer is word-level (the prompts' words), adds ``<s>`` in front, and
 the image processor resizes every image to 16 x 16 px.
+
+``write_tiny_prismatic`` writes the Prismatic *layout* instead (PixelVLA tests):
+``vision_backbone`` with a ``featurizer`` and a ``fused_featurizer`` (tiny
+ViTs with the timm ``VisionTransformer`` contract Prismatic relies on:
+``blocks``, ``num_prefix_tokens``, ``embed_dim``, a forward that returns the
+second-to-last block's patch tokens; the first has one prefix token as DINOv2,
+the second none as SigLIP), channel-stacked 6-channel ``pixel_values`` (32 x
+32 px, 8 px patches: a 4 x 4 grid), the 3-layer fused ``projector`` and a
+2-layer Llama as ``language_model``; ``forward`` inserts the projected
+patches after BOS. It has no ``predict_action`` (PixelVLA decodes actions
+with its own head).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import numpy as np
 
 from tracevla_ros.policy.base import Observation
 
-__all__ = ["BRIDGE", "EMPTY_TOKEN", "write_tiny_checkpoint", "observation"]
+__all__ = ["BRIDGE", "EMPTY_TOKEN", "write_tiny_checkpoint", "write_tiny_prismatic", "observation"]
 
 # BridgeData V2 action statistics as OpenVLA ships them (q01/q99/mask).
 BRIDGE = {"action": {
@@ -149,8 +160,13 @@ class TinyImageProcessor(ImageProcessingMixin):
 
     def __call__(self, images, return_tensors=None):
         images = images if isinstance(images, list) else [images]
-        arr = np.stack([np.asarray(i.convert("RGB").resize((16, 16)), np.float32) / 255 for i in images])
-        return BatchFeature({"pixel_values": torch.from_numpy(arr).permute(0, 3, 1, 2)[None]})
+        size = int(getattr(self, "size", 16))
+        arr = np.stack([np.asarray(i.convert("RGB").resize((size, size)), np.float32) / 255 for i in images])
+        px = torch.from_numpy(arr).permute(0, 3, 1, 2)
+        if getattr(self, "fused", False):
+            # Prismatic's fused backbones: the image twice, channel-stacked, normalised two ways
+            return BatchFeature({"pixel_values": torch.cat([px - 0.5, 2 * px - 1], dim=1)})
+        return BatchFeature({"pixel_values": px[None]})
 
 class TinyProcessor(ProcessorMixin):
     attributes = ["image_processor", "tokenizer"]
@@ -163,20 +179,135 @@ class TinyProcessor(ProcessorMixin):
         return BatchFeature({**tok, "pixel_values": px})
 '''
 
+PRISMATIC_CONFIG_PY = '''
+from transformers import LlamaConfig, PretrainedConfig
+
+class TinyPrismaticConfig(PretrainedConfig):
+    model_type = "tiny_prismatic"
+
+    def __init__(self, text_config=None, image_size=32, patch_size=8, vision_dims=(12, 8),
+                 vision_depths=(4, 5), prefix_tokens=(1, 0), norm_stats=None, pad_to_multiple_of=64,
+                 **kw):
+        tc = text_config.to_dict() if isinstance(text_config, PretrainedConfig) else (text_config or {})
+        self.text_config = LlamaConfig(**tc)
+        self.image_size, self.patch_size = image_size, patch_size
+        self.vision_dims, self.vision_depths = list(vision_dims), list(vision_depths)
+        self.prefix_tokens = list(prefix_tokens)
+        self.use_fused_vision_backbone = True
+        self.norm_stats = norm_stats
+        self.pad_to_multiple_of = pad_to_multiple_of
+        super().__init__(**kw)
+'''
+
+PRISMATIC_MODELING_PY = '''
+import torch
+from torch import nn
+from transformers import LlamaForCausalLM, PreTrainedModel
+from .configuration_tiny_prismatic import TinyPrismaticConfig
+
+
+class TinyViT(nn.Module):
+    # The timm VisionTransformer contract Prismatic uses: blocks, num_prefix_tokens,
+    # embed_dim; forward = the second-to-last block's patch tokens (B, N, D).
+
+    def __init__(self, dim, depth, image_size, patch, prefix):
+        super().__init__()
+        self.embed_dim, self.num_prefix_tokens = dim, prefix
+        n = (image_size // patch) ** 2
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.prefix = nn.Parameter(torch.randn(1, prefix, dim) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1, prefix + n, dim) * 0.02)
+        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(
+            dim, 2, 2 * dim, dropout=0.0, batch_first=True, norm_first=True) for _ in range(depth)])
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.prefix.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        for blk in self.blocks[:len(self.blocks) - 1]:
+            x = blk(x)
+        return x[:, self.num_prefix_tokens:]
+
+
+class TinyVisionBackbone(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.use_fused_vision_backbone = True
+        args = [(d, n, c.image_size, c.patch_size, p)
+                for d, n, p in zip(c.vision_dims, c.vision_depths, c.prefix_tokens)]
+        self.featurizer = TinyViT(*args[0])
+        self.fused_featurizer = TinyViT(*args[1])
+        self.embed_dim = sum(c.vision_dims)
+
+    def forward(self, pixel_values):
+        img, fused = torch.split(pixel_values, [3, 3], dim=1)
+        return torch.cat([self.featurizer(img), self.fused_featurizer(fused)], dim=2)
+
+
+class TinyProjector(nn.Module):
+    def __init__(self, vision_dim, llm_dim):
+        super().__init__()
+        self.fc1 = nn.Linear(vision_dim, 4 * vision_dim)
+        self.fc2 = nn.Linear(4 * vision_dim, llm_dim)
+        self.fc3 = nn.Linear(llm_dim, llm_dim)
+        self.act_fn1, self.act_fn2 = nn.GELU(), nn.GELU()
+
+    def forward(self, x):
+        return self.fc3(self.act_fn2(self.fc2(self.act_fn1(self.fc1(x)))))
+
+
+class TinyPrismaticForActionPrediction(PreTrainedModel):
+    config_class = TinyPrismaticConfig
+    base_model_prefix = "model"
+    _supports_sdpa = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.vision_backbone = TinyVisionBackbone(config)
+        self.projector = TinyProjector(self.vision_backbone.embed_dim, config.text_config.hidden_size)
+        self.language_model = LlamaForCausalLM(config.text_config)
+        self.vocab_size = config.text_config.vocab_size - config.pad_to_multiple_of
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            module.weight.data.normal_(0.0, 0.02)
+            if getattr(module, "bias", None) is not None:
+                module.bias.data.zero_()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, **kw):
+        emb = self.get_input_embeddings()(input_ids)
+        if pixel_values is None:
+            return self.language_model(inputs_embeds=emb, attention_mask=attention_mask, **kw)
+        patches = self.projector(self.vision_backbone(pixel_values.to(emb.dtype)))
+        emb = torch.cat([emb[:, :1], patches, emb[:, 1:]], dim=1)
+        if attention_mask is not None:
+            ones = attention_mask.new_ones(patches.shape[:2])
+            attention_mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+        return self.language_model(inputs_embeds=emb, attention_mask=attention_mask, **kw)
+'''
+
 WORDS = ("in: what action should the robot take to put carrot on plate probe you are given two "
          "images: one with original observation, and another marked historical traces of end "
          "effector moving objects, separated by a special separator token. ?\nout: pick up red "
          "cube push block right").split()
 
 
-def _import_remote_code(d: Path) -> tuple[type, type]:
+def _import_remote_code(d: Path, config: str = "configuration_tiny", modeling: str = "modeling_tiny",
+                        classes: tuple[str, str] = ("TinyVLAConfig", "TinyVLAForActionPrediction")
+                        ) -> tuple[type, type]:
     """(config class, model class) of the modules in ``d``, imported under a package
     named after ``d`` (as transformers' dynamic module loader would)."""
     pkg = f"tiny_vla_{abs(hash(str(d.resolve())))}"
     if pkg not in sys.modules:
         sys.modules[pkg] = type(sys)(pkg)
         sys.modules[pkg].__path__ = [str(d)]  # type: ignore[attr-defined]
-    for mod in ("configuration_tiny", "modeling_tiny"):
+    for mod in (config, modeling):
         spec = importlib.util.spec_from_file_location(f"{pkg}.{mod}", d / f"{mod}.py",
                                                       submodule_search_locations=None)
         assert spec is not None and spec.loader is not None
@@ -184,22 +315,19 @@ def _import_remote_code(d: Path) -> tuple[type, type]:
         m.__package__ = pkg
         sys.modules[f"{pkg}.{mod}"] = m
         spec.loader.exec_module(m)
-    return (sys.modules[f"{pkg}.configuration_tiny"].TinyVLAConfig,
-            sys.modules[f"{pkg}.modeling_tiny"].TinyVLAForActionPrediction)
+    return (getattr(sys.modules[f"{pkg}.{config}"], classes[0]),
+            getattr(sys.modules[f"{pkg}.{modeling}"], classes[1]))
 
 
 def write_tiny_checkpoint(d: Path, unnormalize_in_model: bool = True, seed: int = 0) -> Path:
     """Write the tiny checkpoint into the new directory ``d``; the same seed gives the same
     weights. Statistics: ``bridge_orig`` (BRIDGE) in ``config.json``'s ``norm_stats``."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     d.mkdir(parents=True)
     (d / "configuration_tiny.py").write_text(CONFIG_PY)
     (d / "modeling_tiny.py").write_text(MODELING_PY)
-    (d / "processing_tiny.py").write_text(PROCESSING_PY)
-    vocab = {"[UNK]": 0, "<s>": 1, EMPTY_TOKEN: 2,
-             **{w: i + 3 for i, w in enumerate(dict.fromkeys(WORDS))}}
+    vocab = _vocab()
     cfg_cls, model_cls = _import_remote_code(d)
     torch.manual_seed(seed)
     cfg = cfg_cls(vocab_size=32064, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
@@ -212,6 +340,21 @@ def write_tiny_checkpoint(d: Path, unnormalize_in_model: bool = True, seed: int 
     conf["auto_map"] = {"AutoConfig": "configuration_tiny.TinyVLAConfig",
                         "AutoModelForVision2Seq": "modeling_tiny.TinyVLAForActionPrediction"}
     (d / "config.json").write_text(json.dumps(conf))
+    _write_processor(d, vocab)
+    return d
+
+
+def _vocab() -> dict[str, int]:
+    return {"[UNK]": 0, "<s>": 1, EMPTY_TOKEN: 2,
+            **{w: i + 3 for i, w in enumerate(dict.fromkeys(WORDS))}}
+
+
+def _write_processor(d: Path, vocab: dict[str, int], **image: object) -> None:
+    """Word-level tokenizer (``<s>`` in front) + the tiny image processor (``image``: its
+    ``size`` / ``fused`` settings) + processing_tiny.py."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    (d / "processing_tiny.py").write_text(PROCESSING_PY)
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
@@ -222,9 +365,38 @@ def write_tiny_checkpoint(d: Path, unnormalize_in_model: bool = True, seed: int 
          "processor_class": "TinyProcessor",
          "auto_map": {"AutoProcessor": "processing_tiny.TinyProcessor"}}))
     (d / "preprocessor_config.json").write_text(json.dumps(
-        {"image_processor_type": "TinyImageProcessor", "processor_class": "TinyProcessor",
+        {"image_processor_type": "TinyImageProcessor", "processor_class": "TinyProcessor", **image,
          "auto_map": {"AutoImageProcessor": "processing_tiny.TinyImageProcessor",
                       "AutoProcessor": "processing_tiny.TinyProcessor"}}))
+
+
+def write_tiny_prismatic(d: Path, seed: int = 0, hidden: int = 16, layers: int = 2) -> Path:
+    """Write the tiny Prismatic-layout checkpoint (see the module docstring) into the new
+    directory ``d``: fused 2-backbone vision (4 x 4 patches of 32 x 32 px images), the
+    3-layer projector, a ``layers``-layer Llama of width ``hidden``; the same seed gives
+    the same weights."""
+    import torch
+
+    d.mkdir(parents=True)
+    (d / "configuration_tiny_prismatic.py").write_text(PRISMATIC_CONFIG_PY)
+    (d / "modeling_tiny_prismatic.py").write_text(PRISMATIC_MODELING_PY)
+    vocab = _vocab()
+    cfg_cls, model_cls = _import_remote_code(
+        d, "configuration_tiny_prismatic", "modeling_tiny_prismatic",
+        ("TinyPrismaticConfig", "TinyPrismaticForActionPrediction"))
+    torch.manual_seed(seed)
+    text = dict(vocab_size=32064, hidden_size=hidden, intermediate_size=2 * hidden,
+                num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                max_position_embeddings=256, bos_token_id=1, eos_token_id=0, pad_token_id=0)
+    cfg = cfg_cls(text_config=text, norm_stats={"bridge_orig": BRIDGE}, bos_token_id=1,
+                  eos_token_id=0, pad_token_id=0)
+    model_cls(cfg).save_pretrained(d, safe_serialization=True)
+    conf = json.loads((d / "config.json").read_text())
+    conf["auto_map"] = {"AutoConfig": "configuration_tiny_prismatic.TinyPrismaticConfig",
+                        "AutoModelForVision2Seq":
+                            "modeling_tiny_prismatic.TinyPrismaticForActionPrediction"}
+    (d / "config.json").write_text(json.dumps(conf))
+    _write_processor(d, vocab, size=32, fused=True)
     return d
 
 

@@ -35,7 +35,11 @@ class PolicyNodeConfig:
                                              "arrives (false: a new instruction clears it, as a "
                                              "prompt belongs to one task)")
     adapter: str = param("", "LoRA adapter directory (tracevla-finetune-vla) applied on top of "
-                         "'checkpoint'; backends openvla and tracevla-7b only; empty = none")
+                         "'checkpoint'; backends openvla and tracevla-7b; pixelvla-7b: a stage-2 "
+                         "adapter kept apart from its parts; empty = none (pixelvla-7b: the parts' own)")
+    pixelvla_parts: str = param("", "backend pixelvla-7b: output directory of "
+                                "tracevla-train-pixelvla (prompt/pixel encoders, action head, "
+                                "statistics, stage-2 LoRA) on top of the OpenVLA 'checkpoint'")
     merge_adapter: bool = param(True, "merge the adapter into the weights at load time (as fast "
                                 "as the base model); false keeps the PEFT layers")
     unnorm_key: str = param("bridge_orig", "dataset statistics that unnormalise the VLA's actions "

@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "tracevla-7b": "tracevla_ros.policy.vla.hf:make_tracevla_7b",
     "tracevla-phi3": "tracevla_ros.policy.vla.hf:make_tracevla_phi3",
     "openvla": "tracevla_ros.policy.vla.hf:make_openvla",
+    "pixelvla-7b": "tracevla_ros.policy.pixelvla.backend:make_pixelvla_7b",
     "remote": "tracevla_ros.policy.remote.client:make_remote",
     "local": "tracevla_ros.policy.local.backend:make",
 }

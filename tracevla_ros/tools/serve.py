@@ -57,6 +57,8 @@ def _parser() -> ArgParser:
                     "local cache ('' = the backend's published repo); never downloaded")
     ap.add_argument("--adapter", default="", help="LoRA adapter dir from tracevla-finetune-vla "
                     "(backends openvla, tracevla-7b; '' = none); merged into the weights at load")
+    ap.add_argument("--pixelvla-parts", default="", help="backend pixelvla-7b: the "
+                    "tracevla-train-pixelvla output dir on top of --checkpoint (OpenVLA)")
     ap.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--unnorm-key", default=d.unnorm_key, help="dataset statistics for the actions")
     ap.add_argument("--host", type=nonempty_str, default="127.0.0.1",
@@ -93,7 +95,8 @@ def _main(argv: list[str] | None) -> int:
     stop = StopRequest()
     install_stop_signals(stop)  # also while the model loads: checked once it is loaded
     cfg = PolicyNodeConfig(backend=args.backend, checkpoint=args.checkpoint, device=args.device,
-                           unnorm_key=args.unnorm_key, adapter=args.adapter)
+                           unnorm_key=args.unnorm_key, adapter=args.adapter,
+                           pixelvla_parts=args.pixelvla_parts)
     policy = make_policy(cfg)
     try:
         server = PolicyServer(policy, args.host, args.port, token, int(args.max_frame_mb * 2**20))

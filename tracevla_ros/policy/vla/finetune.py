@@ -103,7 +103,8 @@ from tracevla_ros.sim.dataset import (
 
 __all__ = ["FinetuneConfig", "FINETUNE_MODELS", "IGNORE_INDEX", "INFO_FILE", "FORMAT_NAME",
            "VLASamples", "VLABatch", "SampleEncoder", "load_samples", "action_token_loss",
-           "LoRATask", "load_base", "add_lora", "check_inputs", "save_adapter", "build",
+           "LoRATask", "load_base", "add_lora", "check_inputs", "save_adapter",
+           "write_adapter_files", "trainable_state", "load_trainable_state", "build",
            "train_settings", "finetune"]
 
 _log = logging.getLogger(__name__)
@@ -389,21 +390,10 @@ class LoRATask:
         self.history = list(js.get("history", []))
 
     def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+        return trainable_state(model)
 
     def load_model_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        own = dict(model.named_parameters())
-        want = {k for k, p in own.items() if p.requires_grad}
-        if set(state) != want:
-            missing, extra = sorted(want - set(state)), sorted(set(state) - want)
-            raise KeyError(f"the saved LoRA tensors differ from this model's (missing "
-                           f"{missing[:3]}, unexpected {extra[:3]}); same --lora-rank and base?")
-        with torch.no_grad():
-            for k, v in state.items():
-                if own[k].shape != v.shape:
-                    raise RuntimeError(f"LoRA tensor {k}: saved {tuple(v.shape)}, model "
-                                       f"{tuple(own[k].shape)}")
-                own[k].copy_(v)
+        load_trainable_state(model, state, "LoRA", "same --lora-rank and base?")
 
     # evaluation and the adapter checkpoint
     @torch.no_grad()
@@ -456,10 +446,41 @@ class LoRATask:
                 "torch": torch.__version__, "files": [ADAPTER_WEIGHTS, ADAPTER_CONFIG, STATS_FILE]}
 
 
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors of ``model`` (what a resumable state keeps; never the base)."""
+    return {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], what: str,
+                         hint: str) -> None:
+    """Copy ``state`` into the trainable tensors of ``model``: exactly the same names and
+    shapes (KeyError / RuntimeError naming ``what`` and ``hint`` otherwise)."""
+    own = dict(model.named_parameters())
+    want = {k for k, p in own.items() if p.requires_grad}
+    if set(state) != want:
+        missing, extra = sorted(want - set(state)), sorted(set(state) - want)
+        raise KeyError(f"the saved {what} tensors differ from this model's (missing "
+                       f"{missing[:3]}, unexpected {extra[:3]}); {hint}")
+    with torch.no_grad():
+        for k, v in state.items():
+            if own[k].shape != v.shape:
+                raise RuntimeError(f"{what} tensor {k}: saved {tuple(v.shape)}, model "
+                                   f"{tuple(own[k].shape)}")
+            own[k].copy_(v)
+
+
 def save_adapter(out: Path, model: nn.Module, norm_stats: dict[str, Any],
                  info: dict[str, Any]) -> None:
     """PEFT's adapter files, the statistics and ``finetune.json`` into ``out``; each file is
     written under a temporary name first, then renamed (a killed run leaves whole files)."""
+    write_adapter_files(out, model)
+    write_json(out / STATS_FILE, norm_stats)
+    write_json(out / INFO_FILE, {"format": format_tag(FORMAT_NAME, FORMAT_VERSION), **info})
+
+
+def write_adapter_files(out: Path, model: nn.Module) -> None:
+    """PEFT's ``adapter_model.safetensors`` + ``adapter_config.json`` of the PeftModel
+    ``model`` into ``out``, each renamed into place from a temporary directory."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".adapter.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -471,8 +492,6 @@ def save_adapter(out: Path, model: nn.Module, norm_stats: dict[str, Any],
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_json(out / STATS_FILE, norm_stats)
-    write_json(out / INFO_FILE, {"format": format_tag(FORMAT_NAME, FORMAT_VERSION), **info})
 
 
 # --- model ----------------------------------------------------------------------------------
