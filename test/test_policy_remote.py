@@ -352,3 +352,34 @@ def test_policy_node_drops_late_actions_and_bad_images(server: Server) -> None:
         assert any("dropped as stale" in m for m in h.logs), h.logs
     finally:
         h.close()
+
+
+def test_prompt_round_trips_over_the_wire() -> None:
+    """The active visual prompt (PixelVLA) reaches a server-side backend unchanged."""
+    from tracevla_ros.policy.prompt import VisualPrompt
+    from tracevla_ros.policy.remote.protocol import (Frame, MsgType, decode_frame, encode_frame,
+                                                     prompt_to_wire)
+    from tracevla_ros.policy.remote.server import observation_from_frame
+
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:4] = True
+    p = VisualPrompt(points=[[0.5, 0.25]], boxes=[[0.1, 0.2, 0.3, 0.4]], mask=mask,
+                     labels=("cup", "region"), stamp=3.5)
+    client = RemotePolicy("127.0.0.1", 1, 1.0)  # builds the request only; never connects
+    frame = client._request(Observation(np.zeros((4, 6, 3), np.uint8), None, "pick the cup",
+                                        prompt=p), 1.0)
+    meta, _ = prompt_to_wire(p)
+    parts = encode_frame(frame)
+    header, js, payload = bytes(parts[0]), bytes(parts[1]), bytearray(b"".join(map(bytes, parts[2:])))
+    got = observation_from_frame(decode_frame(MsgType.INFER, js, payload)).prompt
+    assert got is not None and got.kinds() == ("point", "box", "mask")
+    np.testing.assert_array_equal(got.points, p.points)
+    np.testing.assert_array_equal(got.boxes, p.boxes)
+    np.testing.assert_array_equal(got.mask, mask)
+    assert got.labels == ("cup", "region") and got.stamp == 3.5 and got.image_size == (6, 4)
+    no_prompt = Frame(MsgType.INFER, {"instruction": "x"}, {"image": np.zeros((4, 6, 3), np.uint8)})
+    assert observation_from_frame(no_prompt).prompt is None
+    bad = Frame(MsgType.INFER, {"instruction": "x", "prompt": meta},
+                {"image": np.zeros((4, 6, 3), np.uint8), "prompt_points": np.array([[2.0, 0.5]], np.float32)})
+    with pytest.raises(PolicyError, match="prompt is malformed"):
+        observation_from_frame(bad)

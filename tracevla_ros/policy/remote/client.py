@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from tracevla_ros.policy.remote.protocol import (
     Frame,
     MsgType,
     ProtocolError,
+    prompt_to_wire,
     recv_frame,
     send_frame,
 )
@@ -102,8 +104,12 @@ class RemotePolicy:
                                          "proprio": np.asarray(obs.proprio, np.float32)}
         if obs.overlay is not None:
             arrays["overlay"] = obs.overlay
-        return Frame(MsgType.INFER, {"instruction": obs.instruction, "stamp": float(obs.stamp),
-                                     "reset": self._reset_pending, "budget_s": budget_s}, arrays)
+        meta: dict[str, Any] = {"instruction": obs.instruction, "stamp": float(obs.stamp),
+                                "reset": self._reset_pending, "budget_s": budget_s}
+        if obs.prompt is not None:  # PixelVLA: the active visual prompt travels with the frame
+            meta["prompt"], prompt_arrays = prompt_to_wire(obs.prompt)
+            arrays.update(prompt_arrays)
+        return Frame(MsgType.INFER, meta, arrays)
 
     def _exchange(self, req: Frame) -> Frame:
         deadline = time.monotonic() + self.timeout_s

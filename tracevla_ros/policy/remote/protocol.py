@@ -13,7 +13,8 @@ side read or allocate without bound. Message types:
 =======  ========  =========================================================
 HELLO    c -> s    {"protocol", "token"} first frame on a connection
 WELCOME  s -> c    {"protocol", "backend"} the token was accepted
-INFER    c -> s    {"instruction", "stamp", "reset", "budget_s"} + image, [overlay], proprio
+INFER    c -> s    {"instruction", "stamp", "reset", "budget_s", ["prompt"]} + image, [overlay],
+                   proprio, [prompt_points, prompt_lines, prompt_boxes, prompt_mask]
 ACTION   s -> c    {"action_space", "trace_used", "infer_s"} + values (H, D) float32
 ERROR    s -> c    {"kind": auth|policy|protocol|internal|expired, "message"}
 =======  ========  =========================================================
@@ -30,6 +31,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from tracevla_ros.policy.base import PolicyError
+from tracevla_ros.policy.prompt import PromptError, VisualPrompt
+
 __all__ = [
     "MAGIC",
     "VERSION",
@@ -43,6 +47,8 @@ __all__ = [
     "decode_frame",
     "send_frame",
     "recv_frame",
+    "prompt_to_wire",
+    "prompt_from_wire",
 ]
 
 MAGIC = b"TVLA"
@@ -178,3 +184,36 @@ def recv_frame(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> Frame
     js = bytes(_recv_exactly(sock, json_len))
     payload = _recv_exactly(sock, payload_len) if payload_len else bytearray()
     return decode_frame(mtype, js, payload)
+
+
+_PROMPT_ARRAYS = ("points", "lines", "boxes", "mask")
+
+
+def prompt_to_wire(prompt: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A ``VisualPrompt`` as INFER meta ``prompt`` {image_size, labels, stamp} plus the arrays
+    ``prompt_points`` (P, 2), ``prompt_lines`` (L, 4), ``prompt_boxes`` (B, 4) float32 and
+    ``prompt_mask`` (H, W) bool (only when there is a mask)."""
+    meta = {"image_size": list(prompt.image_size), "labels": list(prompt.labels),
+            "stamp": float(prompt.stamp)}
+    arrays = {f"prompt_{k}": np.asarray(getattr(prompt, k), np.float32)
+              for k in _PROMPT_ARRAYS[:3]}
+    if prompt.mask is not None:
+        arrays["prompt_mask"] = np.asarray(prompt.mask, bool)
+    return meta, arrays
+
+
+def prompt_from_wire(meta: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """The inverse of :func:`prompt_to_wire`; ``None`` when the request has no prompt.
+    A malformed prompt is a ``PolicyError`` naming it (the server answers ERROR policy)."""
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise PolicyError("request 'prompt' must be an object {image_size, labels, stamp}")
+    try:
+        return VisualPrompt(points=arrays.get("prompt_points"), lines=arrays.get("prompt_lines"),
+                            boxes=arrays.get("prompt_boxes"), mask=arrays.get("prompt_mask"),
+                            image_size=tuple(meta.get("image_size", (0, 0))),  # type: ignore[arg-type]
+                            labels=tuple(meta.get("labels", ())),
+                            stamp=float(meta.get("stamp", 0.0)))
+    except (PromptError, TypeError, ValueError) as exc:
+        raise PolicyError(f"request prompt is malformed: {exc}") from None

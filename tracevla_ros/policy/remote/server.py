@@ -29,6 +29,7 @@ from tracevla_ros.policy.remote.protocol import (
     Frame,
     MsgType,
     ProtocolError,
+    prompt_from_wire,
     recv_frame,
     send_frame,
 )
@@ -53,9 +54,10 @@ def observation_from_frame(frame: Frame) -> Observation:
     if not isinstance(instruction, str):
         raise PolicyError("request has no instruction text")
     proprio = frame.arrays.get("proprio", np.zeros(0, np.float32))
+    prompt = prompt_from_wire(frame.meta.get("prompt"), frame.arrays)
     return Observation(image=image, overlay=frame.arrays.get("overlay"), instruction=instruction,
                        proprio=np.asarray(proprio, np.float32),
-                       stamp=float(frame.meta.get("stamp", 0.0)))
+                       stamp=float(frame.meta.get("stamp", 0.0)), prompt=prompt)
 
 
 class _Handler(socketserver.BaseRequestHandler):
