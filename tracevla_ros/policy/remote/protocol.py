@@ -16,6 +16,8 @@ WELCOME  s -> c    {"protocol", "backend"} the token was accepted
 INFER    c -> s    {"instruction", "stamp", "reset", "budget_s"} + image, [overlay], proprio
 ACTION   s -> c    {"action_space", "trace_used", "infer_s"} + values (H, D) float32
 ERROR    s -> c    {"kind": auth|policy|protocol|internal|expired, "message"}
+AFFORD   c -> s    {"instruction", "budget_s"} + image: an affordance question
+POINTS   s -> c    {"text", "infer_s"}: the affordance model's text answer
 =======  ========  =========================================================
 """
 
@@ -59,6 +61,8 @@ class MsgType(IntEnum):
     INFER = 3
     ACTION = 4
     ERROR = 5
+    AFFORD = 6
+    POINTS = 7
 
 
 class ProtocolError(ValueError):
