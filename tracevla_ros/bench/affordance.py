@@ -123,7 +123,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         res = score_answer_file(args.answers, masks)
         return {"benchmark": "affordance", "answers": str(args.answers), "masks": str(args.masks),
                 "questions": res["questions"], "score": res["score"],
-                **bootstrap(res["per_question"], args.boot, args.seed)}  # type: ignore[arg-type]
+                "ci95": bootstrap(res["per_question"], args.boot, args.seed)["ci95"],  # type: ignore[arg-type]
+                "per_question": res["per_question"]}
     if args.data is None:
         raise UsageError("give --data SIM_TEST_DIR, or --answers FILE --masks DIR")
     return _sim(args)

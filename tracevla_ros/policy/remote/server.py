@@ -76,7 +76,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 log.warning("%s: rejected (wrong or missing token)", peer)
                 send_frame(sock, _error("auth", "wrong or missing token"))
                 return
-            send_frame(sock, Frame(MsgType.WELCOME, {"protocol": VERSION, "backend": srv.policy.name}))
+            send_frame(sock, Frame(MsgType.WELCOME, {"protocol": VERSION, "backend": srv.name}))
             sock.settimeout(None)  # a connected robot may pause between requests
             log.info("%s: connected", peer)
             while not srv.stopping.is_set():
@@ -84,7 +84,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 if req.type == MsgType.AFFORD and srv.affordance is not None:
                     send_frame(sock, srv.handle_afford(req, peer), srv.max_frame)
                     continue
-                if req.type != MsgType.INFER:
+                if req.type != MsgType.INFER or srv.policy is None:
                     send_frame(sock, _error("protocol", f"expected INFER, got {req.type.name}"))
                     return
                 send_frame(sock, srv.handle_infer(req, peer), srv.max_frame)
@@ -125,6 +125,12 @@ class PolicyServer:
         self.expired = 0
         self._tcp = _TCPServer((host, port), _Handler)
         self._tcp.owner = self
+
+    @property
+    def name(self) -> str:
+        """The served backends' names (policy, then affordance model)."""
+        names = [getattr(b, "name", "?") for b in (self.policy, self.affordance) if b is not None]
+        return "+".join(names)
 
     @property
     def address(self) -> tuple[str, int]:
