@@ -121,7 +121,7 @@ class AffordanceNet(nn.Module):
 
 def prepare_image(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, 128, 128) float in [0, 1] (bilinear resize)."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+    t = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).float().div(255.0)
     if t.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         t = F.interpolate(t[None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
                           align_corners=False)[0]

@@ -110,6 +110,7 @@ class AffordanceTask:
 
     def on_save(self, ctx: SaveContext) -> dict[str, Any]:
         model = ctx.ema_model if ctx.ema_model is not None else ctx.model
+        assert isinstance(model, AffordanceNet)  # what this task trains
         save_small(self.out, model, {**self.training, "step": ctx.step,
                                      "train_loss": ctx.train_loss,
                                      "seconds": round(ctx.elapsed_s, 1)})

@@ -34,7 +34,7 @@ from tracevla_ros.cli import ArgParser, UsageError, existing_dir, existing_file,
 _MASK_EXT = (".png", ".jpg", ".jpeg")
 
 
-def bootstrap(scores: Sequence[float], n: int, seed: int) -> dict[str, Any]:
+def bootstrap(scores: Sequence[float] | np.ndarray, n: int, seed: int) -> dict[str, Any]:
     """Mean and 95 % percentile bootstrap interval over questions."""
     s = np.asarray(scores, np.float64)
     if len(s) == 0:
