@@ -54,6 +54,7 @@ setup(
                                     "tracetrain", "tracetrain.*"]),
     # The shipped checkpoints (config.json + model.safetensors): local policy and TraceGen.
     package_data={"tracevla_ros.policy": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"],
+                  "tracevla_ros.affordance": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"],
                   "tracegen_ros": ["checkpoints/*/*.safetensors", "checkpoints/*/*.json"]},
     python_requires=">=3.10,<3.14",
     entry_points={"console_scripts": _node_scripts() + TOOLS, **plugin_entry_points()},

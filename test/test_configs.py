@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tracevla_ros.affordance.config import AffordanceNodeConfig
 from tracevla_ros.bag.config import BagPlayerConfig, RecorderConfig
 from tracevla_ros.camera.config import CameraConfig
 from tracevla_ros.config import SHARED, field_specs, load_node_config, load_params_file, node_params
@@ -40,10 +41,11 @@ CLASSES = {
     "trace_viz_node": lambda: TraceVizConfig,
     "bag_player_node": lambda: BagPlayerConfig,
     "tracegen_node": _tracegen_config,
+    "affordance_node": lambda: AffordanceNodeConfig,
 }
 ROBOT_NODES = {
     "widowx.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
-                    "widowx_controller_node", "trace_viz_node", "bag_player_node"},
+                    "widowx_controller_node", "trace_viz_node", "bag_player_node", "affordance_node"},
     "fr3.yaml": {"camera_node", "tracker_node", "policy_node", "recorder_node", "sim_node",
                  "franka_controller_node", "trace_viz_node", "bag_player_node", "tracegen_node"},
 }

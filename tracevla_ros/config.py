@@ -429,6 +429,7 @@ STACK_NODE_CONFIGS: dict[str, str] = {
     "widowx_controller_node": "tracevla_ros.control.controller_config:WidowXControllerConfig",
     "franka_controller_node": "tracevla_ros.control.controller_config:FrankaControllerConfig",
     "trace_viz_node": "tracevla_ros.viz.config:TraceVizConfig",
+    "affordance_node": "tracevla_ros.affordance.config:AffordanceNodeConfig",
 }
 
 

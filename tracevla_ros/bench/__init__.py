@@ -20,4 +20,5 @@ BENCHMARKS: dict[str, str] = {
     "recorder": "recorder",
     "action": "action",
     "annotate": "annotate",
+    "affordance": "affordance",
 }

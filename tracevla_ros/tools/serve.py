@@ -11,6 +11,9 @@ The token only keeps other clients out; it travels unencrypted, so across an
 untrusted network use an SSH tunnel (``ssh -L 8765:127.0.0.1:8765 gpu-host``
 and keep the default ``--host 127.0.0.1``) or a VPN.
 
+``--affordance-backend robopoint-hf --affordance-checkpoint DIR`` also (or only)
+answers affordance questions for ``affordance_node`` with ``backend: remote``.
+
 ``--backend`` takes a registered name (tracevla-7b, tracevla-phi3, openvla) or
 ``package.module:function``. Binds 127.0.0.1 unless ``--host`` says otherwise
 (then use a token, or an SSH tunnel). Prints ``tracevla-serve: serving <name>
@@ -51,8 +54,12 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def _parser() -> ArgParser:
     d = PolicyNodeConfig()
     ap = ArgParser(PROG, description=__doc__)
-    ap.add_argument("--backend", required=True, type=nonempty_str,
-                    help="registered backend or package.module:function")
+    ap.add_argument("--backend", default="", help="registered policy backend or "
+                    "package.module:function ('' = serve only --affordance-backend)")
+    ap.add_argument("--affordance-backend", default="", help="also answer affordance questions "
+                    "(AFFORD frames) with this backend: robopoint-hf, small or package.module:function")
+    ap.add_argument("--affordance-checkpoint", default="", help="local checkpoint of the "
+                    "affordance backend (robopoint-hf: an HF-llava directory)")
     ap.add_argument("--checkpoint", default="", help="local checkpoint dir or HF repo id in the "
                     "local cache ('' = the backend's published repo); never downloaded")
     ap.add_argument("--adapter", default="", help="LoRA adapter dir from tracevla-finetune-vla "
@@ -82,7 +89,9 @@ def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    require(args.backend != "remote",
+    require(bool(args.backend or args.affordance_backend),
+            "give --backend (a policy) and/or --affordance-backend (an affordance model)")
+    require(args.backend != "remote" and args.affordance_backend != "remote",
             "--backend remote would forward to another server; serve a model backend")
     token = None
     if args.token_env:
@@ -97,16 +106,25 @@ def _main(argv: list[str] | None) -> int:
     cfg = PolicyNodeConfig(backend=args.backend, checkpoint=args.checkpoint, device=args.device,
                            unnorm_key=args.unnorm_key, adapter=args.adapter,
                            pixelvla_parts=args.pixelvla_parts)
-    policy = make_policy(cfg)
+    policy = make_policy(cfg) if args.backend else None
+    affordance = None
+    if args.affordance_backend:
+        from tracevla_ros.affordance.backend import make_backend
+        from tracevla_ros.affordance.config import AffordanceNodeConfig
+
+        affordance = make_backend(AffordanceNodeConfig(backend=args.affordance_backend,
+                                                       checkpoint=args.affordance_checkpoint,
+                                                       device=args.device))
     try:
-        server = PolicyServer(policy, args.host, args.port, token, int(args.max_frame_mb * 2**20))
+        server = PolicyServer(policy, args.host, args.port, token,  # type: ignore[arg-type]
+                              int(args.max_frame_mb * 2**20), affordance=affordance)
     except OSError as exc:
         raise UsageError(f"--host {args.host} --port {args.port}: cannot listen there "
                          f"({exc.strerror or exc}); choose another port or host") from None
     thread = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
     thread.start()
     host, port = server.address
-    print(f"{PROG}: serving {policy.name} on {host}:{port}", flush=True)
+    print(f"{PROG}: serving {server.name} on {host}:{port}", flush=True)
     while not stop:
         time.sleep(0.2)
     log.info("%s: shutting down", stop.reason)

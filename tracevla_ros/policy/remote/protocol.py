@@ -17,6 +17,8 @@ INFER    c -> s    {"instruction", "stamp", "reset", "budget_s", ["prompt"]} + i
                    proprio, [prompt_points, prompt_lines, prompt_boxes, prompt_mask]
 ACTION   s -> c    {"action_space", "trace_used", "infer_s"} + values (H, D) float32
 ERROR    s -> c    {"kind": auth|policy|protocol|internal|expired, "message"}
+AFFORD   c -> s    {"instruction", "budget_s"} + image: an affordance question
+POINTS   s -> c    {"text", "infer_s"}: the affordance model's text answer
 =======  ========  =========================================================
 """
 
@@ -65,6 +67,8 @@ class MsgType(IntEnum):
     INFER = 3
     ACTION = 4
     ERROR = 5
+    AFFORD = 6
+    POINTS = 7
 
 
 class ProtocolError(ValueError):

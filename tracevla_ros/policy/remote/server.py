@@ -78,12 +78,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 log.warning("%s: rejected (wrong or missing token)", peer)
                 send_frame(sock, _error("auth", "wrong or missing token"))
                 return
-            send_frame(sock, Frame(MsgType.WELCOME, {"protocol": VERSION, "backend": srv.policy.name}))
+            send_frame(sock, Frame(MsgType.WELCOME, {"protocol": VERSION, "backend": srv.name}))
             sock.settimeout(None)  # a connected robot may pause between requests
             log.info("%s: connected", peer)
             while not srv.stopping.is_set():
                 req = recv_frame(sock, srv.max_frame)
-                if req.type != MsgType.INFER:
+                if req.type == MsgType.AFFORD and srv.affordance is not None:
+                    send_frame(sock, srv.handle_afford(req, peer), srv.max_frame)
+                    continue
+                if req.type != MsgType.INFER or srv.policy is None:
                     send_frame(sock, _error("protocol", f"expected INFER, got {req.type.name}"))
                     return
                 send_frame(sock, srv.handle_infer(req, peer), srv.max_frame)
@@ -112,8 +115,10 @@ class PolicyServer:
     """
 
     def __init__(self, policy: Policy, host: str = "127.0.0.1", port: int = 8765,
-                 token: str | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+                 token: str | None = None, max_frame: int = DEFAULT_MAX_FRAME,
+                 affordance: Any = None) -> None:
         self.policy = policy
+        self.affordance = affordance  # an AffordanceBackend answering AFFORD frames, or None
         self.max_frame = max_frame
         self._token = token
         self._model_lock = threading.Lock()
@@ -122,6 +127,12 @@ class PolicyServer:
         self.expired = 0
         self._tcp = _TCPServer((host, port), _Handler)
         self._tcp.owner = self
+
+    @property
+    def name(self) -> str:
+        """The served backends' names (policy, then affordance model)."""
+        names = [getattr(b, "name", "?") for b in (self.policy, self.affordance) if b is not None]
+        return "+".join(names)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -167,6 +178,34 @@ class PolicyServer:
                  "action" if reply.type == MsgType.ACTION else f"error ({reply.meta['kind']})",
                  (t2 - t0) * 1e3, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
         return reply
+
+    def handle_afford(self, req: Frame, peer: str) -> Frame:
+        """One affordance question under the model lock: a POINTS frame with the model's text
+        answer (the client parses it), or an ERROR frame."""
+        from tracevla_ros.affordance.backend import AffordanceError
+
+        t0 = time.monotonic()
+        budget = req.meta.get("budget_s")
+        with self._model_lock:
+            t1 = time.monotonic()
+            self.requests += 1
+            if isinstance(budget, (int, float)) and t1 - t0 > budget:
+                self.expired += 1
+                return _error("expired", f"waited {t1 - t0:.2f} s for the model, longer than "
+                              f"the client's {budget:.2f} s budget")
+            image, instruction = req.arrays.get("image"), req.meta.get("instruction")
+            if image is None or not isinstance(instruction, str):
+                return _error("policy", "affordance request needs an 'image' and an instruction")
+            try:
+                result = self.affordance.predict(np.asarray(image), instruction)
+            except AffordanceError as exc:
+                return _error("policy", str(exc))
+            except Exception as exc:  # noqa: BLE001 - forwarded to the client, logged
+                log.exception("affordance request from %s: backend raised", peer)
+                return _error("internal", f"{type(exc).__name__}: {exc}")
+        log.info("affordance request from %s answered in %.1f ms", peer,
+                 (time.monotonic() - t0) * 1e3)
+        return Frame(MsgType.POINTS, {"text": result.raw_text, "infer_s": time.monotonic() - t1})
 
     def serve_forever(self) -> None:
         self._tcp.serve_forever(poll_interval=0.1)
