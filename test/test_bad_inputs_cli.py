@@ -147,7 +147,7 @@ CASES = [
     _c("tracevla-serve --backend nosuch --port abc", "not an integer"),
     _c("tracevla-serve --backend nosuch", "unknown policy backend 'nosuch'"),
     _c("tracevla-serve --backend remote", "--backend remote"),
-    _c("tracevla-serve --backend ''", "--backend: is empty"),
+    _c("tracevla-serve --backend ''", "give --backend (a policy) and/or --affordance-backend"),
     _c("tracevla-serve --backend local --max-frame-mb nan", "--max-frame-mb"),
     _c("tracevla-serve --backend local --max-frame-mb -1", "out of range"),
     _c("tracevla-serve --backend local --max-frame-mb 0", "out of range"),

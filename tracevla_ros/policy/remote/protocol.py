@@ -214,8 +214,10 @@ def prompt_from_wire(meta: Any, arrays: dict[str, np.ndarray]) -> Any:
     if not isinstance(meta, dict):
         raise PolicyError("request 'prompt' must be an object {image_size, labels, stamp}")
     try:
-        return VisualPrompt(points=arrays.get("prompt_points"), lines=arrays.get("prompt_lines"),
-                            boxes=arrays.get("prompt_boxes"), mask=arrays.get("prompt_mask"),
+        none2, none4 = np.zeros((0, 2), np.float32), np.zeros((0, 4), np.float32)
+        return VisualPrompt(points=arrays.get("prompt_points", none2),
+                            lines=arrays.get("prompt_lines", none4),
+                            boxes=arrays.get("prompt_boxes", none4), mask=arrays.get("prompt_mask"),
                             image_size=tuple(meta.get("image_size", (0, 0))),  # type: ignore[arg-type]
                             labels=tuple(meta.get("labels", ())),
                             stamp=float(meta.get("stamp", 0.0)))
