@@ -35,6 +35,8 @@ OVERRIDES = {
     "recorder_node": {"output": "bag", "params_file": "config"},
 }
 ARGS = [
+    ("sigterm_timeout", "15", "seconds each node may take after Ctrl-C to finish its files (the "
+     "bag, the hold command) before launch sends SIGTERM; launch's own default is 5"),
     ("camera_serial", "", "RealSense serial number (empty = the first device)"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
     ("checkpoint", "tracegen_ros/checkpoints/fr3_small", "TraceGen checkpoint directory"),

@@ -29,6 +29,8 @@ from tracevla_ros.launch_graph import external_nodes
 # file's node-specific section win: bag:=, policy:=, dry_run:= ... would be ignored.
 NS = ""
 ARGS = [
+    ("sigterm_timeout", "15", "seconds each node may take after Ctrl-C to finish its files (the "
+     "bag, the hold command) before launch sends SIGTERM; launch's own default is 5"),
     ("bag", "", "rosbag2 directory (or .mcap/.db3 file) to play (required)"),
     ("robot", "widowx", "robot of the recording: widowx or fr3 (picks config/<robot>.yaml)"),
     ("rate", "1.0", "playback speed factor"),

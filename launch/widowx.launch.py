@@ -34,6 +34,8 @@ OVERRIDES = {
     "recorder_node": {"output": "bag", "params_file": "config"},
 }
 ARGS = [
+    ("sigterm_timeout", "15", "seconds each node may take after Ctrl-C to finish its files (the "
+     "bag, the hold command) before launch sends SIGTERM; launch's own default is 5"),
     ("robot_name", "wx250s", "Interbotix robot name (topic namespace of the xs_sdk driver)"),
     ("camera_device", "/dev/video0", "V4L2 device of the third-person camera"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
