@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from tracevla_ros.cli import (
     ArgParser,
@@ -42,16 +42,9 @@ PROG = "tracevla-finetune-vla"
 MODEL_CHOICES = ("tracevla-7b", "openvla")  # FINETUNE_MODELS, without importing torch here
 
 
-def _parser() -> ArgParser:
-    ap = ArgParser(PROG, description=__doc__)
-    ap.add_argument("--base", type=nonempty_str, required=True,
-                    help="base checkpoint: local directory or HF repo id in the local cache "
-                         "(never downloaded)")
-    ap.add_argument("--model", default="tracevla-7b", choices=MODEL_CHOICES,
-                    help="backend whose prompt and images the samples use")
-    ap.add_argument("--data", type=existing_dir, nargs="+", required=True,
-                    help="dataset directories (tracevla-collect)")
-    ap.add_argument("--out", type=output_dir, required=True, help="adapter directory to write")
+def add_vla_training_args(ap: ArgParser, unnorm_key: str) -> None:
+    """The options every VLA trainer on the core shares (this one and
+    ``tracevla-train-pixelvla``): LoRA, schedule, precision, device, saving, logging."""
     ap.add_argument("--lora-rank", type=int_range(1, 4096), default=32,
                     help="LoRA rank r (OpenVLA: 32)")
     ap.add_argument("--lora-alpha", type=int_range(0, 65536), default=0,
@@ -66,52 +59,80 @@ def _parser() -> ArgParser:
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                     help="autocast and base weights (auto: bf16 on a GPU that has it, else fp32)")
     ap.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
-    ap.add_argument("--unnorm-key", type=nonempty_str, default="tracevla_finetune",
+    ap.add_argument("--unnorm-key", type=nonempty_str, default=unnorm_key,
                     help="name of the action statistics in dataset_statistics.json")
     ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
-                    help="data order and LoRA initialisation")
+                    help="data order, prompt draws and initialisation")
     ap.add_argument("--save-every", type=int_range(0), default=500,
-                    help="steps per adapter save + resumable state (0 = at the end)")
+                    help="steps per save + resumable state (0 = at the end)")
     ap.add_argument("--log-every", type=int_range(1), default=10,
                     help="optimizer steps per metrics.jsonl line")
     ap.add_argument("--threads", type=int_range(0, 1024), default=0,
                     help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def training_settings(args: Any) -> dict[str, Any]:
+    """The shared options as config keyword arguments (after the device is checked and the
+    thread count set)."""
+    import torch
+
+    from tracetrain.device import resolve_device
+
+    resolve_device(args.device)  # an unknown or absent device fails before anything is read
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    return dict(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, steps=args.steps,
+                batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
+                precision=args.precision, device=args.device, seed=args.seed,
+                unnorm_key=args.unnorm_key, save_every=args.save_every,
+                log_every=args.log_every, resume=args.resume)
+
+
+def run_training(prog: str, train: Callable[..., dict[str, Any]], cfg: Any, quiet: bool
+                 ) -> tuple[int, dict[str, Any]]:
+    """Run ``train(cfg, progress, stop)`` with the stop signals wired; (exit status, info).
+    A stop prints how to continue and returns 128 + the signal."""
+    from tracevla_ros.stopping import StopRequest, install_stop_signals
+
+    stop = StopRequest()
+    install_stop_signals(stop)
+    info = train(cfg, progress=not quiet, stop=lambda: stop.reason)
+    if info.get("stopped"):
+        print(f"{prog}: stopped ({info['stopped']}) after step {info['step']}; continue with "
+              "--resume", file=sys.stderr)
+        return stop.exit_code, info
+    return 0, info
+
+
+def _parser() -> ArgParser:
+    ap = ArgParser(PROG, description=__doc__)
+    ap.add_argument("--base", type=nonempty_str, required=True,
+                    help="base checkpoint: local directory or HF repo id in the local cache "
+                         "(never downloaded)")
+    ap.add_argument("--model", default="tracevla-7b", choices=MODEL_CHOICES,
+                    help="backend whose prompt and images the samples use")
+    ap.add_argument("--data", type=existing_dir, nargs="+", required=True,
+                    help="dataset directories (tracevla-collect)")
+    ap.add_argument("--out", type=output_dir, required=True, help="adapter directory to write")
+    add_vla_training_args(ap, "tracevla_finetune")
     return ap
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    import torch
-
-    from tracetrain.device import resolve_device
-
     from tracevla_ros.policy.vla.finetune import FinetuneConfig, check_inputs, finetune
-    from tracevla_ros.stopping import StopRequest, install_stop_signals
 
-    resolve_device(args.device)  # an unknown or absent device fails before anything is read
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     cfg = FinetuneConfig(base=args.base, data=tuple(str(d) for d in args.data), out=str(args.out),
-                         model=args.model, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
-                         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         grad_accum=args.grad_accum, precision=args.precision,
-                         device=args.device, seed=args.seed, unnorm_key=args.unnorm_key,
-                         save_every=args.save_every, log_every=args.log_every,
-                         resume=args.resume)
+                         model=args.model, **training_settings(args))
     check_inputs(cfg)  # base files, datasets, traces: before any model is loaded
-    stop = StopRequest()
-    install_stop_signals(stop)
-    info = finetune(cfg, progress=not args.quiet, stop=lambda: stop.reason)
-    if info.get("stopped"):
-        print(f"{PROG}: stopped ({info['stopped']}) after step {info['step']}; continue with "
-              "--resume", file=sys.stderr)
-        return stop.exit_code
-    print(f"{PROG}: wrote {args.out} ({info['samples']} samples, {info['episodes']} episodes, "
-          f"{info['trainable_parameters']} LoRA parameters, {info['train_seconds']} s)")
-    return 0
+    code, info = run_training(PROG, finetune, cfg, args.quiet)
+    if code == 0:
+        print(f"{PROG}: wrote {args.out} ({info['samples']} samples, {info['episodes']} episodes, "
+              f"{info['trainable_parameters']} LoRA parameters, {info['train_seconds']} s)")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

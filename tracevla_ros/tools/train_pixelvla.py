@@ -32,11 +32,11 @@ from tracevla_ros.cli import (
     ArgParser,
     existing_dir,
     finite_float,
-    int_range,
     nonempty_str,
     output_dir,
     run_main,
 )
+from tracevla_ros.tools.finetune_vla import add_vla_training_args, run_training, training_settings
 
 PROG = "tracevla-train-pixelvla"
 
@@ -53,69 +53,27 @@ def _parser() -> ArgParser:
     ap.add_argument("--out", type=output_dir, required=True, help="output directory to write")
     ap.add_argument("--init", type=existing_dir, default=None,
                     help="stage 2: the stage-1 output to start from (head, statistics)")
-    ap.add_argument("--lora-rank", type=int_range(1, 4096), default=32, help="LoRA rank (stage 2)")
-    ap.add_argument("--lora-alpha", type=int_range(0, 65536), default=0,
-                    help="LoRA alpha (0 = min(rank, 16))")
-    ap.add_argument("--steps", type=int_range(1, 10**9), default=5000, help="optimizer steps")
-    ap.add_argument("--batch-size", type=int_range(1, 1 << 16), default=16,
-                    help="global batch (split over the processes under torchrun)")
-    ap.add_argument("--lr", type=finite_float(gt=0, le=1), default=5e-4,
-                    help="constant AdamW learning rate")
-    ap.add_argument("--grad-accum", type=int_range(1, 1024), default=1,
-                    help="micro-batches per optimizer step")
     ap.add_argument("--no-prompt-fraction", type=finite_float(ge=0, lt=1), default=0.1,
                     help="stage 2: share of samples trained without a prompt")
-    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                    help="autocast and base weights (auto: bf16 on a GPU that has it, else fp32)")
-    ap.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
-    ap.add_argument("--unnorm-key", type=nonempty_str, default="pixelvla",
-                    help="name of the action statistics in dataset_statistics.json")
-    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
-                    help="data order, prompt draws and initialisation")
-    ap.add_argument("--save-every", type=int_range(0), default=500,
-                    help="steps per save + resumable state (0 = at the end)")
-    ap.add_argument("--log-every", type=int_range(1), default=10,
-                    help="optimizer steps per metrics.jsonl line")
-    ap.add_argument("--threads", type=int_range(0, 1024), default=0,
-                    help="torch CPU threads (0 = torch's default)")
-    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_vla_training_args(ap, "pixelvla")
     return ap
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    import torch
-
-    from tracetrain.device import resolve_device
-
     from tracevla_ros.policy.pixelvla.train import PixelTrainConfig, check_inputs, train_pixelvla
-    from tracevla_ros.stopping import StopRequest, install_stop_signals
 
-    resolve_device(args.device)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     cfg = PixelTrainConfig(base=args.base, data=tuple(str(d) for d in args.data),
                            out=str(args.out), stage=args.stage,
-                           init=str(args.init) if args.init else "", lora_rank=args.lora_rank,
-                           lora_alpha=args.lora_alpha, steps=args.steps,
-                           batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
-                           precision=args.precision, device=args.device, seed=args.seed,
-                           unnorm_key=args.unnorm_key, save_every=args.save_every,
-                           log_every=args.log_every, no_prompt_fraction=args.no_prompt_fraction,
-                           resume=args.resume)
+                           init=str(args.init) if args.init else "",
+                           no_prompt_fraction=args.no_prompt_fraction, **training_settings(args))
     check_inputs(cfg)  # base files, datasets, prompts, --init: before any model is loaded
-    stop = StopRequest()
-    install_stop_signals(stop)
-    info = train_pixelvla(cfg, progress=not args.quiet, stop=lambda: stop.reason)
-    if info.get("stopped"):
-        print(f"{PROG}: stopped ({info['stopped']}) after step {info['step']}; continue with "
-              "--resume", file=sys.stderr)
-        return stop.exit_code
-    print(f"{PROG}: wrote {args.out} (stage {args.stage}, {info['samples']} samples, "
-          f"{info['trainable_parameters']} trainable parameters, {info['train_seconds']} s)")
-    return 0
+    code, info = run_training(PROG, train_pixelvla, cfg, args.quiet)
+    if code == 0:
+        print(f"{PROG}: wrote {args.out} (stage {args.stage}, {info['samples']} samples, "
+              f"{info['trainable_parameters']} trainable parameters, {info['train_seconds']} s)")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
