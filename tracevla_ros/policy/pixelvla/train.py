@@ -81,12 +81,11 @@ from tracevla_ros.policy.prompt import VisualPrompt
 from tracevla_ros.policy.vla.actions import normalize
 from tracevla_ros.policy.vla.checkpoint import resolve_checkpoint, validate_checkpoint
 from tracevla_ros.policy.vla.finetune import (
+    AdapterTask,
     VLASamples,
-    _split,
+    adapter_train_settings,
     load_base,
     load_samples,
-    load_trainable_state,
-    trainable_state,
     write_adapter_files,
 )
 from tracevla_ros.policy.vla.stats import (
@@ -261,9 +260,12 @@ def chunk_targets(samples: VLASamples, normalized: Sequence[np.ndarray], chunk: 
 # --- the task -----------------------------------------------------------------------------------
 
 
-class PixelVLATask:
+class PixelVLATask(AdapterTask):
     """PixelVLA's part of the training core (``tracetrain.loop.TrainTask``). The plan of a
     step: (sample index, prompt seed) per row, from ``default_rng([seed, epoch])`` order."""
+
+    what = "PixelVLA"
+    hint = "same --stage, --lora-rank and base?"
 
     def __init__(self, cfg: PixelTrainConfig, samples: VLASamples,
                  prompts: list[EpisodePrompts | None], builder: InputBuilder,
@@ -272,17 +274,10 @@ class PixelVLATask:
         self.cfg, self.samples, self.prompts, self.builder = cfg, samples, prompts, builder
         self.targets, self.valid = targets
         self.norm_stats, self.device, self.info = norm_stats, device, info
-        self.train_idx, self.val_idx = _split(samples, cfg.val_fraction, cfg.seed)
-        self.per_epoch = max(1, math.ceil(self.train_idx.size / cfg.batch_size))
-        self._epoch, self._order = -1, self.train_idx
-        self.history: list[dict[str, Any]] = []
+        self._init_order(samples, cfg.val_fraction, cfg.seed, cfg.batch_size)
 
     def plan(self, step: int) -> np.ndarray:
-        epoch, b = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._order = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_idx)
-        idx = self._order[b * self.cfg.batch_size:(b + 1) * self.cfg.batch_size]
+        idx = self.step_indices(step)
         seeds = np.random.default_rng([self.cfg.seed, 1, step]).integers(0, 2**31, idx.size)
         return np.stack([idx, seeds], axis=1)
 
@@ -300,24 +295,9 @@ class PixelVLATask:
         return self.builder.batch(obs, torch.from_numpy(self.targets[idx]),
                                   torch.from_numpy(self.valid[idx])).to(self.device)
 
-    def batch(self, plan: np.ndarray, rows: slice) -> PixelBatch:
-        return self.rows(plan[rows])
-
     def loss(self, model: nn.Module, batch: PixelBatch) -> torch.Tensor:
         assert batch.target is not None and batch.target_valid is not None
         return action_l1_loss(model(batch), batch.target, batch.target_valid)
-
-    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        return {"epoch": self._epoch, "history": self.history}, {}
-
-    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.history = list(js.get("history", []))
-
-    def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return trainable_state(model)
-
-    def load_model_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        load_trainable_state(model, state, "PixelVLA", "same --stage, --lora-rank and base?")
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, idx: np.ndarray) -> dict[str, float]:
@@ -452,14 +432,11 @@ def build(cfg: PixelTrainConfig, device: torch.device) -> tuple[PixelVLATask, Pi
 
 
 def train_settings(cfg: PixelTrainConfig, progress: bool = True) -> TrainSettings:
-    """The core's settings: constant lr, no weight decay, no EMA, trainable state only."""
-    return TrainSettings(
-        out=Path(cfg.out), steps=cfg.steps, lr=cfg.lr, weight_decay=0.0, warmup_steps=0,
-        min_lr_ratio=1.0, grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum,
-        precision=cfg.precision, log_every=cfg.log_every, save_every=cfg.save_every,
-        resume="must" if cfg.resume else "never", keep_state=False, progress=progress,
-        desc=f"pixelvla stage {cfg.stage}", loss_label="action L1 (normalised)",
-        find_unused_parameters=True)
+    """The core's settings (:func:`~tracevla_ros.policy.vla.finetune.adapter_train_settings`)."""
+    return adapter_train_settings(cfg.out, cfg.steps, cfg.lr, cfg.grad_clip, cfg.grad_accum,
+                                  cfg.precision, cfg.log_every, cfg.save_every, cfg.resume,
+                                  progress, f"pixelvla stage {cfg.stage}",
+                                  "action L1 (normalised)")
 
 
 def train_pixelvla(cfg: PixelTrainConfig, progress: bool = True,

@@ -341,7 +341,66 @@ def _split(samples: VLASamples, frac: float, seed: int) -> tuple[np.ndarray, np.
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-class LoRATask:
+class AdapterTask:
+    """What the VLA tasks on the training core share (``LoRATask``, PixelVLA's task): the
+    data order (epoch ``e`` visits the training samples in ``default_rng([seed, e])``
+    permutation order, ``batch_size`` per step, the last batch of an epoch may be smaller;
+    the plan of a step is a function of the step alone, so the data position needs no
+    state) and a resumable state of the trainable tensors only, never the frozen base.
+    A subclass sets ``what``/``hint`` (for a state that does not fit) and provides
+    ``rows(plan)``, ``loss``, ``evaluate`` and ``on_save``."""
+
+    what = "LoRA"
+    hint = "same --lora-rank and base?"
+
+    def _init_order(self, samples: "VLASamples", val_fraction: float, seed: int,
+                    batch_size: int) -> None:
+        self.train_idx, self.val_idx = _split(samples, val_fraction, seed)
+        self._seed, self._bs = seed, batch_size
+        self.per_epoch = max(1, math.ceil(self.train_idx.size / batch_size))
+        self._epoch, self._order = -1, self.train_idx
+        self.history: list[dict[str, Any]] = []
+
+    def step_indices(self, step: int) -> np.ndarray:
+        """The training sample indices of optimizer step ``step``."""
+        epoch, b = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._order = np.random.default_rng([self._seed, epoch]).permutation(self.train_idx)
+        return self._order[b * self._bs:(b + 1) * self._bs]
+
+    def rows(self, plan: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def batch(self, plan: np.ndarray, rows: slice) -> Any:
+        return self.rows(plan[rows])
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {"epoch": self._epoch, "history": self.history}, {}
+
+    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.history = list(js.get("history", []))
+
+    def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return trainable_state(model)
+
+    def load_model_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        load_trainable_state(model, state, self.what, self.hint)
+
+
+def adapter_train_settings(out: str, steps: int, lr: float, grad_clip: float, grad_accum: int,
+                           precision: str, log_every: int, save_every: int, resume: bool,
+                           progress: bool, desc: str, loss_label: str) -> TrainSettings:
+    """The core's settings for an adapter run: constant lr (cosine with min_lr_ratio 1), no
+    weight decay, no EMA (it would copy the base), only the trainable state kept."""
+    return TrainSettings(
+        out=Path(out), steps=steps, lr=lr, weight_decay=0.0, warmup_steps=0, min_lr_ratio=1.0,
+        grad_clip=grad_clip, grad_accum=grad_accum, precision=precision, log_every=log_every,
+        save_every=save_every, resume="must" if resume else "never", keep_state=False,
+        progress=progress, desc=desc, loss_label=loss_label, find_unused_parameters=True)
+
+
+class LoRATask(AdapterTask):
     """The VLA's part of the training core (``tracetrain.loop.TrainTask``).
 
     Epoch ``e`` visits the training samples in ``default_rng([seed, e]).permutation``
@@ -356,19 +415,11 @@ class LoRATask:
         self.vocab_size = vocab_size  # the action tokens are the last 256 ids below it
         self.norm_stats = norm_stats  # {unnorm_key: entry}
         self.base_info = base_info
-        self.train_idx, self.val_idx = _split(samples, cfg.val_fraction, cfg.seed)
-        self.per_epoch = max(1, math.ceil(self.train_idx.size / cfg.batch_size))
-        self._epoch, self._order = -1, self.train_idx
-        self.history: list[dict[str, Any]] = []
+        self._init_order(samples, cfg.val_fraction, cfg.seed, cfg.batch_size)
 
     # data
     def plan(self, step: int) -> np.ndarray:
-        epoch, b = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._order = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_idx)
-        bs = self.cfg.batch_size
-        return self._order[b * bs:(b + 1) * bs]
+        return self.step_indices(step)
 
     def rows(self, idx: np.ndarray) -> VLABatch:
         """The batch of samples ``idx`` on the device."""
@@ -376,24 +427,8 @@ class LoRATask:
                 for i in idx]
         return self.encoder.collate(rows).to(self.device)
 
-    def batch(self, plan: np.ndarray, rows: slice) -> VLABatch:
-        return self.rows(plan[rows])
-
     def loss(self, model: nn.Module, batch: VLABatch) -> torch.Tensor:
         return action_token_loss(model, batch)
-
-    # state: the trainable (LoRA) tensors only, never the frozen base
-    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        return {"epoch": self._epoch, "history": self.history}, {}
-
-    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.history = list(js.get("history", []))
-
-    def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return trainable_state(model)
-
-    def load_model_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        load_trainable_state(model, state, "LoRA", "same --lora-rank and base?")
 
     # evaluation and the adapter checkpoint
     @torch.no_grad()
@@ -588,15 +623,10 @@ def build(cfg: FinetuneConfig, device: torch.device) -> tuple[LoRATask, nn.Modul
 
 
 def train_settings(cfg: FinetuneConfig, progress: bool = True) -> TrainSettings:
-    """The core's settings for ``cfg``: constant lr (cosine with min_lr_ratio 1), no weight
-    decay, no EMA (it would copy the base), only the LoRA state kept between runs."""
-    return TrainSettings(
-        out=Path(cfg.out), steps=cfg.steps, lr=cfg.lr, weight_decay=0.0, warmup_steps=0,
-        min_lr_ratio=1.0, grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum,
-        precision=cfg.precision, log_every=cfg.log_every, save_every=cfg.save_every,
-        resume="must" if cfg.resume else "never", keep_state=False, progress=progress,
-        desc=f"lora {cfg.model}", loss_label="action-token cross-entropy",
-        find_unused_parameters=True)
+    """The core's settings for ``cfg`` (:func:`adapter_train_settings`)."""
+    return adapter_train_settings(cfg.out, cfg.steps, cfg.lr, cfg.grad_clip, cfg.grad_accum,
+                                  cfg.precision, cfg.log_every, cfg.save_every, cfg.resume,
+                                  progress, f"lora {cfg.model}", "action-token cross-entropy")
 
 
 def finetune(cfg: FinetuneConfig, progress: bool = True,
