@@ -103,7 +103,8 @@ from tracevla_ros.sim.dataset import (
 
 __all__ = ["FinetuneConfig", "FINETUNE_MODELS", "IGNORE_INDEX", "INFO_FILE", "FORMAT_NAME",
            "VLASamples", "VLABatch", "SampleEncoder", "load_samples", "action_token_loss",
-           "LoRATask", "load_base", "add_lora", "check_inputs", "save_adapter",
+           "AdapterTask", "adapter_train_settings", "LoRATask", "load_base", "add_lora",
+           "check_inputs", "save_adapter",
            "write_adapter_files", "trainable_state", "load_trainable_state", "build",
            "train_settings", "finetune"]
 
