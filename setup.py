@@ -37,6 +37,7 @@ TOOLS = [
     "traceforge=tracegen_ros.traceforge.cli:main",
     "tracevla-annotate=tracevla_ros.tools.annotate:main",
     "tracevla-train=tracevla_ros.tools.train:main",
+    "tracevla-train-pixelvla=tracevla_ros.tools.train_pixelvla:main",
     "tracevla-finetune-vla=tracevla_ros.tools.finetune_vla:main",
     "tracevla-dataset=tracevla_ros.tools.dataset:main",
     "tracegen-train=tracegen_ros.train:main",

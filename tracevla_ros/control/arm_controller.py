@@ -31,6 +31,7 @@ from tracevla_ros.control.action import (
     integrate_ee_delta,
     parse_ee_delta_chunk,
 )
+from tracevla_ros.control.chunking import ChunkConfig, ChunkExecutor
 from tracevla_ros.control.kinematics import ArmKinematics, IKOptions
 from tracevla_ros.control.safety import (
     EStopLatch,
@@ -95,11 +96,14 @@ class ArmController:
         safety: safety settings (its joint limits should come from ``spec``).
         hysteresis: gripper thresholds.
         ik_options: IK settings (few restarts: a controller must answer quickly).
+        execution: how chunks run (``control.chunking``); default: every step of a chunk,
+            a new chunk replacing the unexecuted ones.
     """
 
     def __init__(self, spec: RobotSpec, safety: SafetyConfig,
                  hysteresis: HysteresisConfig | None = None,
-                 ik_options: IKOptions | None = None) -> None:
+                 ik_options: IKOptions | None = None,
+                 execution: ChunkConfig | None = None) -> None:
         self.spec = spec
         self.safety = safety
         self.kin = ArmKinematics(spec, ik_options or IKOptions(restarts=1))
@@ -114,7 +118,7 @@ class ArmController:
         self.action_time: float | None = None
         self.last_command_time: float | None = None
         self.last_q: np.ndarray | None = None
-        self._pending: collections.deque[np.ndarray] = collections.deque()
+        self._pending = ChunkExecutor(execution or ChunkConfig(k=1_000_000))
         self.steps_done = 0
 
     # --- inputs ---------------------------------------------------------------
@@ -130,15 +134,14 @@ class ArmController:
         Raises ActionError for malformed chunks (the caller logs and counts it).
         """
         chunk = parse_ee_delta_chunk(values, chunk_length, action_dim)
-        self._pending.clear()
-        self._pending.extend(chunk)
+        self._pending.add(np.asarray(chunk))  # first_k: replaces the unexecuted steps
         self.action_time = now
         return len(chunk)
 
     @property
     def pending(self) -> int:
-        """Unexecuted steps of the current chunk."""
-        return len(self._pending)
+        """Unexecuted steps of the current chunk (ensemble: steps still covered)."""
+        return self._pending.pending
 
     # --- decisions --------------------------------------------------------------
     def _record(self, recs: Sequence[Intervention]) -> None:
@@ -147,9 +150,9 @@ class ArmController:
 
     def step(self, now: float) -> StepOutput | None:
         """Execute the next queued action step; None when nothing is queued."""
-        if not self._pending:
+        if not self._pending.has_action():
             return None
-        delta = self._pending.popleft()
+        delta = self._pending.next_action().astype(np.float64)
         recs: list[Intervention] = []
         gripper_open = self.gripper.is_open
         ee_target = None
@@ -198,7 +201,7 @@ class ArmController:
 
     def hold(self, now: float, why: Intervention) -> StepOutput:
         """Hold the measured position (watchdog / e-stop); drops queued steps."""
-        self._pending.clear()
+        self._pending.reset()
         cmd = filter_joint_command(
             None, self.q_state, now=now, last_state_time=self.state_time,
             last_action_time=None, cfg=self.safety, estop_latched=True)

@@ -85,7 +85,7 @@ class ArmControllerNodeBase(Node):
                               f"{' or '.join(self.ROBOTS)} only; start the controller node of "
                               f"'{self.spec.name}' instead")
         self.core = ArmController(self.spec, cfg.safety_config(self.spec), cfg.hysteresis(),
-                                  cfg.ik_options())
+                                  cfg.ik_options(), cfg.chunk_config())
         self._lock = threading.Lock()  # the core is shared by the two callback groups
         self._names = list(self.spec.ros_joint_names)
         self._index: list[int] | None = None

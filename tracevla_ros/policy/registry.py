@@ -21,6 +21,7 @@ BACKENDS: dict[str, str] = {
     "openvla": "tracevla_ros.policy.vla.hf:make_openvla",
     "remote": "tracevla_ros.policy.remote.client:make_remote",
     "local": "tracevla_ros.policy.local.backend:make",
+    "pixelvla": "tracevla_ros.policy.pixelvla_small.backend:make",
 }
 
 IN_PROCESS_ONLY = {
