@@ -246,3 +246,19 @@ def test_trainer_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert train(base + extra) == 2
         err = capsys.readouterr().err
         assert phrase in err and "Traceback" not in err
+
+
+def test_prompt_token_geometry() -> None:
+    from tracevla_ros.policy.pixelvla_small.model import prompt_features
+    from tracevla_ros.policy.pixelvla_small.transforms import PixelConfig, rasterize_prompt
+
+    m = np.zeros((90, 90), bool)
+    m[20:41, 50:71] = True
+    raster = rasterize_prompt(sample_prompt(m, "box", np.random.default_rng(0)), 9, PixelConfig(line_px=1))
+    assert raster[2, 5] == 255 and raster[0, 0] == 0
+    f = prompt_features(torch.from_numpy(np.stack([raster, np.zeros_like(raster)])))
+    g = np.linspace(-1, 1, 9)
+    present, cx, cy, x0, y0, x1, y1 = f[0, :7].tolist()
+    assert present == 1 and x0 == pytest.approx(g[5]) and x1 == pytest.approx(g[7])
+    assert y0 == pytest.approx(g[2]) and y1 == pytest.approx(g[4]) and x0 < cx < x1
+    assert torch.all(f[1] == 0)  # no prompt: all zeros

@@ -256,9 +256,9 @@ def main(argv: list[str]) -> dict:
     t0 = time.perf_counter()
     bar = tqdm(total=len(runs) * len(tasks) * len(seeds), desc="policy episodes", unit="ep")
     out: dict[str, Any] = {}
-    for name, (path, kind) in runs.items():
+    for name, (ck, kind) in runs.items():
         bar.set_description(f"policy episodes ({name})")
-        out[name] = evaluate(path, tasks, seeds, tracker_cfg, bar, args.backend, kind, execution)
+        out[name] = evaluate(ck, tasks, seeds, tracker_cfg, bar, args.backend, kind, execution)
     bar.close()
     result: dict[str, Any] = {
         "benchmark": "policy", "robot": ROBOT, "episodes_per_task": args.episodes,

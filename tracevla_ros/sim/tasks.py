@@ -226,7 +226,7 @@ class LiftCube(Task):
     instruction = "pick up the red cube"
     robots = ("widowx250s",)
     max_steps = 40
-    objects = ("cube",)
+    objects: tuple[str, ...] = ("cube",)
     target = "cube"
     lift_height = 0.08  # metres above the table
 

@@ -2,7 +2,7 @@
 
 Token sequence (width ``D``)::
 
-    [image tokens (G*G)] [word tokens (L)] [proprio] [ACT]
+    [image tokens (G*G)] [prompt token] [word tokens (L)] [proprio] [ACT]
 
 * the RGB frame and the prompt channel (``transforms.rasterize_prompt``) enter one conv
   encoder as a 4-channel image (early fusion: the prompt is aligned with the pixels it
@@ -11,6 +11,11 @@ Token sequence (width ``D``)::
   plus a learned position embedding. PixelVLA proper encodes prompts as tokens of a
   SAM-style prompt encoder; at this size a raster channel is the simplest encoding that
   keeps the prompt's position exact (a point is a pixel, not a learned embedding);
+* one **prompt token**, in the spirit of SAM's sparse prompt embeddings: the geometry of
+  the raster (present or not, centroid, bounding box, spread; coordinates in [-1, 1]) ->
+  a linear layer. It hands the transformer where the target is without the conv having to
+  find it first (the raster alone was ignored in a first run: validation L1 with and
+  without the prompt equal to 1e-3 after 3 epochs). No prompt = all zeros;
 * the instruction as word embeddings + positions (padding masked out), one proprio token,
   a learned ``ACT`` readout token, a pre-norm transformer encoder;
 * the ACT output -> ``chunk`` x 7 actions: ``continuous`` = values in [-1, 1] (tanh;
@@ -32,7 +37,34 @@ from tracetrain.config import from_dict
 
 from tracevla_ros.policy.local.model import _conv
 
-__all__ = ["PixelModelConfig", "PixelVLANet"]
+__all__ = ["PixelModelConfig", "PixelVLANet", "prompt_features", "PROMPT_FEATURES"]
+
+PROMPT_FEATURES = 9  # present, centroid (x, y), box (x0, y0, x1, y1), spread (x, y)
+
+
+def prompt_features(prompt: torch.Tensor) -> torch.Tensor:
+    """(B, S, S) uint8 prompt raster -> (B, 9) geometry: present (0/1), centroid x, y, box
+    x0, y0, x1, y1, standard deviation x, y; coordinates in [-1, 1] (x right, y down);
+    all zeros for an empty raster."""
+    b, s, _ = prompt.shape
+    m = (prompt > 0).float()
+    mass = m.sum(dim=(1, 2))
+    present = (mass > 0).float()
+    g = torch.linspace(-1.0, 1.0, s, device=prompt.device)
+    gy, gx = g.view(1, s, 1).expand(b, s, s), g.view(1, 1, s).expand(b, s, s)
+    den = mass.clamp(min=1.0)
+    cx = (m * gx).sum(dim=(1, 2)) / den
+    cy = (m * gy).sum(dim=(1, 2)) / den
+    sx = ((m * (gx - cx.view(b, 1, 1)) ** 2).sum(dim=(1, 2)) / den).sqrt()
+    sy = ((m * (gy - cy.view(b, 1, 1)) ** 2).sum(dim=(1, 2)) / den).sqrt()
+    big = torch.full_like(gx, 2.0)
+    on = m > 0
+    x0 = torch.where(on, gx, big).amin(dim=(1, 2))
+    y0 = torch.where(on, gy, big).amin(dim=(1, 2))
+    x1 = torch.where(on, gx, -big).amax(dim=(1, 2))
+    y1 = torch.where(on, gy, -big).amax(dim=(1, 2))
+    f = torch.stack([present, cx, cy, x0, y0, x1, y1, sx, sy], dim=1)
+    return f * present.unsqueeze(1)
 
 
 @dataclass(frozen=True)
@@ -92,6 +124,7 @@ class PixelVLANet(nn.Module):
         self.word = nn.Embedding(cfg.vocab_size, d, padding_idx=0)
         self.pos_word = nn.Parameter(torch.randn(1, cfg.max_words, d) * 0.02)
         self.proprio = nn.Linear(cfg.proprio_dim, d)
+        self.prompt_token = nn.Linear(PROMPT_FEATURES, d)
         self.act = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.mlp_ratio * d, 0.0,
                                            activation="gelu", batch_first=True, norm_first=True)
@@ -110,9 +143,10 @@ class PixelVLANet(nn.Module):
         img = self.encoder(x).flatten(2).transpose(1, 2) + self.pos_image  # (B, G*G, D)
         w = self.word(words) + self.pos_word[:, : words.shape[1]]
         p = self.proprio(proprio).unsqueeze(1)
-        seq = torch.cat([img, w, p, self.act.expand(b, -1, -1)], dim=1)
+        q = self.prompt_token(prompt_features(prompt)).unsqueeze(1)
+        seq = torch.cat([img, q, w, p, self.act.expand(b, -1, -1)], dim=1)
         pad = torch.zeros(b, seq.shape[1], dtype=torch.bool, device=seq.device)
-        pad[:, img.shape[1]:img.shape[1] + words.shape[1]] = words == 0
+        pad[:, img.shape[1] + 1:img.shape[1] + 1 + words.shape[1]] = words == 0
         z = self.head(self.norm(self.transformer(seq, src_key_padding_mask=pad)[:, -1]))
         c = self.cfg
         if c.decoder == "discrete":
