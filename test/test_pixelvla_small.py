@@ -262,3 +262,19 @@ def test_prompt_token_geometry() -> None:
     assert present == 1 and x0 == pytest.approx(g[5]) and x1 == pytest.approx(g[7])
     assert y0 == pytest.approx(g[2]) and y1 == pytest.approx(g[4]) and x0 < cx < x1
     assert torch.all(f[1] == 0)  # no prompt: all zeros
+
+
+def test_shipped_checkpoint_loads_and_acts() -> None:
+    from tracevla_ros.policy.pixelvla_small.backend import PixelVLAPolicy
+
+    policy = PixelVLAPolicy("", device="cpu")  # tracevla_ros/policy/checkpoints/widowx_pixelvla
+    assert policy.pixel.chunk == 8 and policy.pixel.decoder == "continuous"
+    with SimEnv("widowx", "lift_target_cube", seed=100000) as env:
+        target, _ = env.masks()
+        obs = Observation(env.render(), None, env.instruction,
+                          env.joint_state().position.astype(np.float32),
+                          prompt=sample_prompt(target, "mask", np.random.default_rng(0)))
+    assert policy.infer(obs).values.shape == (8, 7)
+    seeds = policy.checkpoint.training["episode_seeds"]
+    assert set(seeds) == {"lift_cube", "lift_target_cube", "push_block_right",
+                          "put_carrot_on_plate"} and max(max(v) for v in seeds.values()) < 100000
