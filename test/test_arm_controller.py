@@ -147,6 +147,16 @@ def test_chunk_execution_first_k_and_ensemble() -> None:
     c.update_state(c.spec.home_q, now=0.0)
     assert c.push_action(step * 3, 3, 7, now=0.0) == 3 and c.pending == 1
     assert c.step(now=0.01) is not None and c.step(now=0.2) is None
+    cfg = WidowXControllerConfig(chunk_steps=2)  # two steps open loop, then the next chunk
+    c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
+                      cfg.chunk_config())
+    c.update_state(c.spec.home_q, now=0.0)
+    assert c.push_action(step * 3, 3, 7, now=0.0) == 3 and c.pending == 2
+    assert c.step(now=0.01) is not None
+    assert c.push_action(step * 3, 3, 7, now=0.1) == 0 and c.pending == 1  # not used
+    assert c.counts["chunk_ignored"] == 1 and c.action_time == 0.1  # the watchdog sees it
+    assert c.step(now=0.2) is not None and c.pending == 0
+    assert c.push_action(step * 3, 3, 7, now=0.3) == 3
     cfg = WidowXControllerConfig(chunk_execution="ensemble", ensemble_m=0.0)
     c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
                       cfg.chunk_config())

@@ -88,6 +88,9 @@ class WaypointPlan:
     interventions: tuple[Intervention, ...]
 
 
+_ALL_STEPS = 1_000_000  # first_k with this k: every step of a chunk (until replaced)
+
+
 class ArmController:
     """State + algorithm of one arm's command path.
 
@@ -118,7 +121,9 @@ class ArmController:
         self.action_time: float | None = None
         self.last_command_time: float | None = None
         self.last_q: np.ndarray | None = None
-        self._pending = ChunkExecutor(execution or ChunkConfig(k=1_000_000))
+        execution = execution or ChunkConfig(k=_ALL_STEPS)
+        self._pending = ChunkExecutor(execution)
+        self._commit = execution.mode == "first_k" and execution.k < _ALL_STEPS
         self.steps_done = 0
 
     # --- inputs ---------------------------------------------------------------
@@ -129,13 +134,23 @@ class ArmController:
 
     def push_action(self, values: Sequence[float] | np.ndarray, chunk_length: int,
                     action_dim: int, now: float) -> int:
-        """Queue an ``ee_delta_7d`` chunk (replaces any unexecuted steps); returns its length.
+        """Queue an ``ee_delta_7d`` chunk; returns its length, or 0 when it is not used.
+
+        Default execution: it replaces any unexecuted steps. ``first_k`` with a step count
+        k (``chunk_steps``): a chunk arriving while steps of the last one remain is not
+        used (the k steps are executed open loop, then the next chunk is taken);
+        ``ensemble``: it joins the stored chunks.
 
         Raises ActionError for malformed chunks (the caller logs and counts it).
         """
         chunk = parse_ee_delta_chunk(values, chunk_length, action_dim)
-        self._pending.add(np.asarray(chunk))  # first_k: replaces the unexecuted steps
         self.action_time = now
+        if self._commit and not self._pending.needs_chunk():
+            # first_k with chunk_steps k: the k steps of the current chunk run to the end
+            # (as tracevla-bench policy --k runs them); the new chunk is not used
+            self.counts["chunk_ignored"] += 1
+            return 0
+        self._pending.add(np.asarray(chunk))  # first_k: replaces the unexecuted steps
         return len(chunk)
 
     @property

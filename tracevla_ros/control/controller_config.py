@@ -34,8 +34,9 @@ class ArmSafetyParams:
                                  "chunk_steps steps of each chunk (a new chunk replaces what is "
                                  "left), ensemble = ACT temporal ensembling of the chunks that "
                                  "cover each step (tracevla_ros.control.chunking)")
-    chunk_steps: int = param(0, "first_k: steps executed per chunk; 0 = all of them until the "
-                             "next chunk replaces them")
+    chunk_steps: int = param(0, "first_k: steps executed per chunk, open loop (chunks arriving "
+                             "meanwhile are not used); 0 = all of them until the next chunk "
+                             "replaces them")
     ensemble_m: float = param(0.1, "ensemble: weight exp(-m i) of the i-th oldest prediction")
     watchdog_timeout_s: float = param(1.0, "no fresh action for this long -> hold the measured "
                                       "position (several policy periods)", unit="s")
@@ -116,7 +117,7 @@ class ArmSafetyParams:
 
     def chunk_config(self) -> ChunkConfig:
         """How the controller runs action chunks (``tracevla_ros.control.chunking``)."""
-        return ChunkConfig(mode=self.chunk_execution, k=self.chunk_steps or 1_000_000,
+        return ChunkConfig(mode=self.chunk_execution, k=self.chunk_steps or 1_000_000,  # all
                            ensemble_m=self.ensemble_m)
 
     def hysteresis(self) -> HysteresisConfig:
