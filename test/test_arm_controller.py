@@ -134,3 +134,40 @@ def test_closed_loop_in_mujoco(name: str) -> None:
         t += period
     moved = data.site(spec.ee_site).xpos - p_start
     np.testing.assert_allclose(moved, [0.10, 0.0, -0.05], atol=0.005)
+
+
+def test_chunk_execution_first_k_and_ensemble() -> None:
+    """chunk_steps = k runs only the first k steps of each chunk; ensemble averages the
+    chunks covering a step (tracevla_ros.control.chunking)."""
+    spec = get_robot("widowx250s")
+    step = [0.01, 0, 0, 0, 0, 0, 1.0]
+    cfg = WidowXControllerConfig(chunk_steps=1)
+    c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
+                      cfg.chunk_config())
+    c.update_state(c.spec.home_q, now=0.0)
+    assert c.push_action(step * 3, 3, 7, now=0.0) == 3 and c.pending == 1
+    assert c.step(now=0.01) is not None and c.step(now=0.2) is None
+    cfg = WidowXControllerConfig(chunk_steps=2)  # two steps open loop, then the next chunk
+    c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
+                      cfg.chunk_config())
+    c.update_state(c.spec.home_q, now=0.0)
+    assert c.push_action(step * 3, 3, 7, now=0.0) == 3 and c.pending == 2
+    assert c.step(now=0.01) is not None
+    assert c.push_action(step * 3, 3, 7, now=0.1) == 0 and c.pending == 1  # not used
+    assert c.counts["chunk_ignored"] == 1 and c.action_time == 0.1  # the watchdog sees it
+    assert c.step(now=0.2) is not None and c.pending == 0
+    assert c.push_action(step * 3, 3, 7, now=0.3) == 3
+    cfg = WidowXControllerConfig(chunk_execution="ensemble", ensemble_m=0.0)
+    c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
+                      cfg.chunk_config())
+    c.update_state(c.spec.home_q, now=0.0)
+    p0, _ = c.kin.fk(c.spec.home_q)
+    c.push_action([0.02, 0, 0, 0, 0, 0, 1.0] * 2, 2, 7, now=0.0)
+    first = c.step(now=0.01)
+    assert first is not None
+    c.update_state(c.spec.home_q, now=0.2)  # the arm stayed: the next delta is from home
+    c.push_action([0.0, 0, 0, 0, 0, 0, 1.0] * 2, 2, 7, now=0.2)
+    out = c.step(now=0.2)  # mean of 0.02 (old chunk, step 1) and 0.0 (new chunk, step 0)
+    np.testing.assert_allclose(c.kin.fk(out.command.q)[0], p0 + [0.01, 0, 0], atol=1e-3)
+    with pytest.raises(ConfigError, match="chunk_execution"):
+        WidowXControllerConfig(chunk_execution="average")

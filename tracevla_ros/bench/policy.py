@@ -21,6 +21,18 @@ Reports per task: success rate, Wilson 95 % interval, episode lengths (steps
 until success or the limit), the fraction of steps with a valid trace; per
 checkpoint: inference latency of ``LocalPolicy.infer`` (1 torch thread, batch
 1) and of the tracker step; the trace-minus-baseline differences.
+
+The small PixelVLA (``--backend pixelvla``, default checkpoint ``widowx_pixelvla``):
+no tracker; per policy query the ground-truth prompt is sampled
+(``prompt_sampling.sample_prompt``, kind ``--prompt-kind``, seeded by the episode seed)
+from the target's mask in the simulator's segmentation render of the current frame -
+what a user's click on the target gives (an oracle prompt). ``--prompt both`` (default)
+runs the same checkpoint with that prompt ("prompt") and with none ("noprompt"), on the
+same seeds; ``--baseline`` is not used. Chunks are executed by
+``tracevla_ros.control.chunking.ChunkExecutor`` (``--exec first_k --k K`` or
+``--exec ensemble``); ``local`` predicts one action per step (k = 1 either way).
+
+    MUJOCO_GL=egl tracevla-bench policy --backend pixelvla --episodes 50 --exec first_k --k 4
 """
 
 from __future__ import annotations
@@ -32,9 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from tracevla_ros.cli import ArgParser, existing_file, int_range, require, robot_task
+from tracevla_ros.cli import ArgParser, existing_file, finite_float, int_range, require, robot_task
 from tracevla_ros.config import config_dir, load_node_config
+from tracevla_ros.control.chunking import ChunkConfig, ChunkExecutor
 from tracevla_ros.policy.base import Observation, PolicyError
+from tracevla_ros.policy.prompt import PROMPT_KINDS, VisualPrompt
+from tracevla_ros.policy.prompt_sampling import sample_prompt
 from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.tasks import tasks_for_robot
 from tracevla_ros.tracking import IncrementalTracker, TrackerConfig
@@ -57,41 +72,69 @@ def _pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 3) if values else float("nan")
 
 
-def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker, seed: int,
-                lat_policy: list[float], lat_tracker: list[float]) -> dict[str, Any]:
-    """One closed-loop episode; returns success, steps, valid-trace steps, error."""
+def gt_prompt(env: SimEnv, kind: str, rng: np.random.Generator) -> VisualPrompt | None:
+    """The oracle prompt on the task's target in the current frame (None when not visible)."""
+    target, _ = env.masks()
+    return sample_prompt(target, kind, rng, stamp=env.sim_time)
+
+
+def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker | None, seed: int,
+                lat_policy: list[float], lat_tracker: list[float],
+                prompt_kind: str | None = None,
+                execution: ChunkConfig | None = None) -> dict[str, Any]:
+    """One closed-loop episode; returns success, steps, valid-trace steps, error.
+
+    ``tracker`` None: no trace (prompt-based backends); ``prompt_kind``: give the policy the
+    ground-truth prompt of that kind each query (None: no prompt); ``execution``: how the
+    returned chunks run (default: the first action of a new chunk every step)."""
     env.reset(seed)
-    tracker.reset("new episode")
+    if tracker is not None:
+        tracker.reset("new episode")
     policy.reset()
-    draw = tracker.config.draw_length
+    executor = ChunkExecutor(execution or ChunkConfig())
+    rng = np.random.default_rng([seed, 0x9B0])
+    draw = tracker.config.draw_length if tracker is not None else 0
     valid = 0
     for step in range(env.task.max_steps):
-        image = env.render()
-        t0 = time.perf_counter()
-        result = tracker.process(image, env.sim_time)
-        overlay = result.overlay(image, draw) if result is not None and result.valid else None
-        lat_tracker.append((time.perf_counter() - t0) * 1e3)
-        valid += overlay is not None
-        obs = Observation(image=image, overlay=overlay, instruction=env.instruction,
-                          proprio=env.joint_state().position.astype(np.float32),
-                          stamp=env.sim_time)
-        t1 = time.perf_counter()
-        try:
-            chunk = policy.infer(obs)
-        except PolicyError as exc:
-            return {"success": False, "steps": step, "valid": valid, "error": str(exc)}
-        lat_policy.append((time.perf_counter() - t1) * 1e3)
-        env.step_ee_delta(chunk.values[0])
+        if executor.needs_chunk():
+            image = env.render()
+            overlay = None
+            if tracker is not None:
+                t0 = time.perf_counter()
+                result = tracker.process(image, env.sim_time)
+                overlay = (result.overlay(image, draw)
+                           if result is not None and result.valid else None)
+                lat_tracker.append((time.perf_counter() - t0) * 1e3)
+            valid += overlay is not None
+            prompt = gt_prompt(env, prompt_kind, rng) if prompt_kind else None
+            obs = Observation(image=image, overlay=overlay, instruction=env.instruction,
+                              proprio=env.joint_state().position.astype(np.float32),
+                              stamp=env.sim_time, prompt=prompt)
+            t1 = time.perf_counter()
+            try:
+                chunk = policy.infer(obs)
+            except PolicyError as exc:
+                return {"success": False, "steps": step, "valid": valid, "error": str(exc)}
+            lat_policy.append((time.perf_counter() - t1) * 1e3)
+            executor.add(chunk.values)
+        env.step_ee_delta(executor.next_action())
         if env.success():
             return {"success": True, "steps": step + 1, "valid": valid, "error": ""}
     return {"success": False, "steps": env.task.max_steps, "valid": valid, "error": ""}
 
 
 def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: TrackerConfig,
-             bar: Any) -> dict[str, Any]:
-    from tracevla_ros.policy.local.backend import LocalPolicy
+             bar: Any, backend: str = "local", prompt_kind: str | None = None,
+             execution: ChunkConfig | None = None) -> dict[str, Any]:
+    policy: Any
+    if backend == "pixelvla":
+        from tracevla_ros.policy.pixelvla_small.backend import PixelVLAPolicy
 
-    policy = LocalPolicy(checkpoint, device="cpu", num_threads=1)
+        policy = PixelVLAPolicy(checkpoint, device="cpu", num_threads=1)
+    else:
+        from tracevla_ros.policy.local.backend import LocalPolicy
+
+        policy = LocalPolicy(checkpoint, device="cpu", num_threads=1)
     trained = policy.checkpoint.training.get("episode_seeds", {})
     overlap = sorted({s for t in tasks for s in trained.get(t, [])} & set(seeds))
     if overlap:
@@ -103,10 +146,11 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
     wins_all = n_all = 0
     for task in tasks:
         env = SimEnv(robot=ROBOT, task=task, seed=seeds[0])
-        tracker = IncrementalTracker(tracker_cfg)
+        tracker = IncrementalTracker(tracker_cfg) if backend == "local" else None
         results = []
         for s in seeds:
-            results.append(run_episode(env, policy, tracker, s, lat_p, lat_t))
+            results.append(run_episode(env, policy, tracker, s, lat_p, lat_t, prompt_kind,
+                                       execution))
             bar.update(1)
         env.close()
         wins = sum(r["success"] for r in results)
@@ -127,8 +171,13 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
         wins_all += wins
         n_all += len(results)
     lo, hi = wilson(wins_all, n_all)
+    extra: dict[str, Any] = ({"decoder": policy.pixel.decoder, "chunk": policy.pixel.chunk,
+                              "prompt": prompt_kind or "none"}
+                             if backend == "pixelvla" else {})
     return {
-        "path": str(policy.checkpoint.path), "use_trace": policy.use_trace,
+        "path": str(policy.checkpoint.path), "backend": backend,
+        "use_trace": bool(getattr(policy, "use_trace", False)), **extra,
+        "execution": (execution or ChunkConfig()).label(),
         "parameters": int(sum(p.numel() for p in policy.checkpoint.model.parameters())),
         "size_bytes": int(sum(f.stat().st_size for f in Path(policy.checkpoint.path).glob("*")
                               if f.name in ("model.safetensors", "config.json"))),
@@ -147,8 +196,21 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
 
 def main(argv: list[str]) -> dict:
     ap = ArgParser("tracevla-bench policy", description=__doc__)
-    ap.add_argument("--checkpoint", default="widowx_trace",
-                    help="checkpoint dir or shipped name")
+    ap.add_argument("--backend", choices=("local", "pixelvla"), default="local",
+                    help="local (trace policy, tracevla-train) or pixelvla (tracevla-train-pixelvla-small)")
+    ap.add_argument("--checkpoint", default="",
+                    help="checkpoint dir or shipped name (default: widowx_trace for local, "
+                         "widowx_pixelvla for pixelvla)")
+    ap.add_argument("--prompt", choices=("both", "gt", "none"), default="both",
+                    help="pixelvla: the ground-truth prompt, none, or both runs")
+    ap.add_argument("--prompt-kind", choices=PROMPT_KINDS, default="mask",
+                    help="pixelvla: kind of the ground-truth prompt sampled from the target mask")
+    ap.add_argument("--exec", dest="exec_mode", choices=("first_k", "ensemble"), default="first_k",
+                    help="chunk execution: the first --k actions then re-plan, or temporal "
+                         "ensembling")
+    ap.add_argument("--k", type=int_range(1, 64), default=1, help="first_k: actions per chunk")
+    ap.add_argument("--ensemble-m", type=finite_float(ge=0, le=10), default=0.1,
+                    help="ensemble: weight exp(-m i), i = 0 the oldest prediction")
     ap.add_argument("--baseline", default="widowx_notrace",
                     help="second checkpoint; 'none' to skip")
     ap.add_argument("--episodes", type=int_range(1, 100_000), default=50,
@@ -162,13 +224,16 @@ def main(argv: list[str]) -> dict:
     from tqdm import tqdm
 
     from tracevla_ros.policy.local.checkpoint import CONFIG_FILE, resolve_checkpoint
+    from tracevla_ros.policy.pixelvla_small.checkpoint import resolve_checkpoint as resolve_px
 
+    pixel = args.backend == "pixelvla"
+    checkpoint = args.checkpoint or ("widowx_pixelvla" if pixel else "widowx_trace")
     for task in args.tasks or ():
         robot_task(ROBOT, task, task_flag="--tasks")
-    for flag, ck in (("--checkpoint", args.checkpoint), ("--baseline", args.baseline)):
-        if flag == "--baseline" and ck.lower() == "none":
+    for flag, ck in (("--checkpoint", checkpoint), ("--baseline", args.baseline)):
+        if flag == "--baseline" and (ck.lower() == "none" or pixel):
             continue
-        path = resolve_checkpoint(ck)
+        path = (resolve_px if pixel else resolve_checkpoint)(ck)
         require((path / CONFIG_FILE).is_file(), f"{flag} '{ck}': {path} is not a checkpoint "
                 f"directory (no {CONFIG_FILE}); give one written by tracevla-train or a "
                 "shipped name")
@@ -177,15 +242,23 @@ def main(argv: list[str]) -> dict:
     params = args.params or config_dir() / "widowx.yaml"
     tracker_cfg = load_node_config(TrackerConfig, params, "tracker_node")
     seeds = [args.seed_offset + i for i in range(args.episodes)]
-    ckpts = {"trace": args.checkpoint}
-    if args.baseline.lower() != "none":
-        ckpts["baseline"] = args.baseline
+    execution = ChunkConfig(mode=args.exec_mode, k=args.k, ensemble_m=args.ensemble_m)
+    runs: dict[str, tuple[str, str | None]] = {}  # name -> (checkpoint, prompt kind)
+    if pixel:
+        if args.prompt in ("both", "gt"):
+            runs["prompt"] = (checkpoint, args.prompt_kind)
+        if args.prompt in ("both", "none"):
+            runs["noprompt"] = (checkpoint, None)
+    else:
+        runs["trace"] = (checkpoint, None)
+        if args.baseline.lower() != "none":
+            runs["baseline"] = (args.baseline, None)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(ckpts) * len(tasks) * len(seeds), desc="policy episodes", unit="ep")
+    bar = tqdm(total=len(runs) * len(tasks) * len(seeds), desc="policy episodes", unit="ep")
     out: dict[str, Any] = {}
-    for name, path in ckpts.items():
+    for name, (ck, kind) in runs.items():
         bar.set_description(f"policy episodes ({name})")
-        out[name] = evaluate(path, tasks, seeds, tracker_cfg, bar)
+        out[name] = evaluate(ck, tasks, seeds, tracker_cfg, bar, args.backend, kind, execution)
     bar.close()
     result: dict[str, Any] = {
         "benchmark": "policy", "robot": ROBOT, "episodes_per_task": args.episodes,
@@ -199,5 +272,12 @@ def main(argv: list[str]) -> dict:
                      - out["baseline"]["tasks"][t]["success_rate"], 4) for t in tasks}
         result["trace_minus_baseline"]["overall"] = round(
             out["trace"]["overall"]["success_rate"] - out["baseline"]["overall"]["success_rate"], 4)
+    if "prompt" in out and "noprompt" in out:
+        result["prompt_minus_noprompt"] = {
+            t: round(out["prompt"]["tasks"][t]["success_rate"]
+                     - out["noprompt"]["tasks"][t]["success_rate"], 4) for t in tasks}
+        result["prompt_minus_noprompt"]["overall"] = round(
+            out["prompt"]["overall"]["success_rate"] - out["noprompt"]["overall"]["success_rate"],
+            4)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     return result

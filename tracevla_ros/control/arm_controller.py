@@ -31,6 +31,7 @@ from tracevla_ros.control.action import (
     integrate_ee_delta,
     parse_ee_delta_chunk,
 )
+from tracevla_ros.control.chunking import ChunkConfig, ChunkExecutor
 from tracevla_ros.control.kinematics import ArmKinematics, IKOptions
 from tracevla_ros.control.safety import (
     EStopLatch,
@@ -87,6 +88,9 @@ class WaypointPlan:
     interventions: tuple[Intervention, ...]
 
 
+_ALL_STEPS = 1_000_000  # first_k with this k: every step of a chunk (until replaced)
+
+
 class ArmController:
     """State + algorithm of one arm's command path.
 
@@ -95,11 +99,14 @@ class ArmController:
         safety: safety settings (its joint limits should come from ``spec``).
         hysteresis: gripper thresholds.
         ik_options: IK settings (few restarts: a controller must answer quickly).
+        execution: how chunks run (``control.chunking``); default: every step of a chunk,
+            a new chunk replacing the unexecuted ones.
     """
 
     def __init__(self, spec: RobotSpec, safety: SafetyConfig,
                  hysteresis: HysteresisConfig | None = None,
-                 ik_options: IKOptions | None = None) -> None:
+                 ik_options: IKOptions | None = None,
+                 execution: ChunkConfig | None = None) -> None:
         self.spec = spec
         self.safety = safety
         self.kin = ArmKinematics(spec, ik_options or IKOptions(restarts=1))
@@ -114,7 +121,9 @@ class ArmController:
         self.action_time: float | None = None
         self.last_command_time: float | None = None
         self.last_q: np.ndarray | None = None
-        self._pending: collections.deque[np.ndarray] = collections.deque()
+        execution = execution or ChunkConfig(k=_ALL_STEPS)
+        self._pending = ChunkExecutor(execution)
+        self._commit = execution.mode == "first_k" and execution.k < _ALL_STEPS
         self.steps_done = 0
 
     # --- inputs ---------------------------------------------------------------
@@ -125,20 +134,29 @@ class ArmController:
 
     def push_action(self, values: Sequence[float] | np.ndarray, chunk_length: int,
                     action_dim: int, now: float) -> int:
-        """Queue an ``ee_delta_7d`` chunk (replaces any unexecuted steps); returns its length.
+        """Queue an ``ee_delta_7d`` chunk; returns its length, or 0 when it is not used.
+
+        Default execution: it replaces any unexecuted steps. ``first_k`` with a step count
+        k (``chunk_steps``): a chunk arriving while steps of the last one remain is not
+        used (the k steps are executed open loop, then the next chunk is taken);
+        ``ensemble``: it joins the stored chunks.
 
         Raises ActionError for malformed chunks (the caller logs and counts it).
         """
         chunk = parse_ee_delta_chunk(values, chunk_length, action_dim)
-        self._pending.clear()
-        self._pending.extend(chunk)
         self.action_time = now
+        if self._commit and not self._pending.needs_chunk():
+            # first_k with chunk_steps k: the k steps of the current chunk run to the end
+            # (as tracevla-bench policy --k runs them); the new chunk is not used
+            self.counts["chunk_ignored"] += 1
+            return 0
+        self._pending.add(np.asarray(chunk))  # first_k: replaces the unexecuted steps
         return len(chunk)
 
     @property
     def pending(self) -> int:
-        """Unexecuted steps of the current chunk."""
-        return len(self._pending)
+        """Unexecuted steps of the current chunk (ensemble: steps still covered)."""
+        return self._pending.pending
 
     # --- decisions --------------------------------------------------------------
     def _record(self, recs: Sequence[Intervention]) -> None:
@@ -147,9 +165,9 @@ class ArmController:
 
     def step(self, now: float) -> StepOutput | None:
         """Execute the next queued action step; None when nothing is queued."""
-        if not self._pending:
+        if not self._pending.has_action():
             return None
-        delta = self._pending.popleft()
+        delta = self._pending.next_action().astype(np.float64)
         recs: list[Intervention] = []
         gripper_open = self.gripper.is_open
         ee_target = None
@@ -198,7 +216,7 @@ class ArmController:
 
     def hold(self, now: float, why: Intervention) -> StepOutput:
         """Hold the measured position (watchdog / e-stop); drops queued steps."""
-        self._pending.clear()
+        self._pending.reset()
         cmd = filter_joint_command(
             None, self.q_state, now=now, last_state_time=self.state_time,
             last_action_time=None, cfg=self.safety, estop_latched=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tracevla_ros.config import check, param
 from tracevla_ros.control.action import HysteresisConfig
+from tracevla_ros.control.chunking import ChunkConfig
 from tracevla_ros.control.kinematics import IKOptions
 from tracevla_ros.control.safety import (
     CartesianSafetyConfig,
@@ -28,6 +30,14 @@ class ArmSafetyParams:
     step_period_s: float = param(0.2, "time per action step: chunk steps are executed this far "
                                  "apart and each trajectory point is reached in this time "
                                  "(OpenVLA/TraceVLA run at ~5 Hz)", unit="s")
+    chunk_execution: str = param("first_k", "how action chunks run: first_k = the first "
+                                 "chunk_steps steps of each chunk (a new chunk replaces what is "
+                                 "left), ensemble = ACT temporal ensembling of the chunks that "
+                                 "cover each step (tracevla_ros.control.chunking)")
+    chunk_steps: int = param(0, "first_k: steps executed per chunk, open loop (chunks arriving "
+                             "meanwhile are not used); 0 = all of them until the next chunk "
+                             "replaces them")
+    ensemble_m: float = param(0.1, "ensemble: weight exp(-m i) of the i-th oldest prediction")
     watchdog_timeout_s: float = param(1.0, "no fresh action for this long -> hold the measured "
                                       "position (several policy periods)", unit="s")
     state_timeout_s: float = param(0.5, "no joint state for this long -> send nothing", unit="s")
@@ -64,6 +74,11 @@ class ArmSafetyParams:
 
     def _check_safety(self) -> None:
         check(self.step_period_s > 0.0, "step_period_s", "must be > 0 s")
+        check(self.chunk_execution in ("first_k", "ensemble"), "chunk_execution",
+              f"must be first_k or ensemble, got '{self.chunk_execution}'")
+        check(self.chunk_steps >= 0, "chunk_steps", "must be >= 0 (0 = every step of a chunk)")
+        check(math.isfinite(self.ensemble_m) and self.ensemble_m >= 0.0, "ensemble_m",
+              f"must be a finite value >= 0, got {self.ensemble_m}")
         check(self.watchdog_timeout_s > 0.0, "watchdog_timeout_s", "must be > 0 s")
         check(self.state_timeout_s > 0.0, "state_timeout_s", "must be > 0 s")
         check(len(self.workspace_min) == 3 and len(self.workspace_max) == 3, "workspace_min",
@@ -99,6 +114,11 @@ class ArmSafetyParams:
             timing=TimingConfig(self.watchdog_timeout_s, self.state_timeout_s),
             dry_run=self.dry_run,
         )
+
+    def chunk_config(self) -> ChunkConfig:
+        """How the controller runs action chunks (``tracevla_ros.control.chunking``)."""
+        return ChunkConfig(mode=self.chunk_execution, k=self.chunk_steps or 1_000_000,  # all
+                           ensemble_m=self.ensemble_m)
 
     def hysteresis(self) -> HysteresisConfig:
         return HysteresisConfig(self.gripper_close_below, self.gripper_open_above)

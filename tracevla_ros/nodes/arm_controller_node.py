@@ -85,7 +85,7 @@ class ArmControllerNodeBase(Node):
                               f"{' or '.join(self.ROBOTS)} only; start the controller node of "
                               f"'{self.spec.name}' instead")
         self.core = ArmController(self.spec, cfg.safety_config(self.spec), cfg.hysteresis(),
-                                  cfg.ik_options())
+                                  cfg.ik_options(), cfg.chunk_config())
         self._lock = threading.Lock()  # the core is shared by the two callback groups
         self._names = list(self.spec.ros_joint_names)
         self._index: list[int] | None = None
@@ -198,14 +198,16 @@ class ArmControllerNodeBase(Node):
                 self.core.counts["robot_fault"] += 1
                 return
             try:
-                self.core.push_action(msg.values, msg.chunk_length, msg.action_dim, self._now())
+                used = self.core.push_action(msg.values, msg.chunk_length, msg.action_dim,
+                                             self._now())
             except ActionError as exc:
                 self.core.counts["bad_action"] += 1
                 self.get_logger().error(f"action rejected: {exc}", throttle_duration_sec=2.0)
                 return
             self._holding = False
             self._hold_reason = ""
-            self._next_step_t = 0.0  # the first step goes out now, not on the next tick
+            if used:  # a chunk not used (chunk_steps) keeps the running one's pace
+                self._next_step_t = 0.0  # the first step goes out now, not on the next tick
         self._on_control_tick()
 
     def _on_control_tick(self) -> None:

@@ -22,6 +22,7 @@ BACKENDS: dict[str, str] = {
     "pixelvla-7b": "tracevla_ros.policy.pixelvla.backend:make_pixelvla_7b",
     "remote": "tracevla_ros.policy.remote.client:make_remote",
     "local": "tracevla_ros.policy.local.backend:make",
+    "pixelvla": "tracevla_ros.policy.pixelvla_small.backend:make",
 }
 
 IN_PROCESS_ONLY = {

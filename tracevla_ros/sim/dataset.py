@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT", "Episode", "EpisodeWriter", "load_episode", "list_episodes", "load_info",
+__all__ = ["FORMAT", "Episode", "pack_mask", "unpack_masks", "EpisodeWriter", "load_episode", "list_episodes", "load_info",
            "write_info", "DatasetError"]
 
 FORMAT = "tracevla_sim_episodes/v1"
@@ -39,6 +39,20 @@ K_ACTION = "action"  # (T, 7) float32 ee_delta_7d: dx dy dz [m], droll dpitch dy
 K_TARGETS = "action.joint_targets"  # (T, dof) float32 joint targets the IK sent [rad]
 K_TIME = "timestamp"  # (T,) float64 sim seconds since reset, at the observation
 K_SUCCESS = "success"  # (T,) bool: task success at the observation
+# --masks: segmentation masks, (T, ceil(H*W/8)) uint8 = np.packbits of the row-major (H, W) bool
+K_TARGET_MASK = "observation.masks.target"  # pixels of the target body (meta.json "target")
+K_GRIPPER_MASK = "observation.masks.gripper"  # pixels of the gripper link and fingers
+
+
+def pack_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> (ceil(H*W/8),) uint8 packed bits (row-major, big bit order)."""
+    return np.packbits(np.asarray(mask, bool).reshape(-1))
+
+
+def unpack_masks(packed: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(T, ceil(H*W/8)) uint8 -> (T, H, W) bool (inverse of :func:`pack_mask` per step)."""
+    n = height * width
+    return np.unpackbits(packed, axis=-1, count=n).reshape(-1, height, width).astype(bool)
 
 
 class DatasetError(ValueError):
@@ -64,6 +78,8 @@ class Episode:
     timestamps: np.ndarray  # (T,) float64
     step_success: np.ndarray  # (T,) bool
     depth: np.ndarray | None = None  # (T, H, W) float32 or None
+    target_mask: np.ndarray | None = None  # (T, H, W) bool or None (collected with --masks)
+    gripper_mask: np.ndarray | None = None  # (T, H, W) bool or None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -137,10 +153,14 @@ def load_episode(path: str | Path) -> Episode:
                    if k not in z.files]
         if missing:
             raise DatasetError(f"{data_path}: missing arrays {missing}")
+        h, w = z[K_RGB].shape[1:3]
+        masks = [unpack_masks(z[k], h, w) if k in z.files else None
+                 for k in (K_TARGET_MASK, K_GRIPPER_MASK)]
         return Episode(
             path=path, instruction=str(meta["instruction"]), task=str(meta["task"]),
             robot=str(meta["robot"]), seed=int(meta["seed"]), success=bool(meta["success"]),
             rgb=z[K_RGB], state=z[K_STATE], joint_positions=z[K_JOINTS], ee_pose=z[K_EE],
             actions=z[K_ACTION], joint_targets=z[K_TARGETS], timestamps=z[K_TIME],
             step_success=z[K_SUCCESS], depth=z[K_DEPTH] if K_DEPTH in z.files else None, meta=meta,
+            target_mask=masks[0], gripper_mask=masks[1],
         )

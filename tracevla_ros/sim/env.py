@@ -93,6 +93,14 @@ class SimEnv:
         self._intr = intrinsics_from_fovy(cam.fovy, cam.width, cam.height, cam.frame_id)
         self._rgb: mujoco.Renderer | None = None
         self._depth: mujoco.Renderer | None = None
+        self._seg: mujoco.Renderer | None = None
+        # robot bodies that form the gripper (the gripper mask): the gripper link and fingers
+        pre = self.layout.robot_prefix
+        names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, i) or ""
+                 for i in range(self.model.nbody)]
+        self._gripper_bodies = np.array([i for i, n in enumerate(names) if n.startswith(pre)
+                                         and ("finger" in n or "gripper" in n or "hand" in n)],
+                                        np.int32)
         self.steps = 0
         self.seed = seed
         self.reset(seed)
@@ -262,11 +270,38 @@ class SimEnv:
         depth[depth >= 0.999 * far] = 0.0
         return depth
 
+    def render_body_ids(self) -> np.ndarray:
+        """(H, W) int32 id of the MuJoCo body seen at each pixel (segmentation render of the
+        scene camera, aligned with ``render()``); -1 where no geom is seen."""
+        if self._seg is None:
+            self._seg = mujoco.Renderer(self.model, self._intr.height, self._intr.width)
+            self._seg.enable_segmentation_rendering()
+        self._seg.update_scene(self.data, self._cam_id)
+        seg = self._seg.render()
+        geom = seg[..., 0]
+        is_geom = (seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM)) & (geom >= 0)
+        body = np.full(geom.shape, -1, np.int32)
+        body[is_geom] = self.model.geom_bodyid[geom[is_geom]]
+        return body
+
+    def target_body(self) -> str:
+        """The body the instruction refers to in this episode (``Task.target``)."""
+        return self.task.target
+
+    def masks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(target mask, gripper mask), each (H, W) bool, from one segmentation render: the
+        pixels of the task's target body and of the robot's gripper link and fingers."""
+        ids = self.render_body_ids()
+        bid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, self.task.target)
+        if bid < 0:
+            raise SimError(f"task '{self.task.name}': no target body '{self.task.target}'")
+        return ids == bid, np.isin(ids, self._gripper_bodies)
+
     def close(self) -> None:
-        for r in (self._rgb, self._depth):
+        for r in (self._rgb, self._depth, self._seg):
             if r is not None:
                 r.close()
-        self._rgb = self._depth = None
+        self._rgb = self._depth = self._seg = None
 
     def __enter__(self) -> "SimEnv":
         return self

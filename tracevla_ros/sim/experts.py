@@ -197,15 +197,18 @@ class BallExpert(PickPlaceExpert):
 
 
 class LiftExpert(Expert):
+    """Grasp the task's target cube (``task.target``: ``cube``, or the prompted one of two)."""
+
     def plan(self) -> list[Waypoint]:
-        yaw0 = self.grasp_yaw(self.env.object_pose("cube").yaw, math.pi / 2)
+        cube = self.env.task.target
+        yaw0 = self.grasp_yaw(self.env.object_pose(cube).yaw, math.pi / 2)
         yaw = lambda: yaw0  # noqa: E731
         grasp_z = max(CUBE_HALF, 0.022)
         return [
-            Waypoint(self.at("cube", 0.07, yaw), 1.0, tol=0.015),
-            Waypoint(self.at("cube", 0.0, yaw, z_min=grasp_z), 1.0, tol=0.008, max_step=0.03),
-            Waypoint(self.at("cube", 0.0, yaw, z_min=grasp_z), 0.0, tol=0.02, hold=2),
-            Waypoint(self.at("cube", -1.0, yaw, z_min=0.15), 0.0, tol=0.02),
+            Waypoint(self.at(cube, 0.07, yaw), 1.0, tol=0.015),
+            Waypoint(self.at(cube, 0.0, yaw, z_min=grasp_z), 1.0, tol=0.008, max_step=0.03),
+            Waypoint(self.at(cube, 0.0, yaw, z_min=grasp_z), 0.0, tol=0.02, hold=2),
+            Waypoint(self.at(cube, -1.0, yaw, z_min=0.15), 0.0, tol=0.02),
         ]
 
 
@@ -302,6 +305,7 @@ EXPERTS: dict[str, type[Expert]] = {
     "put_carrot_on_plate": CarrotExpert,
     "push_block_right": PushRightExpert,
     "lift_cube": LiftExpert,
+    "lift_target_cube": LiftExpert,
     "push_block_to_region": PushRegionExpert,
     "put_ball_in_box": BallExpert,
 }

@@ -51,6 +51,7 @@ class Task(abc.ABC):
     robots: tuple[str, ...] = ()
     max_steps: int = 60  # policy steps an episode may take
     objects: tuple[str, ...] = ()  # free bodies this task adds (names)
+    target: str = ""  # the body the instruction refers to (the visual prompt's target)
 
     @abc.abstractmethod
     def build(self, spec: mujoco.MjSpec, layout: WorldLayout) -> None:
@@ -135,6 +136,7 @@ REST_HEIGHTS = {
     "plate": PLATE_H / 2,
     "block": BLOCK_HALF + 0.0005,
     "cube": CUBE_HALF + 0.0005,
+    "cube_b": CUBE_HALF + 0.0005,
     "fr3_block": FR3_BLOCK_HALF + 0.0005,
     "ball": BALL_R + 0.0005,
     "box": 0.0,
@@ -155,6 +157,7 @@ class PutCarrotOnPlate(Task):
     robots = ("widowx250s",)
     max_steps = 60
     objects = ("carrot", "plate")
+    target = "carrot"
 
     def build(self, spec: mujoco.MjSpec, layout: WorldLayout) -> None:
         add_material(spec, "carrot_mat", (0.95, 0.45, 0.05), (0.85, 0.35, 0.02), texrepeat=3.0,
@@ -195,6 +198,7 @@ class PushBlockRight(Task):
     robots = ("widowx250s",)
     max_steps = 60
     objects = ("block",)
+    target = "block"
     _start: np.ndarray = np.zeros(2)  # block (x, y) at reset
     push_distance = 0.10  # metres towards -y (the robot's and camera's right)
 
@@ -222,7 +226,8 @@ class LiftCube(Task):
     instruction = "pick up the red cube"
     robots = ("widowx250s",)
     max_steps = 40
-    objects = ("cube",)
+    objects: tuple[str, ...] = ("cube",)
+    target = "cube"
     lift_height = 0.08  # metres above the table
 
     def build(self, spec: mujoco.MjSpec, layout: WorldLayout) -> None:
@@ -240,12 +245,50 @@ class LiftCube(Task):
         return bool(self.object_pose(model, data, "cube").pos[2] > self.lift_height)
 
 
+class LiftTargetCube(LiftCube):
+    """Two identical red cubes; the instruction does not say which one: only the visual
+    prompt does. Which cube is the target is drawn per seed (``target`` is set on reset);
+    success = the target is lifted while the other stays on the table."""
+
+    name = "lift_target_cube"
+    instruction = "pick up the cube"
+    objects = ("cube", "cube_b")
+    target = "cube"
+    min_gap = 0.09  # metres between the cubes' centres (one grasp cannot take both)
+
+    def build(self, spec: mujoco.MjSpec, layout: WorldLayout) -> None:
+        super().build(spec, layout)
+        cube = add_free_body(spec, "cube_b")
+        cube.add_geom(name="cube_b_geom", type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_HALF] * 3,
+                      material="cube_mat", mass=0.04, **_GRIP)
+
+    def place(self, rng: np.random.Generator, layout: WorldLayout) -> dict[str, tuple[float, float, float]]:
+        x0, y0 = _sample_xy(rng, layout, (-0.05, 0.05), (-0.10, 0.10))
+        while True:
+            x1, y1 = _sample_xy(rng, layout, (-0.05, 0.05), (-0.10, 0.10))
+            if math.hypot(x1 - x0, y1 - y0) >= self.min_gap:
+                break
+        self.target = "cube" if rng.uniform() < 0.5 else "cube_b"
+        return {"cube": (x0, y0, float(rng.uniform(-0.5, 0.5))),
+                "cube_b": (x1, y1, float(rng.uniform(-0.5, 0.5)))}
+
+    @property
+    def other(self) -> str:
+        return "cube_b" if self.target == "cube" else "cube"
+
+    def success(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
+        lifted = self.object_pose(model, data, self.target).pos[2] > self.lift_height
+        other_down = self.object_pose(model, data, self.other).pos[2] < CUBE_HALF + 0.02
+        return bool(lifted and other_down)
+
+
 class PushBlockToRegion(Task):
     name = "push_block_to_region"
     instruction = "push the block into the purple region"
     robots = ("fr3",)
     max_steps = 60
     objects = ("fr3_block",)
+    target = "fr3_block"
     region_half = 0.06  # metres, half side of the purple square
 
     def build(self, spec: mujoco.MjSpec, layout: WorldLayout) -> None:
@@ -285,6 +328,7 @@ class PutBallInBox(Task):
     robots = ("fr3",)
     max_steps = 60
     objects = ("ball",)
+    target = "ball"
 
     def build(self, spec: mujoco.MjSpec, layout: WorldLayout) -> None:
         add_material(spec, "ball_mat", (0.10, 0.70, 0.20), (0.05, 0.55, 0.15), texrepeat=3.0,
@@ -320,8 +364,8 @@ class PutBallInBox(Task):
 
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (PutCarrotOnPlate, PushBlockRight, LiftCube, PushBlockToRegion,
-                              PutBallInBox)
+    cls.name: cls for cls in (PutCarrotOnPlate, PushBlockRight, LiftCube, LiftTargetCube,
+                              PushBlockToRegion, PutBallInBox)
 }
 
 

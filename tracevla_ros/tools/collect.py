@@ -40,7 +40,7 @@ from tracevla_ros.cli import (
     run_main,
     write_json_atomic,
 )
-from tracevla_ros.sim.dataset import FORMAT, EpisodeWriter
+from tracevla_ros.sim.dataset import FORMAT, EpisodeWriter, pack_mask
 from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.experts import make_expert
 from tracevla_ros.stopping import StopRequest, install_stop_signals
@@ -65,6 +65,9 @@ def _parser() -> ArgParser:
                     help="steps recorded after the first success (the scene settling)")
     ap.add_argument("--only-success", action="store_true", help="drop failed episodes")
     ap.add_argument("--no-depth", action="store_true", help="skip depth even where the camera has it")
+    ap.add_argument("--masks", action="store_true",
+                    help="also record the target and gripper segmentation masks per step "
+                         "(packed bits; the auto-annotation of the visual prompts)")
     ap.add_argument("--video", action="store_true", help="also write a lossy rgb.mp4 preview")
     ap.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     ap.add_argument("--noise-pos", type=finite_float(ge=0, le=1), default=0.0,
@@ -77,11 +80,12 @@ def _parser() -> ArgParser:
 
 def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: int,
                     noise_pos: float = 0.0, noise_rot: float = 0.0,
-                    stop: StopRequest | None = None) -> bool:
+                    stop: StopRequest | None = None, masks: bool = False) -> bool:
     """Run the expert from ``seed``, recording every step into ``writer``; returns success.
 
     With noise, the executed action is the expert's plus N(0, noise_pos) on dx, dy, dz [m]
-    and N(0, noise_rot) on droll, dpitch, dyaw [rad] (seeded by ``seed``); ``action`` is
+    and N(0, noise_rot) on droll, dpitch, dyaw [rad] (seeded by ``seed``); ``masks``: the
+    target and gripper segmentation masks are recorded too (packed); ``action`` is
     the expert's clean action, ``action.executed`` the executed one. Returns early (the
     episode unfinished) once ``stop`` is set.
     """
@@ -106,6 +110,10 @@ def collect_episode(env: SimEnv, seed: int, writer: EpisodeWriter, extra_steps: 
         )
         if writer.with_depth:
             obs["observation__depth__scene"] = env.render_depth()
+        if masks:
+            target, gripper = env.masks()
+            obs["observation__masks__target"] = pack_mask(target)
+            obs["observation__masks__gripper"] = pack_mask(gripper)
         if obs["success"] and after < 0:
             after = 0
         if after >= 0:
@@ -164,7 +172,7 @@ def _main(argv: list[str] | None) -> int:
             seed = args.seed + i
             writer = EpisodeWriter(with_depth)
             ok = collect_episode(env, seed, writer, args.extra_steps, args.noise_pos,
-                                 args.noise_rot, stop)
+                                 args.noise_rot, stop, masks=args.masks)
             if stop:  # the unfinished episode is dropped
                 break
             wins += ok
@@ -174,7 +182,7 @@ def _main(argv: list[str] | None) -> int:
                 with atomic_dir(ep_dir, overwrite=True) as tmp:
                     writer.save(tmp, {"robot": robot, "task": env.task.name,
                                       "instruction": env.instruction, "seed": seed,
-                                      "success": bool(ok)},
+                                      "success": bool(ok), "target": env.task.target},
                                 video_fps=(1.0 / env.control_dt) if args.video else None)
                 kept += 1
             run.update(episodes_run=i + 1, episodes_written=kept, successes=wins)
