@@ -167,8 +167,18 @@ def nonempty_str(text: str) -> str:
     return text
 
 
+def _path(text: str) -> Path:
+    """``text`` as a path with ``~`` / ``~user`` expanded (an unknown user is a bad input)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~nosuchuser": no home directory to expand to
+        raise argparse.ArgumentTypeError(
+            f"{text}: cannot expand '{text.split('/')[0]}' (no such user's home directory); "
+            "give the path without it") from None
+
+
 def existing_file(text: str) -> Path:
-    p = Path(text).expanduser()
+    p = _path(text)
     if p.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; give a file")
     if not p.is_file():
@@ -177,7 +187,7 @@ def existing_file(text: str) -> Path:
 
 
 def existing_dir(text: str) -> Path:
-    p = Path(text).expanduser()
+    p = _path(text)
     if p.is_file():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a directory")
     if not p.is_dir():
@@ -186,7 +196,7 @@ def existing_dir(text: str) -> Path:
 
 
 def existing_path(text: str) -> Path:
-    p = Path(text).expanduser()
+    p = _path(text)
     if not p.exists():
         raise argparse.ArgumentTypeError(f"{text} does not exist")
     return p
@@ -206,7 +216,7 @@ def output_dir(text: str) -> Path:
     """A directory to write into: absent (created later) or an existing directory; never a file."""
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty; give an output directory")
-    p = Path(text).expanduser()
+    p = _path(text)
     if p.exists() and not p.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is an existing file; give a directory "
                                          "(absent or existing)")
@@ -218,7 +228,7 @@ def output_file(text: str) -> Path:
     """A file to write: absent or an existing file (replaced atomically); never a directory."""
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty; give an output file")
-    p = Path(text).expanduser()
+    p = _path(text)
     if p.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name")
     _writable_parent(p, text)
