@@ -119,7 +119,8 @@ def test_integer_options(tool: str, option: str, lo: int, hi: int | None, value:
 
 
 @SETTINGS
-@given(name=st.one_of(st.text(max_size=30), st.sampled_from(["afile", "afile/x", "", " ", "."])))
+@given(name=st.one_of(st.text(max_size=30), st.sampled_from(
+    ["afile", "afile/x", "", " ", ".", "~0", "~nosuchuser/x"])))
 def test_output_paths(name: str, tmp_path: Path) -> None:
     """--out: an existing file, a path under a file or an empty name is refused naming
     --out; anything else is a directory the tool may create (the run then stops at the
@@ -128,7 +129,7 @@ def test_output_paths(name: str, tmp_path: Path) -> None:
     rc, err = _run(["tracevla-collect", "--robot", "nosuchrobot", "--task", "lift_cube",
                     f"--out={name}"], tmp_path)
     line = _one_line(rc, err)
-    if not name.strip() or name in ("afile", "afile/x"):
+    if not name.strip() or name in ("afile", "afile/x", "~0", "~nosuchuser/x"):
         assert "--out" in line, line
     else:
         assert "--out" in line or "nosuchrobot" in line, line
