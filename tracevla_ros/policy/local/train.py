@@ -248,18 +248,18 @@ def evaluate(model: TracePolicyNet, data: TrainingData, idx: np.ndarray, cfg: Tr
     return {"val_loss": total / idx.size, "val_within2bins": close / idx.size}
 
 
-class _PolicyTask:
-    """The local policy's part of the training core (``tracetrain.loop.TrainTask``).
+class EpochTask:
+    """The data position and history the small policies' tasks share (``_PolicyTask``
+    here, the small PixelVLA's): epoch ``e`` uses ``numpy.random.default_rng([seed, e])``,
+    first for the permutation of the training samples, then for the subclass's per-batch
+    draws; the generator's state is the data position. ``cfg`` needs ``seed`` and
+    ``batch_size``."""
 
-    Epoch ``e`` uses ``numpy.random.default_rng([seed, e])``: first the permutation of the
-    training samples, then per batch the trace-dropout draws and the shift offsets (the
-    recipe in the module docstring). The generator's state is the data position."""
-
-    def __init__(self, cfg: TrainConfig, data: TrainingData, train_idx: np.ndarray,
-                 val_idx: np.ndarray, per_epoch: int, device: torch.device,
-                 load_s: float) -> None:
-        self.cfg, self.data, self.device, self.load_s = cfg, data, device, load_s
+    def __init__(self, cfg: Any, train_idx: np.ndarray, val_idx: np.ndarray, per_epoch: int,
+                 device: torch.device, load_s: float) -> None:
+        self.device, self.load_s = device, load_s
         self.train_idx, self.val_idx, self.per_epoch = train_idx, val_idx, per_epoch
+        self._seed, self._bs = cfg.seed, cfg.batch_size
         self.epoch = -1
         self.rng = np.random.default_rng([cfg.seed, 0])
         self.order = train_idx
@@ -267,15 +267,52 @@ class _PolicyTask:
 
     def _start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.rng = np.random.default_rng([self.cfg.seed, epoch])
+        self.rng = np.random.default_rng([self._seed, epoch])
         self.order = self.rng.permutation(self.train_idx)
 
-    def plan(self, step: int) -> _Plan:
+    def step_indices(self, step: int) -> np.ndarray:
+        """The (sorted) training samples of ``step``; starts the epoch when it changes."""
         epoch, b = divmod(step, self.per_epoch)
         if epoch != self.epoch:
             self._start_epoch(epoch)
-        bs = self.cfg.batch_size
-        idx = np.sort(self.order[b * bs:(b + 1) * bs])
+        return np.sort(self.order[b * self._bs:(b + 1) * self._bs])
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {"epoch": self.epoch, "rng": generator_state(self.rng),
+                "history": self.history}, {}
+
+    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        if int(js["epoch"]) >= 0:
+            self._start_epoch(int(js["epoch"]))
+            set_generator_state(self.rng, js["rng"])
+        self.history = list(js["history"])
+
+    def record(self, ctx: SaveContext, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+        """The epoch's record (``evaluation`` merged in), logged; returns the history with
+        it. A stopped epoch is not kept: it is recorded again when it finishes."""
+        rec: dict[str, Any] = {"epoch": math.ceil(ctx.step / self.per_epoch), "step": ctx.step,
+                               "train_loss": ctx.train_loss, "seconds": round(ctx.elapsed_s, 1),
+                               **evaluation}
+        history = self.history + [rec]
+        if not ctx.stopped:
+            self.history = history
+        logging.getLogger(type(self).__module__).info("epoch %d: %s", rec["epoch"], rec)
+        return history
+
+
+class _PolicyTask(EpochTask):
+    """The local policy's part of the training core (``tracetrain.loop.TrainTask``); per
+    batch, after the epoch's permutation: the trace-dropout draws and the shift offsets
+    (the recipe in the module docstring)."""
+
+    def __init__(self, cfg: TrainConfig, data: TrainingData, train_idx: np.ndarray,
+                 val_idx: np.ndarray, per_epoch: int, device: torch.device,
+                 load_s: float) -> None:
+        super().__init__(cfg, train_idx, val_idx, per_epoch, device, load_s)
+        self.cfg, self.data = cfg, data
+
+    def plan(self, step: int) -> _Plan:
+        idx = self.step_indices(step)
         drop = (trace_dropout_mask(len(idx), self.cfg.trace_dropout, self.rng)
                 if self.data.transforms.use_trace and self.cfg.trace_dropout > 0 else None)
         pad = self.cfg.shift_px
@@ -289,31 +326,15 @@ class _PolicyTask:
         images, words, proprio, bins = batch
         return loss_fn(model(images, words, proprio), bins, self.cfg.label_sigma_bins)
 
-    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        return {"epoch": self.epoch, "rng": generator_state(self.rng),
-                "history": self.history}, {}
-
-    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        if int(js["epoch"]) >= 0:
-            self._start_epoch(int(js["epoch"]))
-            set_generator_state(self.rng, js["rng"])
-        self.history = list(js["history"])
-
     def on_save(self, ctx: SaveContext) -> dict[str, Any]:
         """Per epoch (and at the last step): validation, the checkpoint, the history."""
         assert isinstance(ctx.model, TracePolicyNet)
-        rec: dict[str, Any] = {"epoch": math.ceil(ctx.step / self.per_epoch), "step": ctx.step,
-                               "train_loss": ctx.train_loss, "seconds": round(ctx.elapsed_s, 1),
-                               **evaluate(ctx.model, self.data, self.val_idx, self.cfg,
-                                          self.device)}
-        history = self.history + [rec]
-        if not ctx.stopped:  # a stopped epoch is recorded again when it finishes
-            self.history = history
-        _log.info("epoch %d: %s", rec["epoch"], rec)
+        val = evaluate(ctx.model, self.data, self.val_idx, self.cfg, self.device)
+        history = self.record(ctx, val)
         save_checkpoint(self.cfg.out, ctx.model, self.data.transforms,
                         _training_info(self.cfg, self.data, history, self.device, ctx.elapsed_s,
                                        self.load_s))
-        return {k: v for k, v in rec.items() if k.startswith("val_")}
+        return val
 
 
 def train(cfg: TrainConfig, progress: bool = True,

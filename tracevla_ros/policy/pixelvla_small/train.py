@@ -24,7 +24,6 @@ Recipe:
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,9 +34,9 @@ import numpy as np
 import torch
 
 from tracetrain.loop import SaveContext, Trainer, TrainSettings, distributed
-from tracetrain.seed import generator_state, seed_everything, set_generator_state
+from tracetrain.seed import seed_everything
 
-from tracevla_ros.policy.local.train import _shift, _split, loss_fn
+from tracevla_ros.policy.local.train import EpochTask, _shift, _split, loss_fn
 from tracevla_ros.policy.local.transforms import (
     TransformConfig,
     action_stats,
@@ -61,8 +60,6 @@ from tracevla_ros.policy.prompt_sampling import sample_prompt
 from tracevla_ros.sim.dataset import list_episodes, load_episode, load_info
 
 __all__ = ["PixelTrainConfig", "PixelData", "load_pixel_data", "train"]
-
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -247,30 +244,18 @@ def evaluate(model: PixelVLANet, data: PixelData, idx: np.ndarray, cfg: PixelTra
     return res
 
 
-class _PixelTask:
-    """The small PixelVLA's part of the training core (``tracetrain.loop.TrainTask``)."""
+class _PixelTask(EpochTask):
+    """The small PixelVLA's part of the training core (``tracetrain.loop.TrainTask``); per
+    batch, after the epoch's permutation: prompt kinds (with dropout), prompt seeds, shifts."""
 
     def __init__(self, cfg: PixelTrainConfig, pcfg: PixelConfig, data: PixelData,
                  train_idx: np.ndarray, val_idx: np.ndarray, per_epoch: int,
                  device: torch.device, load_s: float) -> None:
-        self.cfg, self.pcfg, self.data, self.device, self.load_s = cfg, pcfg, data, device, load_s
-        self.train_idx, self.val_idx, self.per_epoch = train_idx, val_idx, per_epoch
-        self.epoch = -1
-        self.rng = np.random.default_rng([cfg.seed, 0])
-        self.order = train_idx
-        self.history: list[dict[str, Any]] = []
-
-    def _start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.rng = np.random.default_rng([self.cfg.seed, epoch])
-        self.order = self.rng.permutation(self.train_idx)
+        super().__init__(cfg, train_idx, val_idx, per_epoch, device, load_s)
+        self.cfg, self.pcfg, self.data = cfg, pcfg, data
 
     def plan(self, step: int) -> _Plan:
-        epoch, b = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            self._start_epoch(epoch)
-        bs = self.cfg.batch_size
-        idx = np.sort(self.order[b * bs:(b + 1) * bs])
+        idx = self.step_indices(step)
         kinds = self.rng.integers(0, len(self.pcfg.prompt_kinds), idx.size)
         kinds[self.rng.random(idx.size) < self.cfg.prompt_dropout] = -1
         seeds = self.rng.integers(0, 2**31 - 1, idx.size)
@@ -288,30 +273,14 @@ class _PixelTask:
         return pixel_loss(model(images, prompt, words, proprio), labels, self.cfg.decoder,
                           self.cfg.label_sigma_bins)
 
-    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        return {"epoch": self.epoch, "rng": generator_state(self.rng),
-                "history": self.history}, {}
-
-    def load_state(self, js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        if int(js["epoch"]) >= 0:
-            self._start_epoch(int(js["epoch"]))
-            set_generator_state(self.rng, js["rng"])
-        self.history = list(js["history"])
-
     def on_save(self, ctx: SaveContext) -> dict[str, Any]:
         assert isinstance(ctx.model, PixelVLANet)
-        rec: dict[str, Any] = {"epoch": math.ceil(ctx.step / self.per_epoch), "step": ctx.step,
-                               "train_loss": ctx.train_loss, "seconds": round(ctx.elapsed_s, 1),
-                               **evaluate(ctx.model, self.data, self.val_idx, self.cfg,
-                                          self.pcfg, self.device)}
-        history = self.history + [rec]
-        if not ctx.stopped:
-            self.history = history
-        _log.info("epoch %d: %s", rec["epoch"], rec)
+        val = evaluate(ctx.model, self.data, self.val_idx, self.cfg, self.pcfg, self.device)
+        history = self.record(ctx, val)
         save_checkpoint(self.cfg.out, ctx.model, self.data.transforms, self.pcfg,
                         _info(self.cfg, self.data, history, self.device, ctx.elapsed_s,
                               self.load_s))
-        return {k: v for k, v in rec.items() if k.startswith("val_")}
+        return {k: v for k, v in val.items() if k.startswith("val_")}
 
 
 def train(cfg: PixelTrainConfig, progress: bool = True,
