@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from tracevla_ros.cli import (
     ArgParser,
@@ -37,6 +37,8 @@ from tracevla_ros.cli import (
     output_dir,
     run_main,
 )
+
+from tracevla_ros.tools.train import prepare_run, run_training
 
 PROG = "tracevla-finetune-vla"
 MODEL_CHOICES = ("tracevla-7b", "openvla")  # FINETUNE_MODELS, without importing torch here
@@ -76,34 +78,12 @@ def add_vla_training_args(ap: ArgParser, unnorm_key: str) -> None:
 def training_settings(args: Any) -> dict[str, Any]:
     """The shared options as config keyword arguments (after the device is checked and the
     thread count set)."""
-    import torch
-
-    from tracetrain.device import resolve_device
-
-    resolve_device(args.device)  # an unknown or absent device fails before anything is read
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    prepare_run(args.device, args.threads)
     return dict(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, steps=args.steps,
                 batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
                 precision=args.precision, device=args.device, seed=args.seed,
                 unnorm_key=args.unnorm_key, save_every=args.save_every,
                 log_every=args.log_every, resume=args.resume)
-
-
-def run_training(prog: str, train: Callable[..., dict[str, Any]], cfg: Any, quiet: bool
-                 ) -> tuple[int, dict[str, Any]]:
-    """Run ``train(cfg, progress, stop)`` with the stop signals wired; (exit status, info).
-    A stop prints how to continue and returns 128 + the signal."""
-    from tracevla_ros.stopping import StopRequest, install_stop_signals
-
-    stop = StopRequest()
-    install_stop_signals(stop)
-    info = train(cfg, progress=not quiet, stop=lambda: stop.reason)
-    if info.get("stopped"):
-        print(f"{prog}: stopped ({info['stopped']}) after step {info['step']}; continue with "
-              "--resume", file=sys.stderr)
-        return stop.exit_code, info
-    return 0, info
 
 
 def _parser() -> ArgParser:

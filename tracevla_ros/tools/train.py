@@ -24,11 +24,60 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from tracevla_ros.cli import ArgParser, existing_dir, finite_float, int_range, output_dir, run_main
 
 PROG = "tracevla-train"
+
+
+def add_run_args(ap: ArgParser) -> None:
+    """The run options of the small policies' trainers (this one and
+    ``tracevla-train-pixelvla-small``): device, threads, step limit, logging, resume."""
+    ap.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
+    ap.add_argument("--threads", type=int_range(0, 1024), default=0,
+                    help="torch CPU threads (0 = torch's default, i.e. OMP_NUM_THREADS)")
+    ap.add_argument("--max-steps", type=int_range(0), default=0,
+                    help="stop after this many steps (0 = all)")
+    ap.add_argument("--log-every", type=int_range(1), default=10,
+                    help="optimizer steps per metrics.jsonl line")
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def prepare_run(device: str, threads: int) -> None:
+    """Check the device (an unknown or absent one fails before any data is read) and set
+    the torch thread count (0 = leave torch's default)."""
+    import torch
+
+    from tracetrain.device import resolve_device
+
+    resolve_device(device)
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def run_training(prog: str, train: Callable[..., dict[str, Any]], cfg: Any, quiet: bool
+                 ) -> tuple[int, dict[str, Any]]:
+    """Run ``train(cfg, progress, stop)`` with the stop signals wired; (exit status, info).
+    A stop prints how to continue and returns 128 + the signal."""
+    from tracevla_ros.stopping import StopRequest, install_stop_signals
+
+    stop = StopRequest()
+    install_stop_signals(stop)
+    info = train(cfg, progress=not quiet, stop=lambda: stop.reason)
+    if info.get("stopped"):
+        print(f"{prog}: stopped ({info['stopped']}) after step {info['step']}; continue with "
+              "--resume", file=sys.stderr)
+        return stop.exit_code, info
+    return 0, info
+
+
+def report_epochs(prog: str, out: Any, info: dict[str, Any]) -> None:
+    """The one line a finished run of an epoch-based trainer prints."""
+    last = info["history"][-1] if info["history"] else {}
+    print(f"{prog}: wrote {out} ({info['samples']} samples, {info['episodes']} "
+          f"episodes, {info['train_seconds']} s, last epoch {last})")
 
 
 def _parser() -> ArgParser:
@@ -46,19 +95,11 @@ def _parser() -> ArgParser:
     ap.add_argument("--trace-dropout", type=finite_float(ge=0, le=1), default=0.25, help="alpha")
     ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
                     help="model image side (px, multiple of 16)")
-    ap.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
     ap.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                     help="autocast (auto: bf16 on a GPU that has it, else fp32)")
     ap.add_argument("--grad-accum", type=int_range(1, 1024), default=1,
                     help="micro-batches per optimizer step (same result, less memory)")
-    ap.add_argument("--threads", type=int_range(0, 1024), default=0,
-                    help="torch CPU threads (0 = torch's default, i.e. OMP_NUM_THREADS)")
-    ap.add_argument("--max-steps", type=int_range(0), default=0,
-                    help="stop after this many steps (0 = all)")
-    ap.add_argument("--log-every", type=int_range(1), default=10,
-                    help="optimizer steps per metrics.jsonl line")
-    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_args(ap)
     return ap
 
 
@@ -67,33 +108,19 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.image_size % 16:
         _parser().error(f"argument --image-size: {args.image_size} is not a multiple of 16")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    import torch
-
-    from tracetrain.device import resolve_device
-
     from tracevla_ros.policy.local.train import TrainConfig, train
-    from tracevla_ros.stopping import StopRequest, install_stop_signals
 
-    resolve_device(args.device)  # an unknown or absent device fails before the data is read
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    prepare_run(args.device, args.threads)
     cfg = TrainConfig(data=tuple(str(d) for d in args.data), out=str(args.out),
                       no_trace=args.no_trace, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, trace_dropout=args.trace_dropout,
                       image_size=args.image_size, device=args.device, max_steps=args.max_steps,
                       resume=args.resume, log_every=args.log_every, grad_accum=args.grad_accum,
                       precision=args.precision)
-    stop = StopRequest()
-    install_stop_signals(stop)
-    info = train(cfg, progress=not args.quiet, stop=lambda: stop.reason)
-    if info.get("stopped"):
-        print(f"{PROG}: stopped ({info['stopped']}) after step {info['step']}; continue with "
-              f"--resume", file=sys.stderr)
-        return stop.exit_code
-    last = info["history"][-1] if info["history"] else {}
-    print(f"{PROG}: wrote {args.out} ({info['samples']} samples, {info['episodes']} "
-          f"episodes, {info['train_seconds']} s, last epoch {last})")
-    return 0
+    code, info = run_training(PROG, train, cfg, args.quiet)
+    if code == 0:
+        report_epochs(PROG, args.out, info)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,8 @@ from tracevla_ros.cli import (
     output_dir,
     run_main,
 )
-from tracevla_ros.tools.finetune_vla import add_vla_training_args, run_training, training_settings
+from tracevla_ros.tools.finetune_vla import add_vla_training_args, training_settings
+from tracevla_ros.tools.train import run_training
 
 PROG = "tracevla-train-pixelvla"
 

@@ -22,6 +22,8 @@ from typing import Sequence
 
 from tracevla_ros.cli import ArgParser, existing_dir, finite_float, int_range, output_dir, run_main
 
+from tracevla_ros.tools.train import add_run_args, prepare_run, report_epochs, run_training
+
 PROG = "tracevla-train-pixelvla-small"
 
 
@@ -41,15 +43,7 @@ def _parser() -> ArgParser:
                     help="probability of training a sample without its prompt")
     ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
                     help="model image side (px, multiple of 16)")
-    ap.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
-    ap.add_argument("--threads", type=int_range(0, 1024), default=0,
-                    help="torch CPU threads (0 = torch's default)")
-    ap.add_argument("--max-steps", type=int_range(0), default=0,
-                    help="stop after this many steps (0 = all)")
-    ap.add_argument("--log-every", type=int_range(1), default=10,
-                    help="optimizer steps per metrics.jsonl line")
-    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_args(ap)
     return ap
 
 
@@ -58,33 +52,19 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.image_size % 16:
         _parser().error(f"argument --image-size: {args.image_size} is not a multiple of 16")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    import torch
-
-    from tracetrain.device import resolve_device
-
     from tracevla_ros.policy.pixelvla_small.train import PixelTrainConfig, train
-    from tracevla_ros.stopping import StopRequest, install_stop_signals
 
-    resolve_device(args.device)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    prepare_run(args.device, args.threads)
     cfg = PixelTrainConfig(data=tuple(str(d) for d in args.data), out=str(args.out),
                            decoder=args.decoder, chunk=args.chunk, epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                            prompt_dropout=args.prompt_dropout, image_size=args.image_size,
                            device=args.device, max_steps=args.max_steps, resume=args.resume,
                            log_every=args.log_every)
-    stop = StopRequest()
-    install_stop_signals(stop)
-    info = train(cfg, progress=not args.quiet, stop=lambda: stop.reason)
-    if info.get("stopped"):
-        print(f"{PROG}: stopped ({info['stopped']}) after step {info['step']}; continue with "
-              f"--resume", file=sys.stderr)
-        return stop.exit_code
-    last = info["history"][-1] if info["history"] else {}
-    print(f"{PROG}: wrote {args.out} ({info['samples']} samples, {info['episodes']} "
-          f"episodes, {info['train_seconds']} s, last epoch {last})")
-    return 0
+    code, info = run_training(PROG, train, cfg, args.quiet)
+    if code == 0:
+        report_epochs(PROG, args.out, info)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
