@@ -501,7 +501,8 @@ def build_parser() -> ArgParser:
                     help="global batch (split over the processes under torchrun)")
     ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=d.lr,
                     help="peak AdamW learning rate")
-    ap.add_argument("--weight-decay", type=finite_float(ge=0), default=d.weight_decay)
+    ap.add_argument("--weight-decay", type=finite_float(ge=0), default=d.weight_decay,
+                    help="AdamW weight decay")
     ap.add_argument("--warmup", type=int_range(0), default=d.warmup, help="linear warm-up steps")
     ap.add_argument("--grad-clip", type=finite_float(ge=0), default=d.grad_clip,
                     help="max gradient norm (0 = off)")
@@ -511,7 +512,8 @@ def build_parser() -> ArgParser:
                     help="autocast (auto: bf16 on a GPU that has it, else fp32)")
     ap.add_argument("--ema", type=finite_float(ge=0, lt=1), default=d.ema,
                     help="EMA decay of the saved weights (0 = none)")
-    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=d.seed)
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=d.seed,
+                    help="model initialisation, data order and augmentation")
     ap.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     ap.add_argument("--threads", type=int_range(0, 1024), default=d.threads,
                     help="torch CPU threads (0 = default)")
@@ -524,7 +526,8 @@ def build_parser() -> ArgParser:
     ap.add_argument("--val-samples", type=int_range(0), default=d.val_samples,
                     help="held-out samples for the validation loss")
     ap.add_argument("--max-samples", type=int_range(0), default=d.max_samples, help="0 = all")
-    ap.add_argument("--color-jitter", type=finite_float(ge=0, le=1), default=d.color_jitter)
+    ap.add_argument("--color-jitter", type=finite_float(ge=0, le=1), default=d.color_jitter,
+                    help="RGB augmentation: random gain 1 ± j and offset ± j/2 per sample")
     ap.add_argument("--loss", default=d.loss, choices=LOSSES,
                     help="velocity: MSE of the velocity (the method's objective); data: MSE of the "
                          "decoder's X1 estimate (prediction = 'data' models; no 1/(1-tau)^2 weight)")
@@ -539,7 +542,7 @@ def build_parser() -> ArgParser:
                     help="standardise increments with the std of the keypoints that move at "
                          "least this far (normalised image units; 0 = the whole grid)")
     ap.add_argument("--restart", action="store_true", help="ignore a previous run in --out")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
 

@@ -87,11 +87,13 @@ def _parser() -> ArgParser:
     ap.add_argument("--out", type=output_dir, required=True, help="checkpoint directory to write")
     ap.add_argument("--no-trace", action="store_true",
                     help="baseline: the same network with the no-trace form always")
-    ap.add_argument("--epochs", type=int_range(1, 100000), default=12)
+    ap.add_argument("--epochs", type=int_range(1, 100000), default=12,
+                    help="passes over the training samples")
     ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=64,
                     help="global batch (split over the processes under torchrun)")
     ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=1e-3, help="peak AdamW lr")
-    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0)
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
+                    help="model initialisation, data order, dropout and shifts")
     ap.add_argument("--trace-dropout", type=finite_float(ge=0, le=1), default=0.25, help="alpha")
     ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
                     help="model image side (px, multiple of 16)")

@@ -35,10 +35,13 @@ def _parser() -> ArgParser:
     ap.add_argument("--decoder", choices=("continuous", "discrete"), default="continuous",
                     help="continuous chunk (L1) or 256-bin discrete chunk (soft CE)")
     ap.add_argument("--chunk", type=int_range(1, 64), default=8, help="actions per prediction")
-    ap.add_argument("--epochs", type=int_range(1, 100000), default=8)
-    ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=64)
+    ap.add_argument("--epochs", type=int_range(1, 100000), default=8,
+                    help="passes over the training samples")
+    ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=64,
+                    help="global batch (split over the processes under torchrun)")
     ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=1e-3, help="peak AdamW lr")
-    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0)
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
+                    help="model initialisation, data order, prompt draws and shifts")
     ap.add_argument("--prompt-dropout", type=finite_float(ge=0, le=1), default=0.3,
                     help="probability of training a sample without its prompt")
     ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
