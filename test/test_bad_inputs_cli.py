@@ -320,7 +320,11 @@ def _option_blocks(text: str) -> dict[str, str]:
                                  "tracevla-replay", "tracevla-serve", "tracevla-bag info",
                                  "traceforge", "tracegen-predict", "tracevla-bench tracker",
                                  "tracevla-bench tracegen-sim", "tracevla-bench loop",
-                                 "tracevla-bench replay", "tracevla-bench tracegen"])
+                                 "tracevla-bench replay", "tracevla-bench tracegen",
+                                 "tracevla-bench annotate", "tracevla-bench affordance",
+                                 "tracevla-bench policy", "tracevla-train", "tracegen-train",
+                                 "tracevla-train-pixelvla-small", "tracevla-train-pixelvla",
+                                 "tracevla-finetune-vla", "tracevla-dataset", "tracevla-prompt"])
 def test_help_explains_every_option(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = cmd.split()
     assert entry_point(argv[0])([*argv[1:], "--help"]) == 0

@@ -38,8 +38,8 @@ def main(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="tracevla-bench annotate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=10, help="episodes to record and annotate")
-    ap.add_argument("--robot", default="widowx")
-    ap.add_argument("--task", default="lift_cube")
+    ap.add_argument("--robot", default="widowx", help="robot of the recorded episodes (widowx, fr3)")
+    ap.add_argument("--task", default="lift_cube", help="task the episodes are recorded on")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="runs to compare")
     ap.add_argument("--data", type=Path, default=None,
                     help="annotate (copies of) this tracevla-collect dataset instead of recording")
