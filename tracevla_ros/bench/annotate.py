@@ -12,7 +12,6 @@ same traces. Episodes per minute = episodes / wall time of the whole run.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tracevla_ros.cli import ArgParser, existing_dir, int_range, robot_task
 
 
 def _digest(root: Path) -> str:
@@ -35,15 +36,18 @@ def _digest(root: Path) -> str:
 
 
 def main(argv: list[str]) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="tracevla-bench annotate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--episodes", type=int, default=10, help="episodes to record and annotate")
+    ap = ArgParser("tracevla-bench annotate", description=__doc__)
+    ap.add_argument("--episodes", type=int_range(1, 100_000), default=10,
+                    help="episodes to record and annotate")
     ap.add_argument("--robot", default="widowx", help="robot of the recorded episodes (widowx, fr3)")
     ap.add_argument("--task", default="lift_cube", help="task the episodes are recorded on")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="runs to compare")
-    ap.add_argument("--data", type=Path, default=None,
+    ap.add_argument("--workers", type=int_range(1, 1024), nargs="+", default=[1, 2],
+                    help="runs to compare: workers of each (1 = serial, N > 1 = local Ray)")
+    ap.add_argument("--data", type=existing_dir, default=None,
                     help="annotate (copies of) this tracevla-collect dataset instead of recording")
     args = ap.parse_args(argv)
+    if args.data is None:
+        robot_task(args.robot, args.task)  # UsageError naming the flag before anything runs
     from tracevla_ros.tools.annotate import annotate_datasets
     from tracevla_ros.tools.collect import main as collect_main
 
