@@ -51,7 +51,7 @@ from tracevla_ros.cli import (
     write_json_atomic,
     write_text_atomic,
 )
-from tracevla_ros.config import ConfigError, config_dir, load_params_file, node_params
+from tracevla_ros.config import config_dir, load_params_file, node_params
 from tracevla_ros.stopping import StopRequest, install_stop_signals
 from tracevla_ros.tools.demo_stats import timing_report
 

@@ -255,8 +255,11 @@ class EpochTask:
     draws; the generator's state is the data position. ``cfg`` needs ``seed`` and
     ``batch_size``."""
 
-    def __init__(self, cfg: Any, train_idx: np.ndarray, val_idx: np.ndarray, per_epoch: int,
-                 device: torch.device, load_s: float) -> None:
+    info_extra: dict[str, Any] = {}  # added to the run summary (run_info)
+
+    def __init__(self, cfg: Any, data: Any, train_idx: np.ndarray, val_idx: np.ndarray,
+                 per_epoch: int, device: torch.device, load_s: float) -> None:
+        self.run_cfg, self.run_data = cfg, data
         self.device, self.load_s = device, load_s
         self.train_idx, self.val_idx, self.per_epoch = train_idx, val_idx, per_epoch
         self._seed, self._bs = cfg.seed, cfg.batch_size
@@ -269,6 +272,19 @@ class EpochTask:
         self.epoch = epoch
         self.rng = np.random.default_rng([self._seed, epoch])
         self.order = self.rng.permutation(self.train_idx)
+
+    # the subclass's part of tracetrain.loop.TrainTask
+    def plan(self, step: int) -> Any:
+        raise NotImplementedError
+
+    def batch(self, plan: Any, rows: slice) -> Any:
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def on_save(self, ctx: SaveContext) -> dict[str, Any]:
+        raise NotImplementedError
 
     def step_indices(self, step: int) -> np.ndarray:
         """The (sorted) training samples of ``step``; starts the epoch when it changes."""
@@ -299,16 +315,59 @@ class EpochTask:
         logging.getLogger(type(self).__module__).info("epoch %d: %s", rec["epoch"], rec)
         return history
 
+    def run_info(self, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+        """The run summary stored with the checkpoint and returned by the trainer."""
+        c = asdict(self.run_cfg)
+        c.pop("out")
+        c.pop("resume")
+        return {**self.run_data.info, "config": c, "history": history,
+                "device": str(self.device), "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "train_seconds": round(seconds, 1),
+                "load_seconds": round(self.load_s, 1), **self.info_extra}
+
+
+def train_epochs(cfg: Any, data: Any, load_s: float,
+                 make: Callable[[np.ndarray, np.ndarray, int, torch.device],
+                                tuple[EpochTask, torch.nn.Module]],
+                 progress: bool, stop: Callable[[], Any] | None, desc: str, loss_label: str,
+                 grad_accum: int = 1, precision: str = "fp32") -> dict[str, Any]:
+    """The run both small trainers share: episode split, ``cfg.epochs`` epochs (at most
+    ``cfg.max_steps`` steps), one epoch of warm-up, a save per epoch, on the core's
+    ``Trainer``; ``make(train_idx, val_idx, per_epoch, device)`` builds the task and the
+    model after seeding. Returns the run summary (with ``step``, and ``stopped``)."""
+    train_idx, val_idx = _split(data, cfg.val_fraction, cfg.seed)
+    per_epoch = max(1, math.ceil(train_idx.size / cfg.batch_size))
+    total = per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    with distributed(cfg.device) as (dist, device):
+        seed_everything(cfg.seed)
+        task, model = make(train_idx, val_idx, per_epoch, device)
+        settings = TrainSettings(
+            out=Path(cfg.out), steps=total, lr=cfg.lr, weight_decay=cfg.weight_decay,
+            warmup_steps=per_epoch, grad_clip=1.0, grad_accum=grad_accum, precision=precision,
+            log_every=cfg.log_every, save_every=per_epoch,
+            resume="must" if cfg.resume else "never", keep_state=False, progress=progress,
+            desc=desc, loss_label=loss_label)
+        result = Trainer(settings, task, model, dist, device).run(stop)
+    info = task.run_info(task.history, result.elapsed_s)
+    if result.stopped:
+        info["stopped"] = result.stopped
+    info["step"] = result.step
+    return info
+
 
 class _PolicyTask(EpochTask):
     """The local policy's part of the training core (``tracetrain.loop.TrainTask``); per
     batch, after the epoch's permutation: the trace-dropout draws and the shift offsets
     (the recipe in the module docstring)."""
 
+    info_extra = {"files": [CONFIG_FILE, WEIGHTS_FILE]}
+
     def __init__(self, cfg: TrainConfig, data: TrainingData, train_idx: np.ndarray,
                  val_idx: np.ndarray, per_epoch: int, device: torch.device,
                  load_s: float) -> None:
-        super().__init__(cfg, train_idx, val_idx, per_epoch, device, load_s)
+        super().__init__(cfg, data, train_idx, val_idx, per_epoch, device, load_s)
         self.cfg, self.data = cfg, data
 
     def plan(self, step: int) -> _Plan:
@@ -332,8 +391,7 @@ class _PolicyTask(EpochTask):
         val = evaluate(ctx.model, self.data, self.val_idx, self.cfg, self.device)
         history = self.record(ctx, val)
         save_checkpoint(self.cfg.out, ctx.model, self.data.transforms,
-                        _training_info(self.cfg, self.data, history, self.device, ctx.elapsed_s,
-                                       self.load_s))
+                        self.run_info(history, ctx.elapsed_s))
         return val
 
 
@@ -345,41 +403,18 @@ def train(cfg: TrainConfig, progress: bool = True,
     t_load = time.perf_counter()
     data = load_training_data(cfg.data, cfg.image_size, cfg.max_words, use_trace=not cfg.no_trace)
     load_s = time.perf_counter() - t_load
-    train_idx, val_idx = _split(data, cfg.val_fraction, cfg.seed)
-    per_epoch = max(1, math.ceil(train_idx.size / cfg.batch_size))
-    total = per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    with distributed(cfg.device) as (dist, device):
-        seed_everything(cfg.seed)
+
+    def make(train_idx: np.ndarray, val_idx: np.ndarray, per_epoch: int,
+             device: torch.device) -> tuple[EpochTask, torch.nn.Module]:
         mcfg = ModelConfig(**{**dict(image_size=cfg.image_size,
                                      vocab_size=len(data.transforms.vocab),
                                      max_words=cfg.max_words,
                                      proprio_dim=data.transforms.proprio_dim,
                                      action_bins=data.transforms.action_bins), **cfg.model})
-        model = TracePolicyNet(mcfg).to(device)
-        task = _PolicyTask(cfg, data, train_idx, val_idx, per_epoch, device, load_s)
-        settings = TrainSettings(
-            out=Path(cfg.out), steps=total, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            warmup_steps=per_epoch, grad_clip=1.0, grad_accum=cfg.grad_accum,
-            precision=cfg.precision, log_every=cfg.log_every, save_every=per_epoch,
-            resume="must" if cfg.resume else "never", keep_state=False, progress=progress,
-            desc="train" + (" (no trace)" if cfg.no_trace else ""),
-            loss_label="loss (soft CE, summed over 7 dims)")
-        result = Trainer(settings, task, model, dist, device).run(stop)
-    info = _training_info(cfg, data, task.history, device, result.elapsed_s, load_s)
-    if result.stopped:
-        info["stopped"] = result.stopped
-    info["step"] = result.step
-    return info
+        return (_PolicyTask(cfg, data, train_idx, val_idx, per_epoch, device, load_s),
+                TracePolicyNet(mcfg).to(device))
 
-
-def _training_info(cfg: TrainConfig, data: TrainingData, history: list[dict[str, Any]],
-                   device: torch.device, seconds: float, load_s: float) -> dict[str, Any]:
-    c = asdict(cfg)
-    c.pop("out")
-    c.pop("resume")
-    return {**data.info, "config": c, "history": history, "device": str(device),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "train_seconds": round(seconds, 1), "load_seconds": round(load_s, 1),
-            "files": [CONFIG_FILE, WEIGHTS_FILE]}
+    return train_epochs(cfg, data, load_s, make, progress, stop,
+                        desc="train" + (" (no trace)" if cfg.no_trace else ""),
+                        loss_label="loss (soft CE, summed over 7 dims)",
+                        grad_accum=cfg.grad_accum, precision=cfg.precision)

@@ -24,19 +24,16 @@ Recipe:
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from tracetrain.loop import SaveContext, Trainer, TrainSettings, distributed
-from tracetrain.seed import seed_everything
+from tracetrain.loop import SaveContext
 
-from tracevla_ros.policy.local.train import EpochTask, _shift, _split, loss_fn
+from tracevla_ros.policy.local.train import EpochTask, _shift, loss_fn, train_epochs
 from tracevla_ros.policy.local.transforms import (
     TransformConfig,
     action_stats,
@@ -251,7 +248,7 @@ class _PixelTask(EpochTask):
     def __init__(self, cfg: PixelTrainConfig, pcfg: PixelConfig, data: PixelData,
                  train_idx: np.ndarray, val_idx: np.ndarray, per_epoch: int,
                  device: torch.device, load_s: float) -> None:
-        super().__init__(cfg, train_idx, val_idx, per_epoch, device, load_s)
+        super().__init__(cfg, data, train_idx, val_idx, per_epoch, device, load_s)
         self.cfg, self.pcfg, self.data = cfg, pcfg, data
 
     def plan(self, step: int) -> _Plan:
@@ -278,8 +275,7 @@ class _PixelTask(EpochTask):
         val = evaluate(ctx.model, self.data, self.val_idx, self.cfg, self.pcfg, self.device)
         history = self.record(ctx, val)
         save_checkpoint(self.cfg.out, ctx.model, self.data.transforms, self.pcfg,
-                        _info(self.cfg, self.data, history, self.device, ctx.elapsed_s,
-                              self.load_s))
+                        self.run_info(history, ctx.elapsed_s))
         return {k: v for k, v in val.items() if k.startswith("val_")}
 
 
@@ -290,40 +286,17 @@ def train(cfg: PixelTrainConfig, progress: bool = True,
     t0 = time.perf_counter()
     data = load_pixel_data(cfg.data, cfg, pcfg)
     load_s = time.perf_counter() - t0
-    train_idx, val_idx = _split(data, cfg.val_fraction, cfg.seed)  # type: ignore[arg-type]
-    per_epoch = max(1, math.ceil(train_idx.size / cfg.batch_size))
-    total = per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    with distributed(cfg.device) as (dist, device):
-        seed_everything(cfg.seed)
+
+    def make(train_idx: np.ndarray, val_idx: np.ndarray, per_epoch: int,
+             device: torch.device) -> tuple[EpochTask, torch.nn.Module]:
         tc = data.transforms
         mcfg = PixelModelConfig(**{**dict(image_size=cfg.image_size, vocab_size=len(tc.vocab),
                                           max_words=cfg.max_words, proprio_dim=tc.proprio_dim,
                                           chunk=cfg.chunk, decoder=cfg.decoder,
                                           action_bins=tc.action_bins), **cfg.model})
-        model = PixelVLANet(mcfg).to(device)
-        task = _PixelTask(cfg, pcfg, data, train_idx, val_idx, per_epoch, device, load_s)
-        settings = TrainSettings(
-            out=Path(cfg.out), steps=total, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            warmup_steps=per_epoch, grad_clip=1.0, grad_accum=1, precision="fp32",
-            log_every=cfg.log_every, save_every=per_epoch,
-            resume="must" if cfg.resume else "never", keep_state=False, progress=progress,
-            desc=f"train pixelvla ({cfg.decoder})",
-            loss_label="L1 (normalised)" if cfg.decoder == "continuous" else "soft CE")
-        result = Trainer(settings, task, model, dist, device).run(stop)
-    info = _info(cfg, data, task.history, device, result.elapsed_s, load_s)
-    if result.stopped:
-        info["stopped"] = result.stopped
-    info["step"] = result.step
-    return info
+        return (_PixelTask(cfg, pcfg, data, train_idx, val_idx, per_epoch, device, load_s),
+                PixelVLANet(mcfg).to(device))
 
-
-def _info(cfg: PixelTrainConfig, data: PixelData, history: list[dict[str, Any]],
-          device: torch.device, seconds: float, load_s: float) -> dict[str, Any]:
-    c = asdict(cfg)
-    c.pop("out")
-    c.pop("resume")
-    return {**data.info, "config": c, "history": history, "device": str(device),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "train_seconds": round(seconds, 1), "load_seconds": round(load_s, 1)}
+    return train_epochs(cfg, data, load_s, make, progress, stop,
+                        desc=f"train pixelvla ({cfg.decoder})",
+                        loss_label="L1 (normalised)" if cfg.decoder == "continuous" else "soft CE")
