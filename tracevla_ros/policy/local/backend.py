@@ -46,6 +46,26 @@ __all__ = ["LocalPolicy", "make"]
 _log = logging.getLogger(__name__)
 
 
+def inference_device(device: str, num_threads: int) -> torch.device:
+    """The torch device of a small policy (``ConfigError`` naming ``device`` when it is
+    unknown or absent); ``num_threads`` > 0 sets torch's intra-op threads for the process."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    try:
+        return resolve_device(device)
+    except SettingsError as exc:
+        raise ConfigError(f"parameter 'device': {exc}") from None
+
+
+def check_instruction(text: str, known_words: set[str], instructions: list[str]) -> None:
+    """PolicyError when none of the words of ``text`` was in the training instructions (the
+    network never saw such an instruction; its output would mean nothing)."""
+    words = tokenize(text)
+    if words and not any(w in known_words for w in words):
+        raise PolicyError(f"none of the words of the instruction {text!r} were in this "
+                          f"checkpoint's training instructions {instructions}")
+
+
 class LocalPolicy:
     """``Policy`` over a ``TracePolicyNet`` checkpoint (stateless between steps).
 
@@ -59,12 +79,7 @@ class LocalPolicy:
 
     def __init__(self, checkpoint: str | Path = "", device: str = "auto",
                  num_threads: int = 1) -> None:
-        if num_threads > 0:
-            torch.set_num_threads(num_threads)
-        try:
-            self.device = resolve_device(device)
-        except SettingsError as exc:
-            raise ConfigError(f"parameter 'device': {exc}") from None
+        self.device = inference_device(device, num_threads)
         self.checkpoint: LocalCheckpoint = load_checkpoint(checkpoint, device=str(self.device))
         self.transforms = self.checkpoint.transforms
         known = set(self.transforms.vocab[2:])
@@ -78,15 +93,9 @@ class LocalPolicy:
     def use_trace(self) -> bool:
         return self.transforms.use_trace
 
-    def _check_instruction(self, text: str) -> None:
-        words = tokenize(text)
-        if words and not any(w in self._known_words for w in words):
-            raise PolicyError(f"none of the words of the instruction {text!r} were in this "
-                              f"checkpoint's training instructions {self._instructions}")
-
     def inputs(self, obs: Observation) -> ModelInputs:
         """The model inputs for ``obs`` (validated); PolicyError on bad input."""
-        self._check_instruction(obs.instruction)
+        check_instruction(obs.instruction, self._known_words, self._instructions)
         return observation_to_inputs(obs.image, obs.overlay, obs.instruction, obs.proprio,
                                      self.transforms)
 

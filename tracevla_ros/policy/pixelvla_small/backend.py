@@ -25,13 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tracetrain.device import resolve_device
-from tracetrain.errors import SettingsError
 
-from tracevla_ros.config import ConfigError
-from tracevla_ros.policy.base import EE_DELTA_7D, ActionChunk, Observation, PolicyError, validate_chunk
+from tracevla_ros.policy.base import EE_DELTA_7D, ActionChunk, Observation, validate_chunk
 from tracevla_ros.policy.config import PolicyNodeConfig
-from tracevla_ros.policy.local.transforms import tokenize
+from tracevla_ros.policy.local.backend import check_instruction, inference_device
 from tracevla_ros.policy.pixelvla_small.checkpoint import PixelCheckpoint, load_checkpoint
 from tracevla_ros.policy.pixelvla_small.transforms import (
     PixelInputs,
@@ -51,25 +48,17 @@ class PixelVLAPolicy:
 
     def __init__(self, checkpoint: str | Path = "", device: str = "auto",
                  num_threads: int = 1) -> None:
-        if num_threads > 0:
-            torch.set_num_threads(num_threads)
-        try:
-            self.device = resolve_device(device)
-        except SettingsError as exc:
-            raise ConfigError(f"parameter 'device': {exc}") from None
+        self.device = inference_device(device, num_threads)
         self.checkpoint: PixelCheckpoint = load_checkpoint(checkpoint, device=str(self.device))
         self.transforms = self.checkpoint.transforms
         self.pixel = self.checkpoint.pixel
         self._known = set(self.transforms.vocab[2:])
+        self._instructions = list(self.checkpoint.training.get("instructions", []))
         _log.info("pixelvla policy %s (%s decoder, chunk %d) on %s", self.checkpoint.path,
                   self.pixel.decoder, self.pixel.chunk, self.device)
 
     def inputs(self, obs: Observation) -> PixelInputs:
-        words = tokenize(obs.instruction)
-        if words and not any(w in self._known for w in words):
-            raise PolicyError(f"none of the words of the instruction {obs.instruction!r} were in "
-                              f"this checkpoint's training instructions "
-                              f"{self.checkpoint.training.get('instructions', [])}")
+        check_instruction(obs.instruction, self._known, self._instructions)
         return observation_to_inputs(obs.image, obs.prompt, obs.instruction, obs.proprio,
                                      self.transforms, self.pixel)
 
