@@ -33,6 +33,20 @@ from tracetrain.config import from_dict
 __all__ = ["ModelConfig", "TracePolicyNet"]
 
 
+def check_backbone(cfg: Any, more_positive: tuple[str, ...] = ()) -> None:
+    """The checks every config of this backbone (conv patches + transformer) needs:
+    sizes >= 1 (plus ``more_positive``), image side a multiple of 16, width divisible by
+    the heads. ValueError naming the field."""
+    small = [k for k in ("image_size", "width", "depth", "heads", "mlp_ratio", "vocab_size",
+                         "max_words", "proprio_dim", *more_positive) if getattr(cfg, k) < 1]
+    if small or min(cfg.channels) < 1:
+        raise ValueError(f"{small or ['channels']} must be >= 1")
+    if cfg.image_size % 16 != 0:
+        raise ValueError(f"image_size must be a multiple of 16, got {cfg.image_size}")
+    if cfg.width % cfg.heads != 0:
+        raise ValueError(f"width {cfg.width} must be divisible by heads {cfg.heads}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Network hyper-parameters; saved as ``config.json["model"]``."""
@@ -51,17 +65,9 @@ class ModelConfig:
     dropout: float = 0.0  # transformer dropout (0: the data augmentation regularises)
 
     def __post_init__(self) -> None:
-        small = [k for k in ("image_size", "width", "depth", "heads", "mlp_ratio", "vocab_size",
-                             "max_words", "proprio_dim", "action_dim", "action_bins")
-                 if getattr(self, k) < 1]
-        if small or min(self.channels) < 1:
-            raise ValueError(f"{small or ['channels']} must be >= 1")
+        check_backbone(self, ("action_dim", "action_bins"))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.image_size % 16 != 0:
-            raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
-        if self.width % self.heads != 0:
-            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
 
     @property
     def grid(self) -> int:

@@ -39,7 +39,7 @@ from torch import nn
 
 from tracetrain.config import from_dict
 
-from tracevla_ros.policy.local.model import _conv
+from tracevla_ros.policy.local.model import _conv, check_backbone
 
 __all__ = ["PixelModelConfig", "PixelVLANet", "prompt_features", "PROMPT_FEATURES"]
 
@@ -90,15 +90,7 @@ class PixelModelConfig:
     action_bins: int = 256  # discrete only
 
     def __post_init__(self) -> None:
-        small = [k for k in ("image_size", "width", "depth", "heads", "mlp_ratio", "vocab_size",
-                             "max_words", "proprio_dim", "action_dim", "chunk", "action_bins")
-                 if getattr(self, k) < 1]
-        if small or min(self.channels) < 1:
-            raise ValueError(f"{small or ['channels']} must be >= 1")
-        if self.image_size % 16 != 0:
-            raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
-        if self.width % self.heads != 0:
-            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        check_backbone(self, ("action_dim", "chunk", "action_bins"))
         if self.decoder not in ("continuous", "discrete"):
             raise ValueError(f"decoder must be continuous or discrete, got {self.decoder!r}")
 
