@@ -45,6 +45,29 @@ def add_run_args(ap: ArgParser) -> None:
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_epoch_args(ap: ArgParser, epochs: int, seed_help: str) -> None:
+    """The schedule options of the small policies' trainers: epochs, batch, lr, seed and
+    the model's image side (checked to be a multiple of 16 by :func:`parse_epoch_args`)."""
+    ap.add_argument("--epochs", type=int_range(1, 100000), default=epochs,
+                    help="passes over the training samples")
+    ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=64,
+                    help="global batch (split over the processes under torchrun)")
+    ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=1e-3, help="peak AdamW lr")
+    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0, help=seed_help)
+    ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
+                    help="model image side (px, multiple of 16)")
+
+
+def parse_epoch_args(ap: ArgParser, argv: Sequence[str] | None) -> Any:
+    """Parse (one-line error for an image side that is not a multiple of 16) and set up
+    logging."""
+    args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.image_size % 16:
+        ap.error(f"argument --image-size: {args.image_size} is not a multiple of 16")
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    return args
+
+
 def prepare_run(device: str, threads: int) -> None:
     """Check the device (an unknown or absent one fails before any data is read) and set
     the torch thread count (0 = leave torch's default)."""
@@ -87,16 +110,8 @@ def _parser() -> ArgParser:
     ap.add_argument("--out", type=output_dir, required=True, help="checkpoint directory to write")
     ap.add_argument("--no-trace", action="store_true",
                     help="baseline: the same network with the no-trace form always")
-    ap.add_argument("--epochs", type=int_range(1, 100000), default=12,
-                    help="passes over the training samples")
-    ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=64,
-                    help="global batch (split over the processes under torchrun)")
-    ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=1e-3, help="peak AdamW lr")
-    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
-                    help="model initialisation, data order, dropout and shifts")
+    add_epoch_args(ap, 12, "model initialisation, data order, dropout and shifts")
     ap.add_argument("--trace-dropout", type=finite_float(ge=0, le=1), default=0.25, help="alpha")
-    ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
-                    help="model image side (px, multiple of 16)")
     ap.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                     help="autocast (auto: bf16 on a GPU that has it, else fp32)")
     ap.add_argument("--grad-accum", type=int_range(1, 1024), default=1,
@@ -106,10 +121,7 @@ def _parser() -> ArgParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.image_size % 16:
-        _parser().error(f"argument --image-size: {args.image_size} is not a multiple of 16")
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    args = parse_epoch_args(_parser(), argv)
     from tracevla_ros.policy.local.train import TrainConfig, train
 
     prepare_run(args.device, args.threads)

@@ -16,13 +16,19 @@ the training core's (``tracetrain``). Ctrl-C / SIGTERM stops after the current s
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Sequence
 
 from tracevla_ros.cli import ArgParser, existing_dir, finite_float, int_range, output_dir, run_main
 
-from tracevla_ros.tools.train import add_run_args, prepare_run, report_epochs, run_training
+from tracevla_ros.tools.train import (
+    add_epoch_args,
+    add_run_args,
+    parse_epoch_args,
+    prepare_run,
+    report_epochs,
+    run_training,
+)
 
 PROG = "tracevla-train-pixelvla-small"
 
@@ -35,26 +41,15 @@ def _parser() -> ArgParser:
     ap.add_argument("--decoder", choices=("continuous", "discrete"), default="continuous",
                     help="continuous chunk (L1) or 256-bin discrete chunk (soft CE)")
     ap.add_argument("--chunk", type=int_range(1, 64), default=8, help="actions per prediction")
-    ap.add_argument("--epochs", type=int_range(1, 100000), default=8,
-                    help="passes over the training samples")
-    ap.add_argument("--batch-size", type=int_range(1, 1 << 20), default=64,
-                    help="global batch (split over the processes under torchrun)")
-    ap.add_argument("--lr", type=finite_float(gt=0, le=10), default=1e-3, help="peak AdamW lr")
-    ap.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0,
-                    help="model initialisation, data order, prompt draws and shifts")
+    add_epoch_args(ap, 8, "model initialisation, data order, prompt draws and shifts")
     ap.add_argument("--prompt-dropout", type=finite_float(ge=0, le=1), default=0.3,
                     help="probability of training a sample without its prompt")
-    ap.add_argument("--image-size", type=int_range(16, 1024), default=96,
-                    help="model image side (px, multiple of 16)")
     add_run_args(ap)
     return ap
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.image_size % 16:
-        _parser().error(f"argument --image-size: {args.image_size} is not a multiple of 16")
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    args = parse_epoch_args(_parser(), argv)
     from tracevla_ros.policy.pixelvla_small.train import PixelTrainConfig, train
 
     prepare_run(args.device, args.threads)
