@@ -66,12 +66,12 @@ class LocalCheckpoint:
     training: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """``""`` -> the shipped default; a bare shipped name (``widowx_notrace``) -> its
+def resolve_checkpoint(path: str | Path, default: str = DEFAULT_CHECKPOINT) -> Path:
+    """``""`` -> the shipped ``default``; a bare shipped name (``widowx_notrace``) -> its
     directory; anything else is taken as a path."""
     text = str(path)
     if not text:
-        return CHECKPOINTS_DIR / DEFAULT_CHECKPOINT
+        return CHECKPOINTS_DIR / default
     p = Path(text).expanduser()
     if not p.exists() and "/" not in text and (CHECKPOINTS_DIR / text).is_dir():
         return CHECKPOINTS_DIR / text

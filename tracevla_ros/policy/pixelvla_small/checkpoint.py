@@ -16,7 +16,8 @@ from typing import Any
 import tracetrain.checkpoint as core
 from tracetrain.errors import FieldError
 
-from tracevla_ros.policy.local.checkpoint import CHECKPOINTS_DIR, CheckpointError
+import tracevla_ros.policy.local.checkpoint as local_ckpt
+from tracevla_ros.policy.local.checkpoint import CheckpointError
 from tracevla_ros.policy.local.transforms import TransformConfig
 from tracevla_ros.policy.pixelvla_small.transforms import PixelConfig
 
@@ -39,13 +40,9 @@ class PixelCheckpoint:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    text = str(path)
-    if not text:
-        return CHECKPOINTS_DIR / DEFAULT_CHECKPOINT
-    p = Path(text).expanduser()
-    if not p.exists() and "/" not in text and (CHECKPOINTS_DIR / text).is_dir():
-        return CHECKPOINTS_DIR / text
-    return p
+    """``""`` -> the shipped ``widowx_pixelvla``; a shipped name -> its directory; else a
+    path (the local policy's resolver, with this default)."""
+    return local_ckpt.resolve_checkpoint(path, DEFAULT_CHECKPOINT)
 
 
 def save_checkpoint(path: str | Path, model: Any, transforms: TransformConfig,
