@@ -11,16 +11,14 @@ server that is down, slow (``request_timeout_s``) or failing is one
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from tracevla_ros.affordance.backend import AffordanceError, AffordanceResult, check_image, \
     result_from_text
-from tracevla_ros.config import ConfigError
 from tracevla_ros.policy.base import PolicyError
-from tracevla_ros.policy.remote.client import RemotePolicy
+from tracevla_ros.policy.remote.client import RemotePolicy, auth_token
 from tracevla_ros.policy.remote.protocol import Frame, MsgType
 
 __all__ = ["RemoteAffordance", "make"]
@@ -38,8 +36,7 @@ class RemoteAffordance:
         req = Frame(MsgType.AFFORD, {"instruction": instruction, "budget_s": c.timeout_s},
                     {"image": check_image(image)})
         try:
-            with c._lock:
-                reply = c._exchange(req)
+            reply = c.exchange(req)
         except PolicyError as exc:
             raise AffordanceError(str(exc).replace("sent no action", "sent no answer")) from None
         if reply.type == MsgType.ERROR:
@@ -55,10 +52,5 @@ class RemoteAffordance:
 
 
 def make(cfg: Any) -> RemoteAffordance:
-    token = None
-    if cfg.auth_token_env:
-        token = os.environ.get(cfg.auth_token_env, "")
-        if not token:
-            raise ConfigError(f"parameter 'auth_token_env': environment variable "
-                              f"'{cfg.auth_token_env}' is not set or empty")
-    return RemoteAffordance(cfg.server_host, cfg.server_port, cfg.request_timeout_s, token)
+    return RemoteAffordance(cfg.server_host, cfg.server_port, cfg.request_timeout_s,
+                            auth_token(cfg.auth_token_env))

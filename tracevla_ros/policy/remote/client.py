@@ -136,6 +136,13 @@ class RemotePolicy:
                 # a kept connection died (server restarted): reconnect once
         raise AssertionError("unreachable")
 
+    def exchange(self, req: Frame) -> Frame:
+        """Send one request frame and return the reply (serialised with ``infer``; reconnects
+        once; PolicyError on timeout, a bad frame or no server). For the other request
+        types of the protocol (AFFORD)."""
+        with self._lock:
+            return self._exchange(req)
+
     def infer(self, obs: Observation) -> ActionChunk:
         with self._lock:
             reply = self._exchange(self._request(obs, self.timeout_s))
@@ -161,12 +168,19 @@ class RemotePolicy:
         self._reset_pending = True
 
 
+def auth_token(env_name: str) -> str | None:
+    """The shared token from the environment variable named by parameter ``auth_token_env``
+    (None when it names none); ConfigError when that variable is unset or empty."""
+    if not env_name:
+        return None
+    token = os.environ.get(env_name, "")
+    if not token:
+        raise ConfigError(f"parameter 'auth_token_env': environment variable "
+                          f"'{env_name}' is not set or empty (export the shared token)")
+    return token
+
+
 def make_remote(cfg: PolicyNodeConfig) -> RemotePolicy:
     """Backend 'remote' from the node config (no connection until the first step)."""
-    token = None
-    if cfg.auth_token_env:
-        token = os.environ.get(cfg.auth_token_env, "")
-        if not token:
-            raise ConfigError(f"parameter 'auth_token_env': environment variable "
-                              f"'{cfg.auth_token_env}' is not set or empty (export the shared token)")
-    return RemotePolicy(cfg.server_host, cfg.server_port, cfg.request_timeout_s, token)
+    return RemotePolicy(cfg.server_host, cfg.server_port, cfg.request_timeout_s,
+                        auth_token(cfg.auth_token_env))
