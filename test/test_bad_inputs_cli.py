@@ -185,6 +185,8 @@ CASES = [
     _c("tracevla-bench sim --robot ur5", "unknown robot"),
     _c("tracevla-bench sim --task nosuch", "unknown task"),
     _c("tracevla-bench sim --robot widowx --task put_ball_in_box", "not a task of"),
+    _c("tracevla-annotate --data {tmp} --workers 0", "--workers 0: must be >= 1"),
+    _c("traceforge --episodes {tmp} --out {tmp}/o --workers -1", "--workers -1: must be >= 1"),
     _c("tracevla-bench annotate --episodes 0", "--episodes"),
     _c("tracevla-bench annotate --workers 0", "--workers"),
     _c("tracevla-bench annotate --task nosuch", "--task 'nosuch'"),

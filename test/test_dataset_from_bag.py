@@ -103,7 +103,8 @@ def _bag_without_actions(tmp: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "not_a_bag", "no_actions", "out_exists"])
+@pytest.mark.parametrize("case", ["missing", "not_a_bag", "no_actions", "out_exists",
+                                  "workers_0"])
 def test_bad_input_is_one_line_and_exit_2(case: str, demo_bag: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
@@ -112,12 +113,14 @@ def test_bad_input_is_one_line_and_exit_2(case: str, demo_bag: Path, tmp_path: P
         "not_a_bag": (tmp_path, "metadata.yaml is missing"),
         "no_actions": (None, "no action topic"),
         "out_exists": (demo_bag, "already exists"),
+        "workers_0": (demo_bag, "--workers 0: must be >= 1"),
     }[case]
     if case == "no_actions":
         src = _bag_without_actions(tmp_path)
     if case == "out_exists":
         out.mkdir()
-    assert dataset_main([str(src), "--out", str(out)]) == 2
+    extra = ["--workers", "0"] if case == "workers_0" else []
+    assert dataset_main([str(src), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert phrase in err and "Traceback" not in err and len(err.splitlines()) == 1, err
     if case != "out_exists":

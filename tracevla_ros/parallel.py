@@ -42,9 +42,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
+from tracevla_ros.cli import UsageError
 from tracevla_ros.stopping import STOP_SIGNALS, StopRequest, install_stop_signals
 
-__all__ = ["Failure", "RunReport", "run_tasks", "resolve_workers", "WORKERS_HELP", "ADDRESS_HELP"]
+__all__ = ["Failure", "RunReport", "run_tasks", "resolve_workers", "add_parallel_args",
+           "WORKERS_HELP", "ADDRESS_HELP"]
 
 _log = logging.getLogger(__name__)
 
@@ -96,10 +98,20 @@ class RunReport:
         }
 
 
+def add_parallel_args(ap: Any) -> None:
+    """``--workers`` and ``--address`` of the commands that run episodes as tasks."""
+    ap.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    ap.add_argument("--address", default=None, help=ADDRESS_HELP)
+
+
 def resolve_workers(workers: int | None, address: str | None) -> int:
-    """The ``--workers`` default: 1 without ``--address``, 0 (= the cluster's CPUs) with it."""
+    """``--workers`` checked, with its default: 1 without ``--address``, 0 (= the cluster's
+    CPUs) with it. UsageError for < 1 (0 only with ``--address``)."""
     if workers is None:
         return 0 if address else 1
+    if workers < 1 and not (address and workers == 0):
+        raise UsageError(f"--workers {workers}: must be >= 1 (0 = every CPU, only with "
+                         "--address)")
     return workers
 
 

@@ -29,7 +29,7 @@ from tracegen_ros.traceforge.pipeline import REPORT, ForgeOptions, run
 from tracegen_ros.traceforge.sources import SourceError, discover
 from tracegen_ros.traceforge.tracks import TrackOptions
 from tracevla_ros.cli import ArgParser, UsageError, int_range, output_dir, require, run_main
-from tracevla_ros.parallel import ADDRESS_HELP, WORKERS_HELP, resolve_workers
+from tracevla_ros.parallel import add_parallel_args, resolve_workers
 from tracevla_ros.stopping import StopRequest
 
 log = logging.getLogger("traceforge")
@@ -55,8 +55,7 @@ def _parser() -> ArgParser:
     ap.add_argument("--overwrite", action="store_true", help="redo finished episodes")
     ap.add_argument("--strict", action="store_true", help="exit 1 when an episode failed")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ap.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
-    ap.add_argument("--address", default=None, help=ADDRESS_HELP)
+    add_parallel_args(ap)
     return ap
 
 
@@ -72,6 +71,7 @@ def _main(argv: list[str] | None) -> int:
     require(args.max_horizon == 0 or args.max_horizon >= args.min_future,
             f"--max-horizon {args.max_horizon} is shorter than --min-future {args.min_future}; "
             "give 0 (to the chunk's end) or a value >= --min-future")
+    workers = resolve_workers(args.workers, args.address)
     try:
         opt = ForgeOptions(chunks=replace(ChunkOptions(), ref_stride=args.ref_stride,
                                           min_future=args.min_future, max_horizon=args.max_horizon),
@@ -80,9 +80,6 @@ def _main(argv: list[str] | None) -> int:
     except (SourceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     require(bool(refs), f"--episodes {' '.join(map(str, args.episodes))}: no episodes found")
-    workers = resolve_workers(args.workers, args.address)
-    require(workers >= 1 or bool(args.address and workers == 0),
-            f"--workers {args.workers}: must be >= 1 (0 = every CPU, only with --address)")
     # a stop signal cancels what has not finished (redone on the rerun, which resumes);
     # OUT/traceforge_report.json is then written with "complete": false
     stop = StopRequest()

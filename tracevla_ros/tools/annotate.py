@@ -39,7 +39,7 @@ import numpy as np
 from tracevla_ros.cli import (ArgParser, UsageError, existing_dir, existing_file, run_main,
                               write_json_atomic)
 from tracevla_ros.config import ConfigError, config_dir, load_node_config
-from tracevla_ros.parallel import ADDRESS_HELP, WORKERS_HELP, RunReport, resolve_workers, run_tasks
+from tracevla_ros.parallel import RunReport, add_parallel_args, resolve_workers, run_tasks
 from tracevla_ros.sim.dataset import DatasetError, list_episodes, load_episode, load_info
 from tracevla_ros.stopping import StopRequest
 from tracevla_ros.tracking.config import TrackerConfig
@@ -142,8 +142,7 @@ def _parser() -> ArgParser:
                     help="ROS parameter file whose tracker_node section to use "
                          "(default: config/<robot>.yaml)")
     ap.add_argument("--overwrite", action="store_true", help="recompute existing traces")
-    ap.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
-    ap.add_argument("--address", default=None, help=ADDRESS_HELP)
+    add_parallel_args(ap)
     return ap
 
 
@@ -155,9 +154,6 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     workers = resolve_workers(args.workers, args.address)
-    if workers < 1 and not (args.address and workers == 0):
-        raise UsageError(f"--workers {args.workers}: must be >= 1 (0 = every CPU, only with "
-                         "--address)")
     for root in args.data:  # every input checked before the first episode is traced
         try:
             info = load_info(root)

@@ -29,7 +29,7 @@ import numpy as np
 
 from tracevla_ros.cli import (ArgParser, UsageError, atomic_dir, existing_file, existing_path,
                               require, run_main)
-from tracevla_ros.parallel import ADDRESS_HELP, WORKERS_HELP, resolve_workers, run_tasks
+from tracevla_ros.parallel import add_parallel_args, resolve_workers, run_tasks
 
 log = logging.getLogger("tracevla-dataset")
 
@@ -47,8 +47,7 @@ def _parser() -> ArgParser:
                     help="parameter file whose tracker_node section makes the traces (default: "
                          "the one recorded in the bag, else config/<robot>.yaml)")
     ap.add_argument("--no-trace", action="store_true", help="no trace annotation (tracevla-train --no-trace)")
-    ap.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
-    ap.add_argument("--address", default=None, help=ADDRESS_HELP)
+    add_parallel_args(ap)
     return ap
 
 
@@ -138,8 +137,6 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     workers = resolve_workers(args.workers, args.address)
-    require(workers >= 1 or (args.address is not None and workers == 0),
-            "--workers must be >= 1 (0 = every CPU, only with --address)")
     require(not args.out.exists(), f"--out {args.out} already exists; remove it or choose another")
     s = convert(args.bags, args.out, args.robot, args.task, args.params, not args.no_trace,
                 workers, args.address)
