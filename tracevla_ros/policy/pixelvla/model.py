@@ -379,14 +379,9 @@ def add_llm_lora(model: PixelVLA, rank: int = 32, alpha: int = 16) -> Any:
 def load_llm_adapter(model: PixelVLA, adapter: Path, merge: bool) -> None:
     """A saved LoRA adapter onto ``model.vla`` (in place), merged into the weights or kept
     as PEFT layers."""
-    from tracevla_ros.policy.vla.hf import import_peft
+    from tracevla_ros.policy.vla.hf import load_lora_adapter
 
-    peft = import_peft(f"the PixelVLA adapter ({adapter})")
-    try:
-        pm = peft.PeftModel.from_pretrained(model.vla, str(adapter), is_trainable=False)
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        raise PartsError(f"adapter {adapter} does not fit the base checkpoint "
-                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
+    pm = load_lora_adapter(model.vla, adapter, "adapter ", PartsError)
     if merge:
         model.vla = pm.merge_and_unload()
         model.__dict__["_peft"] = None

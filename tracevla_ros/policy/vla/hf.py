@@ -109,6 +109,18 @@ def import_peft(what: str) -> Any:
     return peft
 
 
+def load_lora_adapter(base: Any, adapter: Any, label: str,
+                      error: type[Exception] = ConfigError) -> Any:
+    """``peft.PeftModel`` of the saved LoRA ``adapter`` on ``base`` (inference); ``error``
+    starting with ``label`` (e.g. "parameter 'adapter': ") when it does not fit the base."""
+    peft = import_peft(f"{label}{adapter}")
+    try:
+        return peft.PeftModel.from_pretrained(base, str(adapter), is_trainable=False)
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        raise error(f"{label}{adapter} does not fit the base checkpoint "
+                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
+
+
 def prismatic_vocab_size(vla: Any) -> int:
     """Action-token vocabulary of an OpenVLA-style model: its ``vocab_size`` attribute, else the
     text vocabulary without the padding to a multiple (OpenVLA's own computation)."""
@@ -279,12 +291,7 @@ class HFVLAPolicy:
         """The base model with the LoRA adapter (merged, or as PEFT layers) and the adapter's
         statistics as its ``norm_stats``; returns the transformers model itself (not a
         PeftModel wrapper), so ``predict_action`` and the probe see the model's own class."""
-        peft = import_peft(f"parameter 'adapter' ({adapter})")
-        try:
-            wrapped = peft.PeftModel.from_pretrained(self.vla, str(adapter), is_trainable=False)
-        except (ValueError, KeyError, RuntimeError, OSError) as exc:
-            raise ConfigError(f"parameter 'adapter': {adapter} does not fit the base checkpoint "
-                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
+        wrapped = load_lora_adapter(self.vla, adapter, "parameter 'adapter': ")
         vla = wrapped.merge_and_unload() if merge else wrapped.get_base_model()
         merged = {**(getattr(vla.config, "norm_stats", None) or {}), **norm_stats}
         vla.config.norm_stats = merged
