@@ -185,7 +185,9 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
     ``ros2 launch`` forwards a second one), SIGTERM and SIGHUP, and when its parent
     process exits (an orphan of a failed or killed launch). On the way out the node's
     ``close()`` runs (controllers send a hold command there; the recorder finishes its
-    bag), with further stop signals ignored so nothing interrupts it.
+    bag), with further stop signals ignored so nothing interrupts it; run as the process's
+    main (``args`` None) they stay ignored until the interpreter has exited. Called with
+    ``args`` (in-process), the caller's signal handlers are restored on return.
     """
     from tracevla_ros.cli import input_errors
 
@@ -271,5 +273,9 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
         if rclpy.ok():
             rclpy.try_shutdown()
         threading.excepthook = old_hook
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
+        if args is not None:  # called in-process (tests, tools): give the caller its handlers
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+        # else this is the process's own main: stop signals stay ignored until it exits, so
+        # a late second SIGINT from ros2 launch cannot raise KeyboardInterrupt in an atexit
+        # finalizer (seen: torch's library cleanup printed a traceback after a clean stop)
