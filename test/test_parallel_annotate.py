@@ -180,6 +180,7 @@ def test_cli_starts_its_own_cluster_and_stops_on_sigterm(tmp_path: Path) -> None
             proc.kill()
             proc.wait()
     finished = list(data.glob("episode_*/trace.json"))
+    assert (data / "annotate_report.json").exists(), (proc.returncode, err)
     rep = json.loads((data / "annotate_report.json").read_text())
     if proc.returncode == 0:  # it finished every episode before the signal arrived
         assert len(finished) == 12 and rep["interrupted"] is False

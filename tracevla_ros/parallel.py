@@ -23,8 +23,9 @@ the callers skip finished episodes before calling :func:`run_tasks` (resume).
 
 Failures are never dropped: an exception in ``fn`` (or a dead worker) becomes a
 :class:`Failure` with the episode key, one line and the traceback; the other episodes
-go on. Ctrl-C or SIGTERM cancels what has not finished, shuts a cluster this call
-started down and returns the report with ``interrupted`` set (finished episodes stay).
+go on. Ctrl-C or SIGTERM submits nothing more, shuts a cluster this call started down
+(its running tasks die with it; on an existing cluster they finish their episode) and
+returns the report with ``interrupted`` set (finished episodes stay).
 
     report = run_tasks(annotate_one, [(str(p), str(p)) for p in todo], workers=4)
     report.failed   # {key: Failure(error, traceback)}
@@ -75,7 +76,7 @@ class RunReport:
 
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> fn's result
     failed: dict[str, Failure] = field(default_factory=dict)
-    not_run: list[str] = field(default_factory=list)  # cancelled by an interrupt
+    not_run: list[str] = field(default_factory=list)  # not finished when a stop came
     interrupted: bool = False
     backend: str = "serial"  # serial | ray-local | ray-cluster
     workers: int = 1  # tasks in flight at most
@@ -254,9 +255,12 @@ def _run_ray(fn: Callable[[Any], dict[str, Any]], items: Sequence[tuple[str, Any
                         ok, value, tb = False, _one_line(exc), ""
                     _record(rep, bar, key, ok, value, tb)
         except KeyboardInterrupt:
+            # No ray.cancel here: cancelling a task whose reply is arriving races inside Ray's
+            # core worker and aborts the driver ("Check failed: it != submissible_tasks_.end()",
+            # ray-project/ray#54738), losing the report. A local cluster's workers die with
+            # ray.shutdown below; on an existing cluster a running episode finishes (seconds;
+            # written atomically, skipped by the rerun) and nothing new is submitted.
             rep.interrupted = True
-            for ref in pending:
-                ray.cancel(ref, force=True)
             rep.not_run = [k for k, _ in items if k not in rep.done and k not in rep.failed]
     finally:
         if started:
