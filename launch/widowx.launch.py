@@ -39,7 +39,8 @@ ARGS = [
     ("robot_name", "wx250s", "Interbotix robot name (topic namespace of the xs_sdk driver)"),
     ("camera_device", "/dev/video0", "V4L2 device of the third-person camera"),
     ("instruction", "", "language instruction (also settable on /instruction)"),
-    ("policy", "local", "policy backend: a registered name (e.g. local) or module:function"),
+    ("policy", "pixelvla", "policy backend: a registered name (pixelvla: the small PixelVLA, "
+     "acting on /visual_prompt; local: the trace-prompted network) or module:function"),
     ("checkpoint", "", "checkpoint path for learned policy backends"),
     ("use_sim", "false", "run the MuJoCo sim_node instead of camera + hardware"),
     ("dry_run", "false", "controller publishes the commands it would send, sends none"),

@@ -129,6 +129,8 @@ CASES = [
     Case("tracegen_node --ros-args -p robot:=ur5 -p predictor:=no_motion", 2,
          "unknown robot 'ur5'", None, "unknown robot (tracegen)"),
     Case(f"{S} --ros-args -p task:=fly", 2, "tasks of 'widowx250s'", None, "unknown task"),
+    Case(f"{S} --ros-args -p oracle_prompt:=arrow", 2, "'oracle_prompt' must be one of", None,
+         "unknown oracle prompt kind"),
     Case(f"{S} --ros-args -p robot:=fr3 -p task:=put_carrot_on_plate", 2,
          "(a task of another robot)", None, "robot vs task mismatch"),
     Case(f"{W} --ros-args -p robot:=fr3", 2, "drives widowx250s only", None,

@@ -33,22 +33,30 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_default_policy_per_robot() -> None:
     from tracevla_ros.tools.demo import DEFAULT_POLICY, build_params
 
-    assert DEFAULT_POLICY == {"widowx": "local", "fr3": "tracegen"}
-    p = build_params("widowx", "", 0, "lk", "local", "widowx_notrace")["policy_node"]
-    assert p["ros__parameters"]["backend"] == "local"
-    assert p["ros__parameters"]["checkpoint"] == "widowx_notrace"
+    assert DEFAULT_POLICY == {"widowx": "pixelvla", "fr3": "tracegen"}
+    p = build_params("widowx", "", 0, "lk", "local", "widowx_notrace")
+    assert p["policy_node"]["ros__parameters"]["backend"] == "local"
+    assert p["policy_node"]["ros__parameters"]["checkpoint"] == "widowx_notrace"
+    # the YAML's oracle prompt (a box) unless --prompt says otherwise; none = no prompt
+    assert p["sim_node"]["ros__parameters"]["oracle_prompt"] == "box"
+    for prompt, value in (("mask", "mask"), ("none", "")):
+        p = build_params("widowx", "", 0, "lk", "pixelvla", "", prompt)
+        assert p["sim_node"]["ros__parameters"]["oracle_prompt"] == value
 
 
 def test_summary_has_every_field(demo_out: Path) -> None:
     s = json.loads((demo_out / "summary.json").read_text())
-    # The default policy is the shipped learned one, served by the real policy_node.
-    assert s["robot"] == "widowx" and s["policy"] == "local"
-    assert "learned" in s["policy_note"] and "widowx_trace" in s["policy_note"]
+    # The default policy is the shipped small PixelVLA, served by the real policy_node, on
+    # the distractor task with sim_node's ground-truth box as its visual prompt.
+    assert s["robot"] == "widowx" and s["policy"] == "pixelvla"
+    assert s["task"] == "lift_target_cube" and s["visual_prompt"] == "box"
+    assert "learned" in s["policy_note"] and "widowx_pixelvla" in s["policy_note"]
     assert s["tracker_backend"] == "lk" and s["steps"] == 25 and s["finished"]
     # Success is reported, not required: a 25-step run of a small learned policy.
     assert isinstance(s["success"], bool) and isinstance(s["success_at_end"], bool)
     assert s["success"] == (s["success_at_step"] is not None)
-    for topic in ("/camera/image_raw", "/trace", "/image_trace", "/policy/action", "/joint_states"):
+    for topic in ("/camera/image_raw", "/trace", "/image_trace", "/policy/action", "/joint_states",
+                  "/visual_prompt"):
         assert s["topics"][topic]["count"] > 0 and s["topics"][topic]["rate_hz"] > 0, topic
     for stage in ("camera_to_tracker", "tracker_to_policy", "policy_to_command", "end_to_end"):
         lat = s["latency"][stage]
@@ -81,12 +89,12 @@ def test_overlay_video_has_the_policy_frames(demo_out: Path) -> None:
 def test_bag_is_rosbag2_mcap_with_consistent_stamps(demo_out: Path) -> None:
     from sensor_msgs.msg import Image, JointState
 
-    from tracevla_ros.msg import PolicyAction, VisualTrace
+    from tracevla_ros.msg import PolicyAction, VisualPrompt, VisualTrace
 
     bag = demo_out / "bag"
     assert (bag / "metadata.yaml").is_file() and len(list(bag.glob("*.mcap"))) == 1
     types = {"/camera/image_raw": Image, "/trace": VisualTrace, "/policy/action": PolicyAction,
-             "/joint_states": JointState}
+             "/joint_states": JointState, "/visual_prompt": VisualPrompt}
     got: dict[str, list[tuple[int, object]]] = {t: [] for t in types}
     with Reader(bag) as reader:
         conns = [c for c in reader.connections if c.topic in types]
@@ -104,17 +112,26 @@ def test_bag_is_rosbag2_mcap_with_consistent_stamps(demo_out: Path) -> None:
     action_stamps = [_stamp(m) for _, m in got["/policy/action"] if _stamp(m) >= first]
     assert action_stamps and set(action_stamps) <= trace_stamps
     assert action_stamps == sorted(action_stamps)
-    # Every action comes from the learned 'local' policy: one finite ee_delta_7d step with
-    # the gripper in [0, 1], and it says whether a trace was in its input.
+    # The oracle prompt of a frame carries that frame's stamp: one box in [0, 1] on the
+    # 256 x 256 image (the target, two identical cubes, is in view from the start).
     import numpy as np
 
+    prompts = [m for _, m in got["/visual_prompt"]]
+    assert prompts and {_stamp(m) for m in prompts} <= image_stamps
+    for m in prompts:
+        box = np.asarray(m.boxes)  # type: ignore[attr-defined]
+        assert (m.image_width, m.image_height) == (256, 256) and box.shape == (4,)  # type: ignore[attr-defined]
+        assert 0.0 <= box[0] < box[2] <= 1.0 and 0.0 <= box[1] < box[3] <= 1.0
+        assert not m.points and not m.lines and not m.mask.data  # type: ignore[attr-defined]
+    # Every action comes from the learned PixelVLA: an 8-step chunk of finite ee_delta_7d
+    # actions with the gripper in [0, 1].
     for _, a in got["/policy/action"]:
-        v = np.asarray(a.values, np.float64)  # type: ignore[attr-defined]
-        assert a.policy_name == "local" and a.action_space == "ee_delta_7d"  # type: ignore[attr-defined]
-        assert (a.chunk_length, a.action_dim) == (1, 7) and np.all(np.isfinite(v))  # type: ignore[attr-defined]
-        assert 0.0 <= v[6] <= 1.0 and a.inference_latency_s > 0  # type: ignore[attr-defined]
+        v = np.asarray(a.values, np.float64).reshape(8, 7)  # type: ignore[attr-defined]
+        assert a.policy_name == "pixelvla" and a.action_space == "ee_delta_7d"  # type: ignore[attr-defined]
+        assert (a.chunk_length, a.action_dim) == (8, 7) and np.all(np.isfinite(v))  # type: ignore[attr-defined]
+        assert np.all((0.0 <= v[:, 6]) & (v[:, 6] <= 1.0)) and a.inference_latency_s > 0  # type: ignore[attr-defined]
     # ... and nothing arrives before the frame it belongs to was taken.
-    for topic in ("/trace", "/policy/action"):
+    for topic in ("/trace", "/policy/action", "/visual_prompt"):
         assert all(t_rx >= _stamp(m) for t_rx, m in got[topic]), topic
     js = got["/joint_states"]
     assert all(len(m.position) >= 6 for _, m in js)  # type: ignore[attr-defined]

@@ -261,3 +261,45 @@ def test_widowx_controller_interbotix_interface_drives_the_sim(ros: Any, repo_ro
     finally:
         stop_node(ctl)
         stop_node(sim)
+
+
+def test_oracle_prompt_marks_the_target_of_the_distractor_task(ros: Any, repo_root: Path) -> None:
+    """oracle_prompt: mask -> a VisualPrompt per camera frame, stamped like that frame, whose
+    mask is the target cube (not its identical twin) as the simulator's segmentation sees it."""
+    from tracevla_ros.msg import VisualPrompt
+    from tracevla_ros.nodes.common import PROMPT_QOS
+    from tracevla_ros.ros_prompt import prompt_from_msg
+    from tracevla_ros.sim.env import SimEnv
+
+    node, ex = ros
+    imgs: list[Image] = []
+    prompts: list[Any] = []
+    node.create_subscription(Image, "/camera/image_raw", imgs.append, SENSOR_QOS)
+    node.create_subscription(VisualPrompt, "/visual_prompt", prompts.append, PROMPT_QOS)
+    proc = start_node(repo_root, SIM, "robot:=widowx", "task:=lift_target_cube", "seed:=7",
+                      "oracle_prompt:=mask")
+    try:
+        assert spin_until(ex, lambda: len(prompts) >= 3 and len(imgs) >= 3, 60, proc)
+    finally:
+        stop_node(proc)
+
+    def ns(m: Any) -> int:
+        return m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
+
+    # stamped exactly like its frame (the last prompts' frames may not have arrived yet)
+    assert {ns(p) for p in prompts[:-2]} <= {ns(m) for m in imgs}
+    env = SimEnv(robot="widowx", task="lift_target_cube", seed=7)
+    try:
+        target, _ = env.masks()
+        name = env.task.target
+        env.task.target = "cube_b" if name == "cube" else "cube"  # the twin's pixels
+        twin, _ = env.masks()
+        env.task.target = name
+    finally:
+        env.close()
+    got = prompt_from_msg(prompts[-1])
+    assert got is not None and got.kinds() == ("mask",) and got.mask is not None
+    assert got.mask.shape == target.shape == (256, 256)
+    inter, union = (got.mask & target).sum(), (got.mask | target).sum()
+    assert target.sum() > 20 and inter / union > 0.8, (inter, union)
+    assert twin.sum() > 20 and not (got.mask & twin).any()

@@ -13,7 +13,7 @@ PARAMS_KEY = "tracevla_ros.params"
 DEFAULT_TOPICS = (
     "/camera/image_raw", "/camera/camera_info", "/camera/depth/image_raw",
     "/camera/depth/camera_info", "/trace", "/image_trace", "/instruction", "/policy/action",
-    "/joint_states", "/diagnostics", "/success",
+    "/joint_states", "/diagnostics", "/success", "/visual_prompt",
 )
 
 
@@ -55,6 +55,7 @@ class RecorderConfig:
 PLAYER_INPUTS = (
     "/camera/image_raw", "/camera/image_raw/compressed", "/camera/camera_info",
     "/camera/depth/image_raw", "/camera/depth/camera_info", "/instruction", "/joint_states",
+    "/visual_prompt",
 )
 PLAYER_OUTPUTS = ("/trace", "/image_trace", "/policy/action", "/trace3d")
 

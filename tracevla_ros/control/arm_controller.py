@@ -154,6 +154,11 @@ class ArmController:
         return len(chunk)
 
     @property
+    def commits_chunks(self) -> bool:
+        """first_k with a step count: each chunk's k steps run to the end, step_period_s apart."""
+        return self._commit
+
+    @property
     def pending(self) -> int:
         """Unexecuted steps of the current chunk (ensemble: steps still covered)."""
         return self._pending.pending

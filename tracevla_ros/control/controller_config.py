@@ -28,8 +28,11 @@ class ArmSafetyParams:
     dry_run: bool = param(False, "compute and filter commands but publish them on ~/would_send "
                           "instead of the robot")
     step_period_s: float = param(0.2, "time per action step: chunk steps are executed this far "
-                                 "apart and each trajectory point is reached in this time "
-                                 "(OpenVLA/TraceVLA run at ~5 Hz)", unit="s")
+                                 "apart (OpenVLA/TraceVLA run at ~5 Hz)", unit="s")
+    trajectory_time_s: float = param(0.0, "time_from_start of each step's joint target: the "
+                                     "joint_trajectory_controller interpolates to it in this "
+                                     "time, then holds it for the rest of the step; 0 = "
+                                     "step_period_s (interpolate over the whole step)", unit="s")
     chunk_execution: str = param("first_k", "how action chunks run: first_k = the first "
                                  "chunk_steps steps of each chunk (a new chunk replaces what is "
                                  "left), ensemble = ACT temporal ensembling of the chunks that "
@@ -72,8 +75,22 @@ class ArmSafetyParams:
                                            "start-up for the follow_joint_trajectory server, "
                                            "then exit with a configuration error", unit="s")
 
+    @property
+    def point_time_s(self) -> float:
+        """time_from_start of each commanded joint target (trajectory_time_s, 0 = the step)."""
+        return self.trajectory_time_s or self.step_period_s
+
+    def _speed_dt(self) -> float:
+        """The time a step's motion may take, for the speed limits: the measured time since
+        the last command, at most twice the step period; with trajectory_time_s the arm
+        covers the step in that time, so that is the bound."""
+        return self.trajectory_time_s or max(self.step_period_s * 2, 0.05)
+
     def _check_safety(self) -> None:
         check(self.step_period_s > 0.0, "step_period_s", "must be > 0 s")
+        check(0.0 <= self.trajectory_time_s <= self.step_period_s, "trajectory_time_s",
+              f"must be in [0, step_period_s={self.step_period_s}] s (0 = step_period_s), got "
+              f"{self.trajectory_time_s}")
         check(self.chunk_execution in ("first_k", "ensemble"), "chunk_execution",
               f"must be first_k or ensemble, got '{self.chunk_execution}'")
         check(self.chunk_steps >= 0, "chunk_steps", "must be >= 0 (0 = every step of a chunk)")
@@ -105,12 +122,12 @@ class ArmSafetyParams:
                                      max_step=self.max_joint_step,
                                      max_velocity=tuple(v * self.velocity_scale
                                                         for v in spec.velocity_limits),
-                                     max_dt=max(self.step_period_s * 2, 0.05)),
+                                     max_dt=self._speed_dt()),
             cartesian=CartesianSafetyConfig(
                 tuple(self.workspace_min), tuple(self.workspace_max),  # type: ignore[arg-type]
                 max_step=self.max_ee_step, max_speed=self.max_ee_speed,
                 max_rot_step=self.max_rot_step, max_rot_speed=self.max_rot_speed,
-                max_dt=max(self.step_period_s * 2, 0.05)),
+                max_dt=self._speed_dt()),
             timing=TimingConfig(self.watchdog_timeout_s, self.state_timeout_s),
             dry_run=self.dry_run,
         )
@@ -157,6 +174,21 @@ class WidowXControllerConfig(ArmSafetyParams):
                                     "(Interbotix gripper in PWM mode)", unit="PWM")
     gripper_closed_cmd: float = param(-250.0, "JointSingleCommand value that closes it", unit="PWM")
     base_frame: str = param("wx250s/base_link", "frame actions must be expressed in")
+    # WidowX values of shared parameters: the small policies' dynamics (see config/widowx.yaml)
+    trajectory_time_s: float = param(0.1, "time_from_start of each step's joint target: reached "
+                                     "in this time, then held for the rest of the step, as the "
+                                     "sim's training data steps its targets; 0 = step_period_s",
+                                     unit="s")
+    chunk_steps: int = param(8, "first_k: steps executed per chunk, open loop (chunks arriving "
+                             "meanwhile are not used); 0 = all of them until the next chunk "
+                             "replaces them; 8 = PixelVLA's whole chunk")
+    workspace_min: tuple[float, ...] = param((0.10, -0.30, 0.01), "ee workspace box lower corner "
+                                             "(the ee point is 0.015 m up grasping a 3 cm cube)",
+                                             unit="m")
+    max_ee_speed: float = param(0.5, "ee translation speed limit within a step's "
+                                "trajectory_time_s", unit="m/s")
+    max_rot_speed: float = param(3.0, "ee rotation speed limit within trajectory_time_s",
+                                 unit="rad/s")
 
     def __post_init__(self) -> None:
         _check_robot(self.robot)

@@ -131,7 +131,7 @@ class ArmControllerNodeBase(Node):
 
         cfg = self.cfg
         self._action_sink = TrajectoryActionSink(
-            self, cfg.arm_controller, self._names, cfg.step_period_s, cfg.path_tolerance,
+            self, cfg.arm_controller, self._names, cfg.point_time_s, cfg.path_tolerance,
             cfg.goal_tolerance, cfg.goal_time_tolerance_s, cfg.action_server_timeout_s,
             self._command_failed)
         return self._action_sink
@@ -206,8 +206,12 @@ class ArmControllerNodeBase(Node):
                 return
             self._holding = False
             self._hold_reason = ""
-            if used:  # a chunk not used (chunk_steps) keeps the running one's pace
-                self._next_step_t = 0.0  # the first step goes out now, not on the next tick
+            # A new action replaces the running one at once (the next tick sends it); a new
+            # chunk under chunk_steps starts when the last step of the previous one has had
+            # its step_period_s, as in tracevla-bench policy --k: sent earlier, it would cut
+            # that step short and the speed limits, scaled by the time since it, would clip it.
+            if used and not self.core.commits_chunks:
+                self._next_step_t = 0.0
         self._on_control_tick()
 
     def _on_control_tick(self) -> None:

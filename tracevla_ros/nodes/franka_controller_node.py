@@ -181,7 +181,7 @@ class FrankaControllerNode(ArmControllerNodeBase):
             self._action_sink.send(q, hold=self._holding)
         else:
             stamp = self.get_clock().now().to_msg()
-            self._arm.publish(trajectory_msg(self._names, [list(q)], [self.cfg.step_period_s],
+            self._arm.publish(trajectory_msg(self._names, [list(q)], [self.cfg.point_time_s],
                                              stamp))
         if gripper_open is not None:
             self._command_gripper(gripper_open)

@@ -142,9 +142,16 @@ class PolicyNode(Node):
         if prompt.stamp == 0.0:  # unstamped: counts from its arrival
             prompt = dataclasses.replace(prompt, stamp=self.get_clock().now().nanoseconds * 1e-9)
         with self._prompt_lock:
+            held = self._prompt.prompt
+            fresh = held is None or held.kinds() != prompt.kinds()
             self._prompt.set(prompt)
             self._pub_prompt.publish(prompt_to_msg(prompt, msg.header.frame_id))
-        log.info(f"visual prompt: {', '.join(prompt.kinds())} (stamp {prompt.stamp:.3f} s)")
+        # a stream of prompts (sim_node's oracle: one per frame) is logged once per kind
+        text = f"visual prompt: {', '.join(prompt.kinds())} (stamp {prompt.stamp:.3f} s)"
+        if fresh:
+            log.info(text)
+        else:
+            log.debug(text)
 
     def _clear_prompt(self) -> bool:
         """Drop the held prompt and say so on ~/active_prompt; True if there was one."""

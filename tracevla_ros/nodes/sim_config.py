@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracevla_ros.config import check, param
+from tracevla_ros.policy.prompt import PROMPT_KINDS
 
 __all__ = ["SimNodeConfig"]
 
@@ -39,7 +40,18 @@ class SimNodeConfig:
                                           "ignores commands until error recovery), like "
                                           "libfranka's collision thresholds; 0 = never", "N")
 
+    oracle_prompt: str = param("", "publish the simulator's ground-truth visual prompt on the "
+                               "task's target with every camera frame (segmentation render; it "
+                               "stands in for a user's click or the affordance node): point, "
+                               "line, box or mask; empty = none")
+    prompt_topic: str = param("/visual_prompt", "topic of the oracle prompt (policy_node's "
+                              "visual_prompt)")
+
     def __post_init__(self) -> None:
+        check(self.oracle_prompt in ("", *PROMPT_KINDS), "oracle_prompt",
+              f"must be one of {list(PROMPT_KINDS)} or '' (none), got '{self.oracle_prompt}'")
+        check(not self.oracle_prompt or bool(self.prompt_topic), "prompt_topic",
+              "must name a topic (e.g. /visual_prompt) when oracle_prompt is set")
         check(self.physics_rate_hz >= 10.0, "physics_rate_hz", "must be >= 10 Hz")
         for key in ("camera_rate_hz", "joint_state_rate_hz"):
             v = getattr(self, key)

@@ -9,6 +9,10 @@ Publishes (stamps: node clock, or sim time with ``stamp_source: sim``, see below
     /<interbotix_robot_name>/joint_states   the same, when that parameter is set (WidowX)
     success                      std_msgs/Bool, the task's success check, at the camera rate
     instruction                  std_msgs/String (latched), the task's language instruction
+    /visual_prompt               tracevla_ros/VisualPrompt, only with ``oracle_prompt`` set: the
+                                 ground-truth prompt of that kind on the task's target, from a
+                                 segmentation render of each camera frame, stamped like the
+                                 frame (none while the target is out of view)
     /clock                       rosgraph_msgs/Clock, only with ``stamp_source: sim``
 Subscribes (the interfaces the real controllers take):
     /<arm_controller>/joint_trajectory       trajectory_msgs/JointTrajectory; arm joints and/or
@@ -51,7 +55,11 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from tracevla_ros.nodes.sim_config import SimNodeConfig
-from tracevla_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config, run_node, sec_to_stamp
+from tracevla_ros.msg import VisualPrompt
+from tracevla_ros.nodes.common import (LATCHED_QOS, PROMPT_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config,
+                                       run_node, sec_to_stamp)
+from tracevla_ros.policy.prompt_sampling import sample_prompt
+from tracevla_ros.ros_prompt import prompt_to_msg
 from tracevla_ros.sim.camera import CameraIntrinsics
 from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.trajectory import CommandArbiter, JointTrajectoryPlan, TrajectoryError
@@ -157,6 +165,9 @@ class SimNode(Node):
         self._pub_success = self.create_publisher(Bool, "success", RELIABLE_QOS)
         self._pub_instr = self.create_publisher(String, "instruction", LATCHED_QOS)
         self._pub_clock = self.create_publisher(Clock, "/clock", 10) if cfg.stamp_source == "sim" else None
+        self._pub_prompt = (self.create_publisher(VisualPrompt, cfg.prompt_topic, PROMPT_QOS)
+                            if cfg.oracle_prompt else None)
+        self._prompt_rng = self._episode_rng()
 
         for ctrl in dict.fromkeys(c for c in (cfg.arm_controller, cfg.gripper_controller) if c):
             self.create_subscription(JointTrajectory, f"/{ctrl}/joint_trajectory",
@@ -475,6 +486,7 @@ class SimNode(Node):
         self._next_cam = self._next_js = 0.0
         self._wall_t0 = None
         self._pub_instr.publish(String(data=self.env.instruction))
+        self._prompt_rng = self._episode_rng()
         response.success = True
         response.message = f"episode {self._resets}, seed {self.env.seed}"
         return response
@@ -570,9 +582,23 @@ class SimNode(Node):
             self._publish_camera(stamp)
             self._pub_success.publish(Bool(data=self.env.success()))
 
+    def _episode_rng(self) -> np.random.Generator:
+        """The oracle prompt's sampler (points, lines), seeded by the episode's seed."""
+        return np.random.default_rng([self.env.seed, 0x9B0])
+
     def _publish_camera(self, stamp: Any) -> None:
         intr = self.env.camera_info()
         header = Header(stamp=stamp, frame_id=intr.frame_id)
+        # The frame's prompt goes first, so that policy_node holds it when the frame arrives
+        # (the first frame of an episode would otherwise be acted on without one).
+        if self._pub_prompt is not None:  # ~4 ms: one segmentation render
+            target, _ = self.env.masks()
+            prompt = sample_prompt(target, self.cfg.oracle_prompt, self._prompt_rng,
+                                   stamp=stamp.sec + stamp.nanosec * 1e-9)
+            if prompt is not None:  # out of view: the policy keeps the last one (or none)
+                msg = prompt_to_msg(prompt, intr.frame_id)
+                msg.header.stamp = stamp  # exactly the frame's (the float above rounds)
+                self._pub_prompt.publish(msg)
         self._pub_rgb.publish(_image(self.env.render(), "rgb8", header))
         self._pub_info.publish(_camera_info(intr, header))
         if self._pub_depth is not None and self._pub_dinfo is not None:

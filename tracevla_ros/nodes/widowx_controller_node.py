@@ -67,11 +67,11 @@ class WidowXControllerNode(ArmControllerNodeBase):
                 gpos = spec.gripper_position(1.0 if (g if g is not None else self.core.gripper.is_open) else 0.0)
                 if cfg.dry_run:
                     arm.publish(trajectory_msg(names + [spec.gripper_joints[0]], [list(q) + [gpos]],
-                                               [cfg.step_period_s], stamp))
+                                               [cfg.point_time_s], stamp))
                     return
-                arm.publish(trajectory_msg(names, [list(q)], [cfg.step_period_s], stamp))
+                arm.publish(trajectory_msg(names, [list(q)], [cfg.point_time_s], stamp))
                 if grip is not None and g is not None:
-                    grip.publish(trajectory_msg([spec.gripper_joints[0]], [[gpos]], [cfg.step_period_s], stamp))
+                    grip.publish(trajectory_msg([spec.gripper_joints[0]], [[gpos]], [cfg.point_time_s], stamp))
             return send_traj
         if cfg.interface == "trajectory_action":
             action = self._make_action_sink()
@@ -85,7 +85,7 @@ class WidowXControllerNode(ArmControllerNodeBase):
                 if grip_pub is not None and g is not None:
                     gpos = spec.gripper_position(1.0 if g else 0.0)
                     grip_pub.publish(trajectory_msg([spec.gripper_joints[0]], [[gpos]],
-                                                    [cfg.step_period_s],
+                                                    [cfg.point_time_s],
                                                     self.get_clock().now().to_msg()))
             return send_action
         if cfg.interface == "interbotix_topic":

@@ -18,11 +18,15 @@ real DDS (loopback only). Writes:
 - ``OUT/bag/``: a rosbag2 bag (metadata.yaml + MCAP) of every topic;
 - ``OUT/params.yaml``: the exact parameters the nodes ran with.
 
-Policy: ``--policy local`` (the WidowX default) runs the shipped small trace-prompted
-network (``tracevla_ros/policy/checkpoints/widowx_trace``, or ``--checkpoint``)
-inside the real policy_node, built from the YAML like any backend;
-``--policy scripted`` drives the loop with the task's scripted expert instead,
-which reads the simulator's state (the summary says so).
+Policy: ``--policy pixelvla`` (the WidowX default) runs the shipped small PixelVLA
+(``tracevla_ros/policy/checkpoints/widowx_pixelvla``, or ``--checkpoint``) inside the
+real policy_node, built from the YAML like any backend; its visual prompt is the box
+sim_node publishes on /visual_prompt from its segmentation render (``oracle_prompt``,
+what a user's rviz click or ``tracevla-prompt --box`` gives on the robot), and the
+controller runs each 8-step chunk whole (``chunk_steps: 8``). ``--policy local`` runs
+the small trace-prompted network (``widowx_trace``); ``--policy scripted`` drives the
+loop with the task's scripted expert instead, which reads the simulator's state (the
+summary says so).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import yaml
 
 from tracevla_ros.cli import (
     ArgParser,
+    UsageError,
     dumps_json,
     finite_float,
     int_range,
@@ -52,12 +57,14 @@ from tracevla_ros.cli import (
     write_text_atomic,
 )
 from tracevla_ros.config import config_dir, load_params_file, node_params
+from tracevla_ros.policy.prompt import PROMPT_KINDS
 from tracevla_ros.stopping import StopRequest, install_stop_signals
 from tracevla_ros.tools.demo_stats import timing_report
 
 ROBOTS = {"widowx": "widowx.yaml", "fr3": "fr3.yaml"}
-POLICIES = ("local", "scripted", "tracegen", "tracegen_oracle", "no_motion")
-DEFAULT_POLICY = {"widowx": "local", "fr3": "tracegen"}
+POLICIES = ("pixelvla", "local", "scripted", "tracegen", "tracegen_oracle", "no_motion")
+DEFAULT_POLICY = {"widowx": "pixelvla", "fr3": "tracegen"}
+WIDOWX_POLICIES = ("pixelvla", "local", "scripted")  # learned: the backends of policy_node
 TRACKERS = ("lk", "cotracker3")
 PROG = "tracevla-demo"
 STOP = StopRequest()  # SIGINT/SIGTERM/SIGHUP: finish the outputs, then exit 128 + signal
@@ -71,12 +78,17 @@ def _parser() -> ArgParser:
                     "config/<robot>.yaml)")
     ap.add_argument("--steps", type=int_range(1), default=200, help="policy steps to run (widowx)")
     ap.add_argument("--policy", choices=POLICIES, default="",
-                    help="widowx: local (default: the shipped learned checkpoint) or scripted; "
-                         "fr3: tracegen (default), tracegen_oracle, no_motion")
+                    help="widowx: pixelvla (default: the small PixelVLA), local (the small "
+                         "trace-prompted network) or scripted; fr3: tracegen (default), "
+                         "tracegen_oracle, no_motion")
     ap.add_argument("--checkpoint", default="",
-                    help="widowx --policy local: checkpoint dir or shipped name ('' = "
-                         "widowx_trace); fr3 --policy tracegen: checkpoint directory ('' = "
-                         "config/fr3.yaml's)")
+                    help="widowx --policy pixelvla/local: checkpoint dir or shipped name ('' = "
+                         "widowx_pixelvla / widowx_trace); fr3 --policy tracegen: checkpoint "
+                         "directory ('' = config/fr3.yaml's)")
+    ap.add_argument("--prompt", choices=(*PROMPT_KINDS, "none"), default="",
+                    help="widowx: kind of the ground-truth visual prompt sim_node publishes on "
+                         "/visual_prompt ('' = config/widowx.yaml's oracle_prompt, box; none = "
+                         "no prompt)"),
     ap.add_argument("--rounds", type=int_range(1), default=3,
                     help="fr3: traces predicted and executed at most (stops at success)")
     ap.add_argument("--tracker", choices=TRACKERS, default="lk", help="tracker backend")
@@ -89,7 +101,7 @@ def _parser() -> ArgParser:
 
 
 def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
-                 checkpoint: str = "") -> dict[str, Any]:
+                 checkpoint: str = "", prompt: str = "") -> dict[str, Any]:
     """config/<robot>.yaml with the demo's overrides (validated by the nodes)."""
     src = config_dir() / ROBOTS[robot]
     load_params_file(src)  # raises ConfigError naming file/key on a malformed file
@@ -105,11 +117,13 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
         section("policy_node")["backend"] = policy
         if checkpoint:
             section("policy_node")["checkpoint"] = checkpoint
+        if prompt:
+            sim["oracle_prompt"] = "" if prompt == "none" else prompt
     return data
 
 
 def demo_params(robot: str, task: str = "", seed: int = 0, tracker: str = "lk", policy: str = "",
-                checkpoint: str = "", plugin: Any = None) -> dict[str, Any]:
+                checkpoint: str = "", plugin: Any = None, prompt: str = "") -> dict[str, Any]:
     """The parameters the demo runs ``robot`` with (``config/<robot>.yaml`` + its overrides,
     and those of the robot's demo plugin, loaded here when not given); ``tracevla-bench
     loop`` runs both layouts with exactly these."""
@@ -117,7 +131,7 @@ def demo_params(robot: str, task: str = "", seed: int = 0, tracker: str = "lk", 
 
     policy = policy or DEFAULT_POLICY[robot]
     params = build_params(robot, task, seed, tracker, policy,
-                          checkpoint if robot == "widowx" else "")
+                          checkpoint if robot == "widowx" else "", prompt if robot == "widowx" else "")
     if robot != "widowx":
         (plugin or load_demo(robot)).configure(params, policy, checkpoint)
     return params
@@ -129,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    # headless rendering; before the first MuJoCo import (robot_task loads the task registry)
+    os.environ.setdefault("MUJOCO_GL", "egl")
     install_stop_signals(STOP)
     args.stop = STOP  # for demo plugins (see tracevla_ros.plugins.DemoPlugin)
     from tracevla_ros.plugins import DemoPlugin, load_demo
@@ -142,19 +158,18 @@ def _main(argv: list[str] | None) -> int:
         require(args.policy in plugin.policies, f"--policy '{args.policy}': --robot "
                 f"{args.robot} {plugin.loop}; give one of {list(plugin.policies)}")
     else:
-        require(args.policy in ("local", "scripted"), f"--policy '{args.policy}': --robot "
-                "widowx runs local (the learned policy) or scripted")
-        if args.policy == "local":
-            _check_checkpoint(args.checkpoint)
+        require(args.policy in WIDOWX_POLICIES, f"--policy '{args.policy}': --robot widowx "
+                "runs pixelvla or local (learned policies) or scripted")
+        if args.policy != "scripted":
+            _check_checkpoint(args.policy, args.checkpoint)
     # DDS stays on this machine; one domain per run.
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
-    os.environ.setdefault("MUJOCO_GL", "egl")
     out: Path = args.out
     require(not (out / "bag").exists(),
             f"--out {out}: {out / 'bag'} already exists; remove it or choose another --out")
     params = demo_params(args.robot, args.task, args.seed, args.tracker, args.policy,
-                         args.checkpoint, plugin)
+                         args.checkpoint, plugin, args.prompt)
     out.mkdir(parents=True, exist_ok=True)
     params_file = out / "params.yaml"
     write_text_atomic(params_file, yaml.safe_dump(params, sort_keys=False))
@@ -167,14 +182,24 @@ def _main(argv: list[str] | None) -> int:
         raise
 
 
-def _check_checkpoint(checkpoint: str) -> None:
-    """--checkpoint of the local policy: a directory with the checkpoint's files."""
-    from tracevla_ros.policy.local.checkpoint import CONFIG_FILE, resolve_checkpoint
+def _check_checkpoint(policy: str, checkpoint: str) -> None:
+    """--checkpoint of a learned WidowX policy: a directory with the checkpoint's files, in
+    that policy's format (its config read and checked here, before any node starts)."""
+    from tracevla_ros.policy.local.checkpoint import CONFIG_FILE, CheckpointError
 
-    path = resolve_checkpoint(checkpoint)
+    path = Path(_checkpoint_path(policy, checkpoint))
+    trainer = "tracevla-train-pixelvla-small" if policy == "pixelvla" else "tracevla-train"
     require(path.is_dir() and (path / CONFIG_FILE).is_file(),
             f"--checkpoint '{checkpoint}': {path} is not a checkpoint directory (no "
-            f"{CONFIG_FILE}); give one written by tracevla-train or a shipped name")
+            f"{CONFIG_FILE}); give one written by {trainer} or a shipped name")
+    if policy == "pixelvla":
+        from tracevla_ros.policy.pixelvla_small.checkpoint import read_configs
+    else:
+        from tracevla_ros.policy.local.checkpoint import read_configs
+    try:
+        read_configs(path)
+    except CheckpointError as exc:
+        raise UsageError(f"--checkpoint '{checkpoint}' (--policy {policy}): {exc}") from None
 
 
 def _set_aside_bag(bag: Path, exc: BaseException) -> None:
@@ -275,7 +300,10 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "policy": args.policy,
             "policy_note": ("scripted expert: reads privileged simulator state; not a learned "
                             "policy" if args.policy == "scripted" else
-                            f"learned (local backend): {_checkpoint_path(args.checkpoint)}"),
+                            f"learned ({args.policy} backend): "
+                            f"{_checkpoint_path(args.policy, args.checkpoint)}"),
+            "visual_prompt": (str(node_values(params, "sim_node").get("oracle_prompt", ""))
+                              or "none"),  # sim_node's oracle prompt kind on /visual_prompt
             "tracker_backend": args.tracker,
             "steps_requested": args.steps,
             "steps": monitor.actions,
@@ -354,8 +382,12 @@ def graph_node_args(robot: str) -> dict[str, list[str]]:
             for n in graph(robot, sim=True, record=True, viz=False)}
 
 
-def _checkpoint_path(checkpoint: str) -> str:
-    from tracevla_ros.policy.local.checkpoint import resolve_checkpoint
+def _checkpoint_path(policy: str, checkpoint: str) -> str:
+    """The directory ``--checkpoint`` names for ``policy`` ('' = its shipped default)."""
+    if policy == "pixelvla":
+        from tracevla_ros.policy.pixelvla_small.checkpoint import resolve_checkpoint
+    else:
+        from tracevla_ros.policy.local.checkpoint import resolve_checkpoint
 
     return str(resolve_checkpoint(checkpoint))
 
