@@ -173,3 +173,21 @@ def test_a_stopped_demo_finishes_its_outputs(tmp_path: Path, robot: str, sig: st
     with Reader(out / "bag") as reader:  # metadata.yaml complete, every topic readable
         assert reader.message_count > 0
         assert "/camera/image_raw" in {c.topic for c in reader.connections}
+
+
+def test_replay_gives_the_recorded_prompts_and_reproduces_the_pixelvla(
+        demo_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tracevla-replay of the default demo: the policy is given the /visual_prompt policy_node
+    held at each step, so the shipped PixelVLA's chunks come out exactly as recorded."""
+    from tracevla_ros.tools.replay import main as replay_main
+
+    code = replay_main([str(demo_out / "bag"), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rep["recorded"]["policy_names"] == ["pixelvla"] and rep["recorded"]["prompts"] > 0
+    assert rep["recorded"]["bad_prompts"] == 0
+    assert rep["policy"]["calls"] >= 25 and rep["policy"]["prompted"] == rep["policy"]["calls"]
+    assert rep["comparison"]["actions"]["compared"] == rep["recorded"]["actions"]
+    assert rep["comparison"]["actions"]["max_abs_error"] <= 1e-5
+    assert rep["reproduced"]["actions"] is True

@@ -357,3 +357,24 @@ def test_cli_exit_code_and_no_traceback_in_a_subprocess(tmp_path: Path) -> None:
                         "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "no such bag" in r.stderr
+
+
+def test_recorded_prompt_is_held_replaced_cleared_and_expired_as_in_policy_node() -> None:
+    from tracevla_ros.policy.prompt import VisualPrompt
+    from tracevla_ros.replay.recorded import RecordedRun
+
+    s = 1_000_000_000
+    box = VisualPrompt(boxes=np.array([[0.1, 0.1, 0.3, 0.3]]), image_size=(256, 256), stamp=10.0)
+    pts = VisualPrompt(points=np.array([[0.5, 0.5]]), image_size=(256, 256), stamp=12.0)
+    run = RecordedRun(instructions=[(0, "pick up the cube"), (20 * s, "push the block")],
+                      prompts=[(10 * s, box), (12 * s, pts), (14 * s, None), (15 * s, box)])
+    assert run.prompt_for(9 * s, 9 * s, 30.0, False) is None  # before the first one
+    assert run.prompt_for(11 * s, 11 * s, 30.0, False) is box
+    assert run.prompt_for(13 * s, 13 * s, 30.0, False) is pts  # replaced
+    assert run.prompt_for(14 * s, 14 * s, 30.0, False) is None  # cleared
+    assert run.prompt_for(16 * s, 16 * s, 30.0, False) is box  # set again (stamped 10 s)
+    assert run.prompt_for(16 * s, 16 * s, 5.0, False) is None  # 6 s old at the frame
+    assert run.prompt_for(16 * s, 16 * s, 0.0, False) is box  # 0 = no expiry
+    # a new instruction drops it (the first, latched one does not) unless kept
+    assert run.prompt_for(21 * s, 21 * s, 30.0, False) is None
+    assert run.prompt_for(21 * s, 21 * s, 30.0, True) is box

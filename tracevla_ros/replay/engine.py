@@ -29,7 +29,8 @@ of the frame's time (newest joint state stamped at or before it, as
 ``policy_node`` pairs them). The instruction is the newest one received before
 the policy read it: for a recorded action, its receive time minus its inference
 latency, else the frame's receive time. A change of instruction resets the
-policy, as in the node.
+policy, as in the node. The visual prompt is the recorded one policy_node held
+at that time (``RecordedRun.prompt_for``: replaced, cleared and expired as there).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class StepResult:
     acted: bool = False  # the policy was called
     action: np.ndarray | None = None  # (H, D) float32 when the policy gave a valid chunk
     policy_error: str = ""
+    prompted: bool = False  # the policy was given a visual prompt (the recorded one held then)
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -105,6 +107,7 @@ class ReplayEngine:
         self.policy_failures = 0
         self.unpaired = 0  # recorded actions at frames without a replayed trace
         self.no_instruction = 0
+        self.prompted = 0  # policy calls given a visual prompt
         self.resets = 0
 
     @property
@@ -210,9 +213,14 @@ class ReplayEngine:
         step.acted = True
         self.policy_calls += 1
         try:
+            prompt = self.recorded.prompt_for(frame.stamp, t_read,
+                                              self.policy_cfg.prompt_max_age_s,
+                                              self.policy_cfg.keep_prompt_on_instruction)
+            step.prompted = prompt is not None
+            self.prompted += step.prompted
             obs = Observation(image=frame.image, overlay=overlay, instruction=text,
                               proprio=self.recorded.proprio_for(frame.stamp, t_read),
-                              stamp=frame.stamp * 1e-9)
+                              stamp=frame.stamp * 1e-9, prompt=prompt)
             step.action = validate_chunk(self.policy.infer(obs)).values
         except PolicyError as exc:
             self.policy_failures += 1

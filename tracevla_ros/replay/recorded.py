@@ -2,8 +2,8 @@
 
 ``RecordedRun.read(bag, topics)`` collects the recorded traces (their stamps
 say at which camera frames the tracker stepped), the recorded actions (at
-which frames the policy acted, and what it output), the instructions and the
-joint states, each with its bag receive time. All times are integer
+which frames the policy acted, and what it output), the instructions, the
+visual prompts and the joint states, each with its bag receive time. All times are integer
 nanoseconds: ``stamp`` = the message's header stamp, ``t`` = when the
 recorder received it.
 """
@@ -11,12 +11,14 @@ recorder received it.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tracevla_ros.bag.reader import BagReader
+from tracevla_ros.policy.prompt import PromptError, VisualPrompt
 from tracevla_ros.replay.topics import TopicSelection
 from tracevla_ros.stamped import StampedBuffer
 
@@ -60,11 +62,14 @@ class RecordedRun:
     joint_names: tuple[str, ...] = ()
     action_frame_id: str = ""
     duplicate_actions: int = 0
+    prompts: list[tuple[int, VisualPrompt | None]] = field(default_factory=list)  # None = cleared
+    bad_prompts: int = 0  # malformed VisualPrompt messages (policy_node refuses them too)
 
     @classmethod
     def read(cls, bag: BagReader, topics: TopicSelection) -> "RecordedRun":
         run = cls()
-        wanted = [t for t in (topics.trace, topics.action, topics.instruction, topics.joint_states) if t]
+        wanted = [t for t in (topics.trace, topics.action, topics.instruction, topics.joint_states,
+                              topics.prompt) if t]
         for topic, t, msg in bag.messages(wanted):
             if topic == topics.trace:
                 run._add_trace(msg)
@@ -72,6 +77,8 @@ class RecordedRun:
                 run._add_action(msg, t)
             elif topic == topics.instruction:
                 run.instructions.append((t, str(msg.data).strip()))
+            elif topic == topics.prompt:
+                run._add_prompt(msg, t)
             elif topic == topics.joint_states:
                 q = np.asarray(msg.position, dtype=np.float32)
                 run.joint_t.append(t)
@@ -93,6 +100,18 @@ class RecordedRun:
             pts, vis = np.zeros((0, 0, 2), np.float32), np.zeros((0, 0), bool)
         self.traces[s] = RecordedTrace(s, bool(msg.valid), pts, vis,
                                        tuple(stamp_ns(x) for x in msg.step_stamps))
+
+    def _add_prompt(self, msg: Any, t: int) -> None:
+        from tracevla_ros.ros_prompt import prompt_from_msg
+
+        try:
+            p = prompt_from_msg(msg)
+        except PromptError:
+            self.bad_prompts += 1
+            return
+        if p is not None and p.stamp == 0.0:  # unstamped: policy_node counts from its arrival
+            p = dataclasses.replace(p, stamp=t * 1e-9)
+        self.prompts.append((t, p))
 
     def _add_action(self, msg: Any, t: int) -> None:
         s = stamp_ns(msg.header.stamp)
@@ -128,6 +147,22 @@ class RecordedRun:
             return None
         i = bisect.bisect_right([x[0] for x in self.instructions], t) - 1
         return self.instructions[max(i, 0)][1]
+
+    def prompt_for(self, frame_stamp: int, t_read: int, max_age_s: float,
+                   keep_on_instruction: bool) -> VisualPrompt | None:
+        """What policy_node gave the policy (``tracevla_ros.policy.prompt_state``): the newest
+        prompt received at or before ``t_read``, unless cleared, older than ``max_age_s`` at
+        the frame (0 = no expiry), or followed by a new instruction (unless
+        ``keep_on_instruction``)."""
+        i = bisect.bisect_right([x[0] for x in self.prompts], t_read) - 1
+        if i < 0:
+            return None
+        t, p = self.prompts[i]
+        if p is None or (max_age_s > 0.0 and p.age(frame_stamp * 1e-9) > max_age_s):
+            return None
+        if not keep_on_instruction and any(t < ti <= t_read for ti, _ in self.instructions[1:]):
+            return None  # the first instruction is latched: received whenever the recorder began
+        return p
 
     def proprio_for(self, frame_stamp: int, t_read: int) -> np.ndarray:
         """What policy_node used: the newest joint state stamped at or before the frame, else

@@ -200,14 +200,16 @@ def _summary(engine: ReplayEngine, stats: ReplayStats, recorded: RecordedRun, pa
         "trace_valid_ratio": round(ratio, 4) if ratio is not None else None,
         "policy": {"note": policy_note, "calls": engine.policy_calls,
                    "failures": engine.policy_failures, "unpaired": engine.unpaired,
-                   "no_instruction": engine.no_instruction, "resets": engine.resets},
+                   "no_instruction": engine.no_instruction, "resets": engine.resets,
+                   "prompted": engine.prompted},
         "latency_ms": stats.latency_summary(),
         "loop_wall_time_s": round(wall, 3), "bag_duration_s": round(bag_s, 3),
         "real_time_factor": round(bag_s / wall, 2) if wall > 0 else None,
         "recorded": {"traces": len(recorded.traces),
                      "trace_valid_ratio": round(rec_ratio, 4) if rec_ratio is not None else None,
                      "actions": len(recorded.actions), "policy_names": recorded.policy_names(),
-                     "instructions": sorted({s for _, s in recorded.instructions})},
+                     "instructions": sorted({s for _, s in recorded.instructions}),
+                     "prompts": len(recorded.prompts), "bad_prompts": recorded.bad_prompts},
         "comparison": {"traces": traces, "actions": actions},
     }
     out["reproduced"] = _reproduced(stats, recorded, actions, engine, opts)

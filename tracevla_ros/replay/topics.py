@@ -10,6 +10,7 @@ instruction   std_msgs/String                             .../instruction
 joint_states  sensor_msgs/JointState                      /joint_states
 action        tracevla_ros/PolicyAction                   .../action
 trace         tracevla_ros/VisualTrace                    /trace
+prompt        tracevla_ros/VisualPrompt                   /visual_prompt
 ============  ==========================================  =====================
 
 Image candidates exclude depth streams (name contains ``depth``) and the
@@ -41,9 +42,10 @@ ROLE_TYPES: dict[str, tuple[str, ...]] = {
     "joint_states": ("sensor_msgs/msg/JointState",),
     "action": ("tracevla_ros/msg/PolicyAction",),
     "trace": ("tracevla_ros/msg/VisualTrace",),
+    "prompt": ("tracevla_ros/msg/VisualPrompt",),
 }
 _PREFERRED = {"instruction": "instruction", "joint_states": "joint_states", "action": "action",
-              "trace": "trace"}
+              "trace": "trace", "prompt": "visual_prompt"}
 
 
 class ImageDecodeError(ValueError):
@@ -59,6 +61,7 @@ class TopicSelection:
     joint_states: str = ""
     action: str = ""
     trace: str = ""
+    prompt: str = ""
     notes: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, str]:

@@ -58,7 +58,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                        ("instruction", "instruction (std_msgs/String)"),
                        ("joint-states", "joint states (sensor_msgs/JointState)"),
                        ("action", "recorded actions (tracevla_ros/PolicyAction)"),
-                       ("trace", "recorded traces (tracevla_ros/VisualTrace)")):
+                       ("trace", "recorded traces (tracevla_ros/VisualTrace)"),
+                       ("prompt", "visual prompts given to the policy (tracevla_ros/VisualPrompt; "
+                                  "held as policy_node holds them)")):
         g.add_argument(f"--{role}-topic", default="", metavar="TOPIC", help=what)
     g = ap.add_argument_group("configuration")
     g.add_argument("--config", type=existing_file, default=None,
@@ -107,7 +109,7 @@ def _main(argv: list[str] | None) -> int:
         bag=args.bag, out=args.out,
         topics={"image": args.image_topic, "instruction": args.instruction_topic,
                 "joint_states": args.joint_states_topic, "action": args.action_topic,
-                "trace": args.trace_topic},
+                "trace": args.trace_topic, "prompt": args.prompt_topic},
         config=args.config, robot=args.robot,
         tracker_overrides=parse_overrides(args.tracker_param),
         policy=args.policy, checkpoint=args.checkpoint, device=args.device,
