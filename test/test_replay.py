@@ -118,7 +118,8 @@ def test_replay_reproduces_recorded_traces_and_actions(recorded_bag: tuple[Path,
     assert rep["config"]["tracker"]["history"] == 6 and rep["config"]["tracker"]["seed"] == 3
     assert rep["topics"]["selected"] == {"image": "/camera/image_raw", "instruction": "/instruction",
                                          "joint_states": "/joint_states",
-                                         "action": "/policy/action", "trace": "/trace"}
+                                         "action": "/policy/action", "trace": "/trace",
+                                         "prompt": ""}
     assert rep["steps"] == truth["steps"] and rep["trace_valid_steps"] == truth["valid"]
     assert truth["valid"] > 5  # the scene moves: there is something to reproduce
     assert rep["trace_valid_ratio"] == round(truth["valid"] / truth["steps"], 4)
