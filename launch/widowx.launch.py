@@ -47,6 +47,8 @@ ARGS = [
     ("rviz", "false", "start rviz2 with config/rviz/widowx.rviz"),
     ("robot_model", "true", "publish the robot model and its TF (robot_state_publisher)"),
     ("record", "false", "record the stack's topics with recorder_node"),
+    ("affordance", "false", "start affordance_node (TRACE): the instruction becomes affordance "
+     "points, published as the PixelVLA's /visual_prompt"),
     ("bag", "", "recording directory (record:=true); empty = ./bag_<date>_<time>"),
 ]
 

@@ -156,6 +156,17 @@ def test_requests_supersede_and_prompt_needs_points() -> None:
     assert p is None and "outside [0, 1]" in why
     p, why = prompt_from_result(result_from_text("[(0.5, 0.25)]"), 32, 24, 1.0)
     assert p is not None and why == "" and p.pixel_points().tolist() == [[16.0, 6.0]]
+    # max_points: the best scored points (affordance_node's prompt_points); ties keep the
+    # answer's order, and without one score per point the answer's order decides
+    five = result_from_text("[(0.1, 0.1), (0.2, 0.2), (0.3, 0.3), (0.4, 0.4), (0.5, 0.5)]",
+                            np.array([0.2, 1.0, 0.5, 1.0, 0.1]))
+    p, _ = prompt_from_result(five, 10, 10, 1.0, max_points=3)
+    assert p is not None and np.allclose(p.points, [[0.2, 0.2], [0.4, 0.4], [0.3, 0.3]])
+    p, _ = prompt_from_result(result_from_text("[(0.1, 0.1), (0.2, 0.2), (0.3, 0.3)]"), 10, 10,
+                              1.0, max_points=2)
+    assert p is not None and np.allclose(p.points, [[0.1, 0.1], [0.2, 0.2]])
+    p, _ = prompt_from_result(five, 10, 10, 1.0, max_points=0)  # 0 = every point
+    assert p is not None and len(p.points) == 5
 
 
 def test_answer_file_scorer_pins_where2place_values(tmp_path: Path) -> None:

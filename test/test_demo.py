@@ -191,3 +191,38 @@ def test_replay_gives_the_recorded_prompts_and_reproduces_the_pixelvla(
     assert rep["comparison"]["actions"]["compared"] == rep["recorded"]["actions"]
     assert rep["comparison"]["actions"]["max_abs_error"] <= 1e-5
     assert rep["reproduced"]["actions"] is True
+
+
+def test_affordance_prompt_drives_the_pixelvla_through_the_graph(tmp_path: Path) -> None:
+    """--prompt affordance: affordance_node answers the instruction on a camera frame and its
+    points are the policy's /visual_prompt (sim_node publishes none); the policy waits for
+    that prompt (require_prompt) and then acts with it."""
+    import numpy as np
+
+    from tracevla_ros.msg import PolicyAction, VisualPrompt
+
+    out = tmp_path / "aff"
+    r = subprocess.run([sys.executable, "-m", "tracevla_ros.tools.demo", "--task", "lift_cube",
+                        "--prompt", "affordance", "--steps", "10", "--out", str(out)],
+                       capture_output=True, text=True, timeout=280)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-4000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["visual_prompt"] == "affordance" and s["policy"] == "pixelvla" and s["steps"] == 10
+    params = (out / "params.yaml").read_text()
+    assert "require_prompt: true" in params and "oracle_prompt: ''" in params
+    types = {"/visual_prompt": VisualPrompt, "/policy/action": PolicyAction}
+    got: dict[str, list[object]] = {t: [] for t in types}
+    with Reader(out / "bag") as reader:
+        conns = [c for c in reader.connections if c.topic in types]
+        for c, _, raw in reader.messages(connections=conns):
+            got[c.topic].append(deserialize_message(bytes(raw), types[c.topic]))
+    assert len(got["/policy/action"]) >= 10
+    prompts = got["/visual_prompt"]
+    assert prompts, "affordance_node published no prompt"
+    for m in prompts:  # points only: at most affordance_node's prompt_points (3), in [0, 1]
+        pts = np.asarray(m.points).reshape(-1, 2)  # type: ignore[attr-defined]
+        assert 1 <= len(pts) <= 3 and np.all((pts >= 0) & (pts <= 1))
+        assert not m.boxes and not m.mask.data  # type: ignore[attr-defined]
+    # no action came before the prompt's frame: the policy waited for it
+    first_prompt = min(_stamp(m) for m in prompts)
+    assert all(_stamp(a) >= first_prompt for a in got["/policy/action"])

@@ -234,6 +234,24 @@ def test_bench_runs_prompt_and_noprompt(mini: tuple[Path, Path, Path]) -> None:
     assert "overall" in out["prompt_minus_noprompt"]
 
 
+def test_bench_affordance_prompt_comes_from_the_affordance_model(
+        mini: tuple[Path, Path, Path]) -> None:
+    """--prompt affordance: the affordance model answers once per episode (on its first
+    frame) and its best points are the prompt; the run sits beside the ground truth and none."""
+    from tracevla_ros.bench.policy import main
+
+    out = main(["--backend", "pixelvla", "--checkpoint", str(mini[1]), "--episodes", "2",
+                "--tasks", "lift_cube", "--prompt", "affordance", "--prompt-kind", "point",
+                "--affordance-points", "2", "--k", "8"])
+    assert set(out["checkpoints"]) == {"affordance", "prompt", "noprompt"}
+    aff = out["checkpoints"]["affordance"]
+    assert aff["prompt"] == "affordance" and out["checkpoints"]["prompt"]["prompt"] == "point"
+    assert aff["affordance_no_answer_episodes"] == 0  # the shipped model always answers
+    assert 0.0 <= aff["affordance_points_on_target"] <= 1.0
+    assert set(out["affordance_minus_noprompt"]) == {"lift_cube"}
+    assert not aff["tasks"]["lift_cube"]["errors"]
+
+
 def test_trainer_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tracevla_ros.tools.train_pixelvla_small import main as train
 

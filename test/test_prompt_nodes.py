@@ -57,13 +57,14 @@ class PromptRecorder:
 class Loop:
     """policy_node and a peer in one context: frames stream in while the test publishes."""
 
-    def __init__(self, max_age_s: float) -> None:
+    def __init__(self, max_age_s: float, require_prompt: bool = False) -> None:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
         self.policy = PromptRecorder()
         self.node = PolicyNode(policy=self.policy, context=self.ctx, parameter_overrides=[
             Parameter("control_rate_hz", value=20.0), Parameter("use_trace", value=False),
-            Parameter("prompt_max_age_s", value=max_age_s)])
+            Parameter("prompt_max_age_s", value=max_age_s),
+            Parameter("require_prompt", value=require_prompt)])
         self.io = Node("prompt_io", context=self.ctx)
         self.active: list[VisualPromptMsg] = []
         self.io.create_subscription(VisualPromptMsg, "/policy_node/active_prompt", self.active.append,
@@ -127,6 +128,28 @@ def test_the_prompt_reaches_the_backend_until_max_age() -> None:
         assert loop.spin_until(lambda: len(loop.active) >= 2 and prompt_from_msg(loop.active[-1]) is None)
         kinds = [prompt_from_msg(m) is not None for m in loop.active]
         assert True in kinds and kinds[-1] is False
+    finally:
+        loop.close()
+
+
+def test_require_prompt_acts_only_while_a_prompt_is_held() -> None:
+    """require_prompt: frames before the first prompt and after it is cleared are not acted
+    on (the backend never sees them); with a prompt, every frame is."""
+    loop = Loop(max_age_s=0.0, require_prompt=True)
+    try:
+        loop.pub_in.publish(String(data="pick up the cube"))
+        assert loop.spin_until(lambda: loop.node.frames_without_prompt >= 3)
+        assert loop.policy.seen == []
+        loop.pub_prompt.publish(_point(0.25, 0.5, loop.now()))
+        assert loop.spin_until(lambda: len(loop.policy.seen) >= 3)
+        assert all(_has_point(o, (0.25, 0.5)) for o in loop.policy.seen)
+        loop.pub_prompt.publish(clear_msg())  # cleared: no action again
+        assert loop.spin_until(lambda: prompt_from_msg(loop.active[-1]) is None if loop.active
+                               else False)
+        n, skipped = len(loop.policy.seen), loop.node.frames_without_prompt
+        assert loop.spin_until(lambda: loop.node.frames_without_prompt >= skipped + 3)
+        assert all(o.prompt is not None for o in loop.policy.seen)
+        assert len(loop.policy.seen) <= n + 1  # at most a frame already being acted on
     finally:
         loop.close()
 

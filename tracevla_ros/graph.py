@@ -5,7 +5,8 @@
 from these lists: the same executables, node names and remappings, with
 parameters from ``config/<robot>.yaml``. ``when`` says in which setups a node
 runs: ``always``, ``sim`` (use_sim:=true), ``hardware`` (a real camera),
-``record`` (record:=true) or ``viz`` (rviz helpers: not needed by the loop).
+``record`` (record:=true), ``viz`` (rviz helpers: not needed by the loop) or
+``affordance`` (affordance:=true: TRACE points as the PixelVLA's prompt).
 
 Executables belong to the ``tracevla_ros`` ROS package (``lib/tracevla_ros/<exe>``,
 or a console script in a venv). ``tracegen_node`` comes from the ``tracegen_ros``
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 __all__ = ["NodeSpec", "GRAPHS", "graph", "WHEN"]
 
-WHEN = ("always", "sim", "hardware", "record", "viz")
+WHEN = ("always", "sim", "hardware", "record", "viz", "affordance")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ GRAPHS: dict[str, tuple[NodeSpec, ...]] = {
         NodeSpec("tracker_node", (("image", "/camera/image_raw"),)),
         NodeSpec("policy_node", (("image", "/camera/image_raw"), ("action", "/policy/action"))),
         NodeSpec("widowx_controller_node", (("action", "/policy/action"),)),
+        # TRACE: the instruction -> affordance points -> the PixelVLA's visual prompt
+        NodeSpec("affordance_node", (("image", "/camera/image_raw"), ("prompt", "/visual_prompt")),
+                 "affordance"),
         _VIZ,
         _RECORDER,
     ),
@@ -77,10 +81,11 @@ GRAPHS: dict[str, tuple[NodeSpec, ...]] = {
 }
 
 
-def graph(robot: str, sim: bool = True, record: bool = False, viz: bool = True) -> list[NodeSpec]:
+def graph(robot: str, sim: bool = True, record: bool = False, viz: bool = True,
+          affordance: bool = False) -> list[NodeSpec]:
     """The nodes that run for ``robot`` in this setup, in start order."""
     if robot not in GRAPHS:
         raise ValueError(f"robot '{robot}' has no node graph; one of {sorted(GRAPHS)}")
     keep = {"always", "sim" if sim else "hardware"} | ({"record"} if record else set()) \
-        | ({"viz"} if viz else set())
+        | ({"viz"} if viz else set()) | ({"affordance"} if affordance else set())
     return [n for n in GRAPHS[robot] if n.when in keep]

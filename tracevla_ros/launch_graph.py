@@ -20,7 +20,7 @@ from tracevla_ros.graph import GRAPHS, NodeSpec
 __all__ = ["stack_nodes", "launch_node"]
 
 # when -> the launch argument that switches the node on ("!" = on when it is false)
-_SWITCH = {"sim": "use_sim", "hardware": "!use_sim", "record": "record"}
+_SWITCH = {"sim": "use_sim", "hardware": "!use_sim", "record": "record", "affordance": "affordance"}
 
 
 def _spec(robot: str, executable: str) -> NodeSpec:

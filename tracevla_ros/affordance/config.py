@@ -29,6 +29,8 @@ class AffordanceNodeConfig:
     instruction: str = param("", "initial instruction; the latched 'instruction' topic overrides it")
     max_image_age_s: float = param(2.0, "answer only for an image at most this old when the request "
                                    "starts (none newer: wait for the next frame)", unit="s")
+    prompt_points: int = param(3, "the most probable points that become the PixelVLA prompt "
+                               "(the small PixelVLA was trained with 1-3); 0 = every point")
 
     def __post_init__(self) -> None:
         check(bool(self.backend.strip()), "backend", "must name an affordance backend")
@@ -42,3 +44,4 @@ class AffordanceNodeConfig:
         check(self.auth_token_env == "" or self.auth_token_env.replace("_", "").isalnum(),
               "auth_token_env", "must be an environment variable NAME (letters, digits, _)")
         check(self.max_image_age_s > 0.0, "max_image_age_s", "must be > 0 s")
+        check(0 <= self.prompt_points <= 64, "prompt_points", "must be in [0, 64] (0 = every point)")

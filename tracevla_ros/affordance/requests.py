@@ -60,12 +60,19 @@ class AffordanceRequests:
 
 
 def prompt_from_result(result: AffordanceResult, width: int, height: int,
-                       stamp: float) -> tuple[VisualPrompt | None, str]:
-    """(prompt, "") or (None, why no prompt)."""
-    if len(result.points) == 0:
+                       stamp: float, max_points: int = 0) -> tuple[VisualPrompt | None, str]:
+    """(prompt, "") or (None, why no prompt); with ``max_points`` > 0 only that many points,
+    the best scored first (in the answer's order without one score per point)."""
+    points = np.asarray(result.points, np.float64).reshape(-1, 2)
+    if len(points) == 0:
         return None, "; ".join(result.warnings) or "the answer has no points"
+    if 0 < max_points < len(points):
+        scores = np.asarray(result.scores, np.float64).reshape(-1)
+        order = (np.argsort(-scores, kind="stable") if scores.shape == (len(points),)
+                 else np.arange(len(points)))
+        points = points[order[:max_points]]
     try:
-        return VisualPrompt(points=result.points, image_size=(width, height), stamp=stamp), ""
+        return VisualPrompt(points=points, image_size=(width, height), stamp=stamp), ""
     except PromptError as exc:
         return None, str(exc)
 

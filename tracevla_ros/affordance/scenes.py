@@ -1,8 +1,9 @@
 """A Where2Place-like question set rendered in the WidowX sim world (no rclpy).
 
 Each scene is the WidowX table seen by its scene camera (``sim.scene.LAYOUTS``,
-rendered here at ``size`` x ``size`` px without the arm) with 3-5 objects from
-``SHAPES`` x ``COLORS``, sometimes a plate. Every question has a valid-region
+rendered here at ``size`` x ``size`` px) with the arm in view, as the policy's
+camera sees it (at its home pose or a pose near it, ``ARM_POSE_STD``; it hides
+what it covers), and 3-5 objects from ``SHAPES`` x ``COLORS``, sometimes a plate. Every question has a valid-region
 mask computed from the simulator's ground truth:
 
 * subtype ``touch`` ("point to the red cube"): the object's pixels in MuJoCo's
@@ -31,10 +32,11 @@ import mujoco
 import numpy as np
 
 from tracevla_ros.sim.camera import MJCAM_TO_OPTICAL, intrinsics_from_fovy
+from tracevla_ros.sim.robot import load_sim_robot
 from tracevla_ros.sim.scene import LAYOUTS, build_scene
 
 __all__ = ["Question", "COLORS", "SHAPES", "RELATIONS", "UNSEEN", "SceneGenerator",
-           "reasoning_text", "write_split", "read_split", "instruction_for"]
+           "reasoning_text", "write_split", "read_split", "instruction_for", "TOUCH_VERBS"]
 
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.10), "green": (0.15, 0.65, 0.20), "blue": (0.15, 0.30, 0.85),
@@ -51,6 +53,8 @@ PLATE_R = 0.075  # m
 _DIRS = {"left of": (0.0, 1.0), "right of": (0.0, -1.0), "in front of": (-1.0, 0.0),
          "behind": (1.0, 0.0)}
 _SPAWN = ((0.16, 0.50), (-0.22, 0.22))  # m, x and y ranges of object centres (all in view)
+ARM_HOME_P = 0.5  # fraction of scenes with the arm exactly at its home pose (a task's first frame)
+ARM_POSE_STD = 0.25  # rad, joint noise around home in the others (the arm mid-task)
 
 
 @dataclass
@@ -70,9 +74,14 @@ class Question:
     reasoning: str
 
 
-def instruction_for(relation: str, color: str, shape: str) -> str:
+# how a touch question may be asked: RoboPoint's "point to", and the task verbs a robot
+# instruction uses ("pick up the red cube" asks for the same points)
+TOUCH_VERBS = ("point to", "pick up", "grasp", "push")
+
+
+def instruction_for(relation: str, color: str, shape: str, verb: str = "point to") -> str:
     if relation == "touch":
-        return f"point to the {color} {shape}"
+        return f"{verb} the {color} {shape}"
     return f"point to free space {relation} the {color} {shape}"
 
 
@@ -101,10 +110,12 @@ class _Obj:
 class SceneGenerator:
     """Random scenes and their questions; one MuJoCo model per scene (static geoms)."""
 
-    def __init__(self, size: int = 128) -> None:
+    def __init__(self, size: int = 128, arm: bool = True) -> None:
         self.layout = LAYOUTS["widowx250s"]
         self.size = size
+        self.arm = arm
         self.intr = intrinsics_from_fovy(self.layout.camera.fovy, size, size, "cam")
+        self.robot = load_sim_robot(self.layout.robot)
 
     def _objects(self, rng: np.random.Generator) -> list[_Obj]:
         objs: list[_Obj] = []
@@ -129,7 +140,8 @@ class SceneGenerator:
         raise RuntimeError("could not place the scene's objects")
 
     def _model(self, objs: list[_Obj], rng: np.random.Generator) -> mujoco.MjModel:
-        spec = build_scene(self.layout, None)
+        robot = (mujoco.MjSpec.from_file(str(self.robot.spec.model_path)) if self.arm else None)
+        spec = build_scene(self.layout, robot)
         for o in objs:
             rgba = [*COLORS[o.color], 1.0]
             pos = [o.xy[0], o.xy[1], 0.0]
@@ -172,6 +184,14 @@ class SceneGenerator:
         objs = self._objects(rng)
         model = self._model(objs, rng)
         data = mujoco.MjData(model)
+        if self.arm:
+            r = self.robot
+            r.bind(model, self.layout.robot_prefix)
+            q = np.asarray(r.spec.home_q, np.float64)
+            if rng.uniform() >= ARM_HOME_P:
+                q = q + rng.normal(0.0, ARM_POSE_STD, q.shape)
+            data.qpos[r.arm_qadr] = np.clip(q, r.spec.lower, r.spec.upper)
+            data.qpos[r.finger_qadr] = r.finger_positions(float(rng.uniform()))
         mujoco.mj_forward(model, data)
         cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, self.layout.camera.name)
         with mujoco.Renderer(model, self.size, self.size) as r:

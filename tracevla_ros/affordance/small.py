@@ -55,7 +55,7 @@ GRID = 32  # heatmap cells per side (4 px of the input each)
 CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
 DEFAULT_CHECKPOINT = "sim_small"
 VOCAB = ("<unk>", "point", "to", "the", "free", "space", "of", "in", "front", "left", "right",
-         "behind", "on", "plate", *COLORS, *SHAPES)
+         "behind", "on", "plate", *COLORS, *SHAPES, "pick", "up", "grasp", "push")
 _WORD = re.compile(r"[a-z]+")
 
 

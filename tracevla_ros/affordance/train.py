@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from tracetrain.loop import SaveContext, Trainer, TrainSettings, distributed
 from tracetrain.seed import generator_state, seed_everything, set_generator_state
 
-from tracevla_ros.affordance.scenes import RELATIONS, read_split, write_split
+from tracevla_ros.affordance.scenes import RELATIONS, TOUCH_VERBS, instruction_for, read_split, \
+    write_split
 from tracevla_ros.affordance.small import GRID, IMAGE_SIZE, AffordanceNet, SmallConfig, \
     save_small, tokenize
 from tracevla_ros.cli import ArgParser, existing_dir, int_range, finite_float, output_dir, run_main
@@ -38,12 +39,14 @@ PROG = "python -m tracevla_ros.affordance.train"
 TRAIN_SEED0, TEST_SEED0 = 0, 900_000  # scene seeds of the two splits (disjoint)
 
 
-def load_arrays(root: Path) -> dict[str, torch.Tensor]:
+def load_arrays(root: Path, verbs: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
     """The split's images (N, 3, 128, 128) uint8, tokens, target (N, 32, 32), reference cell,
-    relation id, as tensors (one image per question)."""
+    relation id, as tensors (one image per question). ``verbs``: each touch question is asked
+    with a verb drawn from ``TOUCH_VERBS`` (seeded), as robot instructions ask it."""
     from PIL import Image
 
     qs = read_split(root)
+    rng = np.random.default_rng([seed, 0xAFF])
     cache: dict[str, np.ndarray] = {}
     imgs, targets, tokens, refs, rels = [], [], [], [], []
     for q in qs:
@@ -56,7 +59,11 @@ def load_arrays(root: Path) -> dict[str, torch.Tensor]:
         h, w = mask.shape
         cells = mask.reshape(GRID, h // GRID, GRID, w // GRID).mean((1, 3))
         targets.append(cells / max(float(cells.sum()), 1e-9))
-        tokens.append(tokenize(q.instruction))
+        text = q.instruction
+        if verbs and q.relation == "touch":
+            text = instruction_for("touch", q.color, q.shape,
+                                   TOUCH_VERBS[int(rng.integers(len(TOUCH_VERBS)))])
+        tokens.append(tokenize(text))
         rx, ry = q.ref_point
         refs.append(min(int(ry * GRID), GRID - 1) * GRID + min(int(rx * GRID), GRID - 1))
         rels.append(RELATIONS.index(q.relation))
@@ -152,9 +159,10 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.data is None or args.out is None:
         raise SystemExit(f"{PROG}: error: give --data and --out (or --make-data DIR)")
-    data = load_arrays(args.data)
+    data = load_arrays(args.data, verbs=True, seed=args.seed)
     reasoning = not args.no_reasoning
     training = {"data": str(args.data), "questions": int(len(data["rel"])), "steps": args.steps,
+                "touch_verbs": list(TOUCH_VERBS),
                 "batch": args.batch, "lr": args.lr, "seed": args.seed,
                 "reasoning_supervision": reasoning}
     with distributed("cpu") as (dist, device):

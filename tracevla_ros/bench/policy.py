@@ -33,6 +33,16 @@ same seeds; ``--baseline`` is not used. Chunks are executed by
 ``--exec ensemble``); ``local`` predicts one action per step (k = 1 either way).
 
     MUJOCO_GL=egl tracevla-bench policy --backend pixelvla --episodes 50 --exec first_k --k 4
+
+Affordance -> prompt -> arm (``--prompt affordance``, TRACE): the affordance backend
+(``--affordance-checkpoint``, the shipped ``sim_small`` by default) answers the episode's
+instruction on its first frame, as ``affordance_node`` does on a new instruction; the
+``--affordance-points`` best points become the point prompt, held for the episode. It runs
+next to the ground-truth prompt of ``--prompt-kind`` (give ``point`` for the same kind) and
+no prompt, on the same seeds; ``affordance_points_on_target`` is the fraction of those
+points inside the target's mask on that frame.
+
+    MUJOCO_GL=egl tracevla-bench policy --backend pixelvla --prompt affordance --prompt-kind point --k 8
 """
 
 from __future__ import annotations
@@ -44,7 +54,15 @@ from typing import Any
 
 import numpy as np
 
-from tracevla_ros.cli import ArgParser, existing_file, finite_float, int_range, require, robot_task
+from tracevla_ros.cli import (
+    ArgParser,
+    UsageError,
+    existing_file,
+    finite_float,
+    int_range,
+    require,
+    robot_task,
+)
 from tracevla_ros.config import config_dir, load_node_config
 from tracevla_ros.control.chunking import ChunkConfig, ChunkExecutor
 from tracevla_ros.policy.base import Observation, PolicyError
@@ -78,21 +96,77 @@ def gt_prompt(env: SimEnv, kind: str, rng: np.random.Generator) -> VisualPrompt 
     return sample_prompt(target, kind, rng, stamp=env.sim_time)
 
 
+class GroundTruthPrompt:
+    """Per policy query, the oracle prompt of ``kind`` on the current frame (sim_node's
+    ``oracle_prompt``), sampled with the episode's seed."""
+
+    def __init__(self, kind: str) -> None:
+        self.label = kind
+        self._rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 0x9B0])
+
+    def __call__(self, env: SimEnv, image: np.ndarray) -> VisualPrompt | None:
+        return gt_prompt(env, self.label, self._rng)
+
+
+class AffordancePrompt:
+    """The affordance backend's answer to the episode's instruction on its first frame, as
+    points (``affordance.requests.prompt_from_result``, the node's own conversion), held for
+    the episode; counts how many of its points fall on the target."""
+
+    label = "affordance"
+
+    def __init__(self, backend: Any, max_points: int) -> None:
+        self.backend, self.max_points = backend, max_points
+        self.points = self.on_target = self.no_answer = 0
+        self._prompt: VisualPrompt | None = None
+        self._asked = False
+
+    def reset(self, seed: int) -> None:
+        self._prompt, self._asked = None, False
+
+    def __call__(self, env: SimEnv, image: np.ndarray) -> VisualPrompt | None:
+        if self._asked:
+            return self._prompt
+        from tracevla_ros.affordance.backend import AffordanceError
+        from tracevla_ros.affordance.requests import prompt_from_result
+
+        self._asked = True
+        try:
+            result = self.backend.predict(image, env.instruction)
+        except AffordanceError:
+            result = None
+        h, w = image.shape[:2]
+        self._prompt = (prompt_from_result(result, w, h, env.sim_time, self.max_points)[0]
+                        if result is not None else None)
+        if self._prompt is None:
+            self.no_answer += 1
+            return None
+        target, _ = env.masks()
+        px = np.minimum((self._prompt.points * [w, h]).astype(int), [w - 1, h - 1])
+        self.points += len(px)
+        self.on_target += int(target[px[:, 1], px[:, 0]].sum())
+        return self._prompt
+
+
 def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker | None, seed: int,
                 lat_policy: list[float], lat_tracker: list[float],
-                prompt_kind: str | None = None,
+                prompt: GroundTruthPrompt | AffordancePrompt | None = None,
                 execution: ChunkConfig | None = None) -> dict[str, Any]:
     """One closed-loop episode; returns success, steps, valid-trace steps, error.
 
-    ``tracker`` None: no trace (prompt-based backends); ``prompt_kind``: give the policy the
-    ground-truth prompt of that kind each query (None: no prompt); ``execution``: how the
-    returned chunks run (default: the first action of a new chunk every step)."""
+    ``tracker`` None: no trace (prompt-based backends); ``prompt``: where each query's
+    visual prompt comes from (None: no prompt); ``execution``: how the returned chunks run
+    (default: the first action of a new chunk every step)."""
     env.reset(seed)
     if tracker is not None:
         tracker.reset("new episode")
     policy.reset()
     executor = ChunkExecutor(execution or ChunkConfig())
-    rng = np.random.default_rng([seed, 0x9B0])
+    if prompt is not None:
+        prompt.reset(seed)
     draw = tracker.config.draw_length if tracker is not None else 0
     valid = 0
     for step in range(env.task.max_steps):
@@ -106,10 +180,10 @@ def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker | None, se
                            if result is not None and result.valid else None)
                 lat_tracker.append((time.perf_counter() - t0) * 1e3)
             valid += overlay is not None
-            prompt = gt_prompt(env, prompt_kind, rng) if prompt_kind else None
             obs = Observation(image=image, overlay=overlay, instruction=env.instruction,
                               proprio=env.joint_state().position.astype(np.float32),
-                              stamp=env.sim_time, prompt=prompt)
+                              stamp=env.sim_time,
+                              prompt=prompt(env, image) if prompt is not None else None)
             t1 = time.perf_counter()
             try:
                 chunk = policy.infer(obs)
@@ -124,7 +198,8 @@ def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker | None, se
 
 
 def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: TrackerConfig,
-             bar: Any, backend: str = "local", prompt_kind: str | None = None,
+             bar: Any, backend: str = "local",
+             prompt: GroundTruthPrompt | AffordancePrompt | None = None,
              execution: ChunkConfig | None = None) -> dict[str, Any]:
     policy: Any
     if backend == "pixelvla":
@@ -149,7 +224,7 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
         tracker = IncrementalTracker(tracker_cfg) if backend == "local" else None
         results = []
         for s in seeds:
-            results.append(run_episode(env, policy, tracker, s, lat_p, lat_t, prompt_kind,
+            results.append(run_episode(env, policy, tracker, s, lat_p, lat_t, prompt,
                                        execution))
             bar.update(1)
         env.close()
@@ -172,8 +247,12 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
         n_all += len(results)
     lo, hi = wilson(wins_all, n_all)
     extra: dict[str, Any] = ({"decoder": policy.pixel.decoder, "chunk": policy.pixel.chunk,
-                              "prompt": prompt_kind or "none"}
+                              "prompt": prompt.label if prompt is not None else "none"}
                              if backend == "pixelvla" else {})
+    if isinstance(prompt, AffordancePrompt):
+        extra["affordance_points_on_target"] = (round(prompt.on_target / prompt.points, 4)
+                                                if prompt.points else None)
+        extra["affordance_no_answer_episodes"] = prompt.no_answer
     return {
         "path": str(policy.checkpoint.path), "backend": backend,
         "use_trace": bool(getattr(policy, "use_trace", False)), **extra,
@@ -201,8 +280,15 @@ def main(argv: list[str]) -> dict:
     ap.add_argument("--checkpoint", default="",
                     help="checkpoint dir or shipped name (default: widowx_trace for local, "
                          "widowx_pixelvla for pixelvla)")
-    ap.add_argument("--prompt", choices=("both", "gt", "none"), default="both",
-                    help="pixelvla: the ground-truth prompt, none, or both runs")
+    ap.add_argument("--prompt", choices=("both", "gt", "none", "affordance"), default="both",
+                    help="pixelvla: the ground-truth prompt, none, both runs, or affordance "
+                         "(the affordance model's points, the ground-truth prompt and none)")
+    ap.add_argument("--affordance-checkpoint", default="",
+                    help="--prompt affordance: the small affordance model's checkpoint ('' = "
+                         "the shipped sim_small)")
+    ap.add_argument("--affordance-points", type=int_range(0, 64), default=3,
+                    help="--prompt affordance: best points in the prompt (affordance_node's "
+                         "prompt_points; 0 = all)")
     ap.add_argument("--prompt-kind", choices=PROMPT_KINDS, default="mask",
                     help="pixelvla: kind of the ground-truth prompt sampled from the target mask")
     ap.add_argument("--exec", dest="exec_mode", choices=("first_k", "ensemble"), default="first_k",
@@ -224,7 +310,9 @@ def main(argv: list[str]) -> dict:
     from tqdm import tqdm
 
     from tracevla_ros.policy.local.checkpoint import CONFIG_FILE, resolve_checkpoint
-    from tracevla_ros.policy.pixelvla_small.checkpoint import resolve_checkpoint as resolve_px
+    from tracevla_ros.policy.pixelvla_small.checkpoint import (
+        resolve_checkpoint as resolve_px,
+    )
 
     pixel = args.backend == "pixelvla"
     checkpoint = args.checkpoint or ("widowx_pixelvla" if pixel else "widowx_trace")
@@ -243,11 +331,14 @@ def main(argv: list[str]) -> dict:
     tracker_cfg = load_node_config(TrackerConfig, params, "tracker_node")
     seeds = [args.seed_offset + i for i in range(args.episodes)]
     execution = ChunkConfig(mode=args.exec_mode, k=args.k, ensemble_m=args.ensemble_m)
-    runs: dict[str, tuple[str, str | None]] = {}  # name -> (checkpoint, prompt kind)
+    runs: dict[str, tuple[str, Any]] = {}  # name -> (checkpoint, prompt source)
     if pixel:
-        if args.prompt in ("both", "gt"):
-            runs["prompt"] = (checkpoint, args.prompt_kind)
-        if args.prompt in ("both", "none"):
+        if args.prompt == "affordance":
+            runs["affordance"] = (checkpoint, AffordancePrompt(
+                _affordance_backend(args.affordance_checkpoint), args.affordance_points))
+        if args.prompt in ("both", "gt", "affordance"):
+            runs["prompt"] = (checkpoint, GroundTruthPrompt(args.prompt_kind))
+        if args.prompt in ("both", "none", "affordance"):
             runs["noprompt"] = (checkpoint, None)
     else:
         runs["trace"] = (checkpoint, None)
@@ -256,9 +347,9 @@ def main(argv: list[str]) -> dict:
     t0 = time.perf_counter()
     bar = tqdm(total=len(runs) * len(tasks) * len(seeds), desc="policy episodes", unit="ep")
     out: dict[str, Any] = {}
-    for name, (ck, kind) in runs.items():
+    for name, (ck, source) in runs.items():
         bar.set_description(f"policy episodes ({name})")
-        out[name] = evaluate(ck, tasks, seeds, tracker_cfg, bar, args.backend, kind, execution)
+        out[name] = evaluate(ck, tasks, seeds, tracker_cfg, bar, args.backend, source, execution)
     bar.close()
     result: dict[str, Any] = {
         "benchmark": "policy", "robot": ROBOT, "episodes_per_task": args.episodes,
@@ -279,5 +370,22 @@ def main(argv: list[str]) -> dict:
         result["prompt_minus_noprompt"]["overall"] = round(
             out["prompt"]["overall"]["success_rate"] - out["noprompt"]["overall"]["success_rate"],
             4)
+    if "affordance" in out:
+        result["affordance_minus_noprompt"] = {
+            t: round(out["affordance"]["tasks"][t]["success_rate"]
+                     - out["noprompt"]["tasks"][t]["success_rate"], 4) for t in tasks}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def _affordance_backend(checkpoint: str) -> Any:
+    """The small affordance model (``affordance_node``'s default backend) on the CPU."""
+    from tracevla_ros.affordance.backend import make_backend
+    from tracevla_ros.affordance.config import AffordanceNodeConfig
+    from tracevla_ros.config import ConfigError
+
+    try:
+        return make_backend(AffordanceNodeConfig(backend="small", checkpoint=checkpoint,
+                                                 device="cpu"))
+    except ConfigError as exc:
+        raise UsageError(f"--affordance-checkpoint '{checkpoint}': {exc}") from None

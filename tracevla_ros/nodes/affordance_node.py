@@ -112,12 +112,13 @@ class AffordanceNode(Node):
         for w in result.warnings:
             log.warning(f"request {req.number}: {w}")
         stamp = stamp_to_sec(msg.header.stamp)
-        prompt, why = prompt_from_result(result, image.shape[1], image.shape[0], stamp)
+        prompt, why = prompt_from_result(result, image.shape[1], image.shape[0], stamp,
+                                         self.cfg.prompt_points)
         if prompt is None:
             log.warning(f"request {req.number}: no prompt published: {why}")
             return
         out = AffordancePoints(instruction=req.instruction, reasoning=result.reasoning,
-                               points=prompt.points.ravel().tolist(),
+                               points=np.asarray(result.points, np.float64).ravel().tolist(),
                                scores=np.asarray(result.scores, np.float32).tolist())
         out.header = msg.header
         vp = VisualPrompt(image_width=image.shape[1], image_height=image.shape[0],

@@ -78,6 +78,7 @@ class PolicyNode(Node):
         self._proprio: StampedBuffer[np.ndarray] = StampedBuffer(_JOINT_STATES_KEPT)
         self._limit = StampRateLimiter(self.cfg.control_rate_hz)
         self._prompt = HeldPrompt(self.cfg.prompt_max_age_s)
+        self.frames_without_prompt = 0  # frames not acted on for want of a prompt (require_prompt)
         # held prompt + ~/active_prompt change together (callbacks set it, the worker expires it)
         self._prompt_lock = threading.Lock()
         self._pub_prompt = self.create_publisher(VisualPrompt, "~/active_prompt", LATCHED_QOS)
@@ -208,6 +209,11 @@ class PolicyNode(Node):
         if expired:
             log.info(f"visual prompt dropped: older than prompt_max_age_s "
                      f"{self.cfg.prompt_max_age_s} s at the frame stamped {paired.stamp:.3f} s")
+        if prompt is None and self.cfg.require_prompt:
+            self.frames_without_prompt += 1
+            log.info("no visual prompt yet (require_prompt): no action",
+                     throttle_duration_sec=5.0)
+            return
         try:
             obs = Observation(image=paired.image, overlay=paired.overlay,
                               instruction=self._instruction,

@@ -34,6 +34,10 @@ class PolicyNodeConfig:
     keep_prompt_on_instruction: bool = param(False, "keep the visual prompt when a new instruction "
                                              "arrives (false: a new instruction clears it, as a "
                                              "prompt belongs to one task)")
+    require_prompt: bool = param(False, "act only on frames a visual prompt is held for (a "
+                                 "prompt-following policy waits for its prompt, e.g. from the "
+                                 "affordance node, instead of acting without one); false = act "
+                                 "with or without one")
     adapter: str = param("", "LoRA adapter directory (tracevla-finetune-vla) applied on top of "
                          "'checkpoint'; backends openvla and tracevla-7b; pixelvla-7b: a stage-2 "
                          "adapter kept apart from its parts; empty = none (pixelvla-7b: the parts' own)")

@@ -85,10 +85,11 @@ def _parser() -> ArgParser:
                     help="widowx --policy pixelvla/local: checkpoint dir or shipped name ('' = "
                          "widowx_pixelvla / widowx_trace); fr3 --policy tracegen: checkpoint "
                          "directory ('' = config/fr3.yaml's)")
-    ap.add_argument("--prompt", choices=(*PROMPT_KINDS, "none"), default="",
-                    help="widowx: kind of the ground-truth visual prompt sim_node publishes on "
-                         "/visual_prompt ('' = config/widowx.yaml's oracle_prompt, box; none = "
-                         "no prompt)"),
+    ap.add_argument("--prompt", choices=(*PROMPT_KINDS, "affordance", "none"), default="",
+                    help="widowx: the visual prompt on /visual_prompt: the kind of ground truth "
+                         "sim_node publishes ('' = config/widowx.yaml's oracle_prompt, box), "
+                         "affordance (affordance_node's points for the instruction, TRACE) or "
+                         "none"),
     ap.add_argument("--rounds", type=int_range(1), default=3,
                     help="fr3: traces predicted and executed at most (stops at success)")
     ap.add_argument("--tracker", choices=TRACKERS, default="lk", help="tracker backend")
@@ -118,7 +119,11 @@ def build_params(robot: str, task: str, seed: int, tracker: str, policy: str,
         if checkpoint:
             section("policy_node")["checkpoint"] = checkpoint
         if prompt:
-            sim["oracle_prompt"] = "" if prompt == "none" else prompt
+            sim["oracle_prompt"] = "" if prompt in ("none", "affordance") else prompt
+        # a prompt-following policy waits for its first prompt rather than run a chunk
+        # without one (the prompt of the first frame may arrive after it)
+        section("policy_node")["require_prompt"] = bool(
+            policy == "pixelvla" and (prompt == "affordance" or sim.get("oracle_prompt")))
     return data
 
 
@@ -276,6 +281,10 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         policy = PolicyNode(policy=scripted, context=ctx, cli_args=node_args["policy_node"])
         nodes.append(policy)
         nodes.append(controller_cls(context=ctx, cli_args=node_args[_CONTROLLER[args.robot]]))
+        if args.prompt == "affordance":
+            from tracevla_ros.nodes.affordance_node import AffordanceNode
+
+            nodes.append(AffordanceNode(context=ctx, cli_args=node_args["affordance_node"]))
         for n in nodes:
             executor.add_node(n)
         t0 = time.monotonic()
@@ -302,8 +311,10 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
                             "policy" if args.policy == "scripted" else
                             f"learned ({args.policy} backend): "
                             f"{_checkpoint_path(args.policy, args.checkpoint)}"),
-            "visual_prompt": (str(node_values(params, "sim_node").get("oracle_prompt", ""))
-                              or "none"),  # sim_node's oracle prompt kind on /visual_prompt
+            # /visual_prompt: sim_node's oracle prompt kind, or affordance_node's points
+            "visual_prompt": ("affordance" if args.prompt == "affordance" else
+                              str(node_values(params, "sim_node").get("oracle_prompt", ""))
+                              or "none"),
             "tracker_backend": args.tracker,
             "steps_requested": args.steps,
             "steps": monitor.actions,
@@ -379,7 +390,7 @@ def graph_node_args(robot: str) -> dict[str, list[str]]:
     from tracevla_ros.graph import graph
 
     return {n.executable: ["--ros-args", *n.ros_args()]
-            for n in graph(robot, sim=True, record=True, viz=False)}
+            for n in graph(robot, sim=True, record=True, viz=False, affordance=True)}
 
 
 def _checkpoint_path(policy: str, checkpoint: str) -> str:
