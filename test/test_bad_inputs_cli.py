@@ -209,6 +209,10 @@ CASES = [
     _c(f"tracevla-bench policy --params {T}/nonexist.yaml", "does not exist"),
     _c("tracevla-bench policy --checkpoint nosuch", "not a checkpoint directory"),
     _c("tracevla-bench policy --tasks put_ball_in_box", "not a task of"),
+    _c(f"tracevla-bench policy --backend pixelvla --prompt affordance --affordance-checkpoint "
+       f"{T}/nonexist --episodes 1", "--affordance-checkpoint", note="missing affordance model"),
+    _c("tracevla-bench policy --backend pixelvla --prompt affordance --affordance-points -1",
+       "--affordance-points", note="negative point count"),
     _c("tracevla-bench loop --seconds 0", "--seconds"),
     _c("tracevla-bench loop --seconds nan", "not finite"),
     _c("tracevla-bench loop --warmup -1", "--warmup"),
