@@ -157,6 +157,21 @@ def test_chunk_execution_first_k_and_ensemble() -> None:
     assert c.counts["chunk_ignored"] == 1 and c.action_time == 0.1  # the watchdog sees it
     assert c.step(now=0.2) is not None and c.pending == 0
     assert c.push_action(step * 3, 3, 7, now=0.3) == 3
+    # with settle_s: the next chunk must come from a frame taken once the last step was
+    # reached (sent at 0.4 + 0.1 s); an older one is skipped, for FRESH_WAIT_S at most
+    from tracevla_ros.control.arm_controller import FRESH_WAIT_S
+
+    c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
+                      cfg.chunk_config(), settle_s=0.1)
+    c.update_state(c.spec.home_q, now=0.0)
+    assert c.push_action(step * 2, 2, 7, now=0.0, stamp=0.0) == 2
+    assert c.step(now=0.2) is not None and c.step(now=0.4) is not None and c.pending == 0
+    assert c.push_action(step * 2, 2, 7, now=0.45, stamp=0.45) == 0  # planned mid-step
+    assert c.counts["chunk_stale"] == 1
+    assert c.push_action(step * 2, 2, 7, now=0.56, stamp=0.5) == 2  # from the settled arm
+    c.step(now=0.6), c.step(now=0.8)
+    late = 0.95 + FRESH_WAIT_S  # no fresh frame for that long: an older chunk is taken
+    assert c.push_action(step * 2, 2, 7, now=late, stamp=0.85) == 2
     cfg = WidowXControllerConfig(chunk_execution="ensemble", ensemble_m=0.0)
     c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
                       cfg.chunk_config())

@@ -89,6 +89,7 @@ class WaypointPlan:
 
 
 _ALL_STEPS = 1_000_000  # first_k with this k: every step of a chunk (until replaced)
+FRESH_WAIT_S = 1.0  # s, first_k: how long a chunk planned before the last step was reached is skipped
 
 
 class ArmController:
@@ -106,7 +107,7 @@ class ArmController:
     def __init__(self, spec: RobotSpec, safety: SafetyConfig,
                  hysteresis: HysteresisConfig | None = None,
                  ik_options: IKOptions | None = None,
-                 execution: ChunkConfig | None = None) -> None:
+                 execution: ChunkConfig | None = None, settle_s: float = 0.0) -> None:
         self.spec = spec
         self.safety = safety
         self.kin = ArmKinematics(spec, ik_options or IKOptions(restarts=1))
@@ -124,6 +125,11 @@ class ArmController:
         execution = execution or ChunkConfig(k=_ALL_STEPS)
         self._pending = ChunkExecutor(execution)
         self._commit = execution.mode == "first_k" and execution.k < _ALL_STEPS
+        # first_k with k steps: a new chunk must be planned from a frame taken once the last
+        # step of the previous one has been reached (its send time + settle_s), as the bench
+        # plans after the step; an older one is skipped, for FRESH_WAIT_S at most
+        self._settle_s = float(settle_s)
+        self._settled_at: float | None = None
         self.steps_done = 0
 
     # --- inputs ---------------------------------------------------------------
@@ -133,13 +139,15 @@ class ArmController:
         self.state_time = now
 
     def push_action(self, values: Sequence[float] | np.ndarray, chunk_length: int,
-                    action_dim: int, now: float) -> int:
+                    action_dim: int, now: float, stamp: float | None = None) -> int:
         """Queue an ``ee_delta_7d`` chunk; returns its length, or 0 when it is not used.
 
         Default execution: it replaces any unexecuted steps. ``first_k`` with a step count
         k (``chunk_steps``): a chunk arriving while steps of the last one remain is not
-        used (the k steps are executed open loop, then the next chunk is taken);
-        ``ensemble``: it joins the stored chunks.
+        used (the k steps are executed open loop, then the next chunk is taken), nor one
+        whose frame (``stamp``, the clock of ``now``) was taken before the last step was
+        reached, for up to ``FRESH_WAIT_S`` after that; ``ensemble``: it joins the stored
+        chunks.
 
         Raises ActionError for malformed chunks (the caller logs and counts it).
         """
@@ -149,6 +157,10 @@ class ArmController:
             # first_k with chunk_steps k: the k steps of the current chunk run to the end
             # (as tracevla-bench policy --k runs them); the new chunk is not used
             self.counts["chunk_ignored"] += 1
+            return 0
+        if (self._commit and stamp is not None and self._settled_at is not None
+                and stamp < self._settled_at and now - self._settled_at < FRESH_WAIT_S):
+            self.counts["chunk_stale"] += 1  # planned before the arm got where it is
             return 0
         self._pending.add(np.asarray(chunk))  # first_k: replaces the unexecuted steps
         return len(chunk)
@@ -206,6 +218,8 @@ class ArmController:
         recs += cmd.interventions
         self._record(recs)
         self.steps_done += 1
+        if self._commit and not self._pending.has_action():
+            self._settled_at = now + self._settle_s
         return StepOutput(cmd, gripper_open, self.spec.gripper_position(float(gripper_open)),
                           ee_target, ik_ok, tuple(recs))
 

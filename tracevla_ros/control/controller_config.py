@@ -189,6 +189,10 @@ class WidowXControllerConfig(ArmSafetyParams):
                                 "trajectory_time_s", unit="m/s")
     max_rot_speed: float = param(3.0, "ee rotation speed limit within trajectory_time_s",
                                  unit="rad/s")
+    max_joint_step: float = param(0.3, "largest joint change per command (a 0.3 rad ee rotation "
+                                  "step turns a wrist joint about as much)", unit="rad")
+    velocity_scale: float = param(1.0, "x the URDF joint speed limits (pi rad/s) as the "
+                                  "per-second joint limit, within trajectory_time_s")
 
     def __post_init__(self) -> None:
         _check_robot(self.robot)

@@ -34,7 +34,7 @@ from tracevla_ros.control.action import ActionError
 from tracevla_ros.control.arm_controller import ArmController, StepOutput
 from tracevla_ros.control.safety import Intervention
 from tracevla_ros.msg import PolicyAction
-from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config
+from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, stamp_to_sec
 from tracevla_ros.robots import RobotSpec, get_robot
 
 
@@ -85,7 +85,7 @@ class ArmControllerNodeBase(Node):
                               f"{' or '.join(self.ROBOTS)} only; start the controller node of "
                               f"'{self.spec.name}' instead")
         self.core = ArmController(self.spec, cfg.safety_config(self.spec), cfg.hysteresis(),
-                                  cfg.ik_options(), cfg.chunk_config())
+                                  cfg.ik_options(), cfg.chunk_config(), settle_s=cfg.point_time_s)
         self._lock = threading.Lock()  # the core is shared by the two callback groups
         self._names = list(self.spec.ros_joint_names)
         self._index: list[int] | None = None
@@ -199,7 +199,7 @@ class ArmControllerNodeBase(Node):
                 return
             try:
                 used = self.core.push_action(msg.values, msg.chunk_length, msg.action_dim,
-                                             self._now())
+                                             self._now(), stamp_to_sec(msg.header.stamp))
             except ActionError as exc:
                 self.core.counts["bad_action"] += 1
                 self.get_logger().error(f"action rejected: {exc}", throttle_duration_sec=2.0)
