@@ -213,6 +213,8 @@ CASES = [
        f"{T}/nonexist --episodes 1", "--affordance-checkpoint", note="missing affordance model"),
     _c("tracevla-bench policy --backend pixelvla --prompt affordance --affordance-points -1",
        "--affordance-points", note="negative point count"),
+    _c("tracevla-bench policy --backend pixelvla --controller --k 4", "--controller runs chunks",
+       note="--k with the controller's own chunk execution"),
     _c("tracevla-bench loop --seconds 0", "--seconds"),
     _c("tracevla-bench loop --seconds nan", "not finite"),
     _c("tracevla-bench loop --warmup -1", "--warmup"),

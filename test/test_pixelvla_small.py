@@ -252,6 +252,20 @@ def test_bench_affordance_prompt_comes_from_the_affordance_model(
     assert not aff["tasks"]["lift_cube"]["errors"]
 
 
+def test_bench_through_the_controller_core(mini: tuple[Path, Path, Path]) -> None:
+    """--controller: the steps go through widowx_controller_node's core with the YAML's
+    chunk_steps (8) and trajectory_time_s (0.1 s): one query per 8 executed steps."""
+    from tracevla_ros.bench.policy import main
+
+    out = main(["--backend", "pixelvla", "--checkpoint", str(mini[1]), "--episodes", "1",
+                "--tasks", "lift_cube", "--prompt", "gt", "--prompt-kind", "box", "--controller"])
+    c = out["checkpoints"]["prompt"]
+    assert c["execution"] == "controller first_8, trajectory 0.1 s"
+    t = c["tasks"]["lift_cube"]
+    assert not t["errors"] and 1 <= t["mean_length"] <= 40
+    assert c["latency_ms"]["policy_infer"]["n"] == -(-int(t["mean_length"]) // 8)
+
+
 def test_trainer_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tracevla_ros.tools.train_pixelvla_small import main as train
 

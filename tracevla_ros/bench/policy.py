@@ -151,20 +151,95 @@ class AffordancePrompt:
         return self._prompt
 
 
+class DirectExecution:
+    """The simulator executes each action itself (``SimEnv.step_ee_delta``: its IK, the
+    joint targets set at once, the gripper value as given), chunks run by ``execution``."""
+
+    label = "direct"
+
+    def __init__(self, execution: ChunkConfig | None = None) -> None:
+        self.execution = execution or ChunkConfig()
+
+    def reset(self, env: SimEnv) -> None:
+        self._ex = ChunkExecutor(self.execution)
+
+    def needs_chunk(self) -> bool:
+        return self._ex.needs_chunk()
+
+    def add(self, values: np.ndarray) -> None:
+        self._ex.add(values)
+
+    def step(self, env: SimEnv) -> None:
+        env.step_ee_delta(self._ex.next_action())
+
+
+class ControllerExecution:
+    """Each step the way the ROS graph executes it: ``widowx_controller_node``'s core
+    (``control.arm_controller.ArmController``: its chunk execution, IK from the measured
+    joints, safety filters, gripper hysteresis) with the node's parameters, and the joint
+    target reached by linear interpolation in ``trajectory_time_s`` then held for the rest of
+    ``step_period_s``, as sim_node executes a one-point JointTrajectory. A chunk is asked
+    for whenever the core takes one, planned from the frame of that moment; in the graph the
+    policy's other chunks arrive every period meanwhile, so the watchdog never fires."""
+
+    label = "controller"
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def reset(self, env: SimEnv) -> None:
+        from tracevla_ros.control.arm_controller import ArmController
+
+        spec = env.robot.spec
+        self.core = ArmController(spec, self.cfg.safety_config(spec), self.cfg.hysteresis(),
+                                  self.cfg.ik_options(), self.cfg.chunk_config(),
+                                  settle_s=self.cfg.point_time_s)
+        self.t = 0.0
+        self.core.update_state(env.joint_positions(), self.t)
+
+    def needs_chunk(self) -> bool:
+        return not self.core.commits_chunks or self.core.pending == 0
+
+    def add(self, values: np.ndarray) -> None:
+        v = np.asarray(values, np.float32)
+        self.core.push_action(v.ravel(), v.shape[0], v.shape[1], self.t, self.t)
+
+    def step(self, env: SimEnv) -> None:
+        core = self.core
+        core.update_state(env.joint_positions(), self.t)
+        core.action_time = self.t
+        out = core.step(self.t)
+        q0 = env.joint_targets()
+        q1 = out.command.q if out is not None and out.command.q is not None else q0
+        grip = 1.0 if core.gripper.is_open else 0.0
+        n = env.substeps
+        ramp = max(1, round(n * self.cfg.point_time_s / self.cfg.step_period_s))
+        done = 0
+        for i in range(1, 11):  # ten slices of the step, the target interpolated over ramp
+            k = (n * i) // 10 - done
+            env.set_joint_targets(q0 + (q1 - q0) * min(1.0, (n * i / 10) / ramp), grip)
+            env.advance(k)
+            done += k
+        self.t += self.cfg.step_period_s
+
+
 def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker | None, seed: int,
                 lat_policy: list[float], lat_tracker: list[float],
                 prompt: GroundTruthPrompt | AffordancePrompt | None = None,
-                execution: ChunkConfig | None = None) -> dict[str, Any]:
+                execution: ChunkConfig | None = None,
+                execute: DirectExecution | ControllerExecution | None = None) -> dict[str, Any]:
     """One closed-loop episode; returns success, steps, valid-trace steps, error.
 
     ``tracker`` None: no trace (prompt-based backends); ``prompt``: where each query's
     visual prompt comes from (None: no prompt); ``execution``: how the returned chunks run
-    (default: the first action of a new chunk every step)."""
+    (default: the first action of a new chunk every step); ``execute``: who executes them
+    (default: the simulator itself, ``DirectExecution(execution)``)."""
     env.reset(seed)
     if tracker is not None:
         tracker.reset("new episode")
     policy.reset()
-    executor = ChunkExecutor(execution or ChunkConfig())
+    executor = execute or DirectExecution(execution)
+    executor.reset(env)
     if prompt is not None:
         prompt.reset(seed)
     draw = tracker.config.draw_length if tracker is not None else 0
@@ -191,7 +266,7 @@ def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker | None, se
                 return {"success": False, "steps": step, "valid": valid, "error": str(exc)}
             lat_policy.append((time.perf_counter() - t1) * 1e3)
             executor.add(chunk.values)
-        env.step_ee_delta(executor.next_action())
+        executor.step(env)
         if env.success():
             return {"success": True, "steps": step + 1, "valid": valid, "error": ""}
     return {"success": False, "steps": env.task.max_steps, "valid": valid, "error": ""}
@@ -200,7 +275,8 @@ def run_episode(env: SimEnv, policy: Any, tracker: IncrementalTracker | None, se
 def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: TrackerConfig,
              bar: Any, backend: str = "local",
              prompt: GroundTruthPrompt | AffordancePrompt | None = None,
-             execution: ChunkConfig | None = None) -> dict[str, Any]:
+             execution: ChunkConfig | None = None,
+             execute: ControllerExecution | None = None) -> dict[str, Any]:
     policy: Any
     if backend == "pixelvla":
         from tracevla_ros.policy.pixelvla_small.backend import PixelVLAPolicy
@@ -225,7 +301,7 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
         results = []
         for s in seeds:
             results.append(run_episode(env, policy, tracker, s, lat_p, lat_t, prompt,
-                                       execution))
+                                       execution, execute))
             bar.update(1)
         env.close()
         wins = sum(r["success"] for r in results)
@@ -256,7 +332,9 @@ def evaluate(checkpoint: str, tasks: list[str], seeds: list[int], tracker_cfg: T
     return {
         "path": str(policy.checkpoint.path), "backend": backend,
         "use_trace": bool(getattr(policy, "use_trace", False)), **extra,
-        "execution": (execution or ChunkConfig()).label(),
+        "execution": (f"controller {execute.cfg.chunk_config().label()}, trajectory "
+                      f"{execute.cfg.point_time_s} s" if execute is not None
+                      else (execution or ChunkConfig()).label()),
         "parameters": int(sum(p.numel() for p in policy.checkpoint.model.parameters())),
         "size_bytes": int(sum(f.stat().st_size for f in Path(policy.checkpoint.path).glob("*")
                               if f.name in ("model.safetensors", "config.json"))),
@@ -294,7 +372,13 @@ def main(argv: list[str]) -> dict:
     ap.add_argument("--exec", dest="exec_mode", choices=("first_k", "ensemble"), default="first_k",
                     help="chunk execution: the first --k actions then re-plan, or temporal "
                          "ensembling")
-    ap.add_argument("--k", type=int_range(1, 64), default=1, help="first_k: actions per chunk")
+    ap.add_argument("--k", type=int_range(1, 64), default=None,
+                    help="first_k: actions per chunk (default 1)")
+    ap.add_argument("--controller", action="store_true",
+                    help="execute through widowx_controller_node's core with its --params "
+                         "section (chunk_steps, IK, safety filters, gripper hysteresis, "
+                         "trajectory_time_s), as the ROS graph does, instead of the simulator's "
+                         "own step; --exec/--k are then the controller's")
     ap.add_argument("--ensemble-m", type=finite_float(ge=0, le=10), default=0.1,
                     help="ensemble: weight exp(-m i), i = 0 the oldest prediction")
     ap.add_argument("--baseline", default="widowx_notrace",
@@ -330,7 +414,15 @@ def main(argv: list[str]) -> dict:
     params = args.params or config_dir() / "widowx.yaml"
     tracker_cfg = load_node_config(TrackerConfig, params, "tracker_node")
     seeds = [args.seed_offset + i for i in range(args.episodes)]
-    execution = ChunkConfig(mode=args.exec_mode, k=args.k, ensemble_m=args.ensemble_m)
+    execution = ChunkConfig(mode=args.exec_mode, k=args.k or 1, ensemble_m=args.ensemble_m)
+    execute = None
+    if args.controller:
+        from tracevla_ros.control.controller_config import WidowXControllerConfig
+
+        require(args.k is None and args.exec_mode == "first_k", "--controller runs chunks as "
+                "the controller does (chunk_execution, chunk_steps in --params): drop --exec/--k")
+        execute = ControllerExecution(load_node_config(WidowXControllerConfig, params,
+                                                       "widowx_controller_node"))
     runs: dict[str, tuple[str, Any]] = {}  # name -> (checkpoint, prompt source)
     if pixel:
         if args.prompt == "affordance":
@@ -349,7 +441,8 @@ def main(argv: list[str]) -> dict:
     out: dict[str, Any] = {}
     for name, (ck, source) in runs.items():
         bar.set_description(f"policy episodes ({name})")
-        out[name] = evaluate(ck, tasks, seeds, tracker_cfg, bar, args.backend, source, execution)
+        out[name] = evaluate(ck, tasks, seeds, tracker_cfg, bar, args.backend, source, execution,
+                             execute)
     bar.close()
     result: dict[str, Any] = {
         "benchmark": "policy", "robot": ROBOT, "episodes_per_task": args.episodes,
