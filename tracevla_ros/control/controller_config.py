@@ -182,9 +182,6 @@ class WidowXControllerConfig(ArmSafetyParams):
     chunk_steps: int = param(8, "first_k: steps executed per chunk, open loop (chunks arriving "
                              "meanwhile are not used); 0 = all of them until the next chunk "
                              "replaces them; 8 = PixelVLA's whole chunk")
-    workspace_min: tuple[float, ...] = param((0.10, -0.30, 0.01), "ee workspace box lower corner "
-                                             "(the ee point is 0.015 m up grasping a 3 cm cube)",
-                                             unit="m")
     max_ee_speed: float = param(0.5, "ee translation speed limit within a step's "
                                 "trajectory_time_s", unit="m/s")
     max_rot_speed: float = param(3.0, "ee rotation speed limit within trajectory_time_s",
