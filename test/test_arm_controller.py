@@ -172,6 +172,12 @@ def test_chunk_execution_first_k_and_ensemble() -> None:
     c.step(now=0.6), c.step(now=0.8)
     late = 0.95 + FRESH_WAIT_S  # no fresh frame for that long: an older chunk is taken
     assert c.push_action(step * 2, 2, 7, now=late, stamp=0.85) == 2
+    # a one-action policy under chunk_steps: its action is used at once, however old its frame
+    c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
+                      cfg.chunk_config(), settle_s=0.1)
+    c.update_state(c.spec.home_q, now=0.0)
+    assert c.push_action(step, 1, 7, now=0.0, stamp=0.0) == 1 and c.step(now=0.0) is not None
+    assert c.push_action(step, 1, 7, now=0.05, stamp=0.01) == 1 and c.counts["chunk_stale"] == 0
     cfg = WidowXControllerConfig(chunk_execution="ensemble", ensemble_m=0.0)
     c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
                       cfg.chunk_config())

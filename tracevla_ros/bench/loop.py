@@ -198,6 +198,9 @@ def main(argv: list[str]) -> dict[str, Any]:
                     help="seconds after the loop's first output before measuring")
     ap.add_argument("--launch", action="store_true",
                     help="one process per node (the launch file's layout) instead of tracevla-demo")
+    ap.add_argument("--policy", choices=("", "pixelvla", "local"), default="",
+                    help="widowx: the policy ('' = the demo's default, pixelvla; local = the "
+                         "trace-prompted network, one action per step)")
     ap.add_argument("--hog", type=int_range(0, 64), default=0,
                     help="CPU-bound processes kept running meanwhile (1 = one core busy)")
     ap.add_argument("--start-timeout", type=finite_float(gt=0, le=3600), default=240.0,
@@ -231,7 +234,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     env.setdefault("MUJOCO_GL", "egl")
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     robot = args.robot
-    params = demo_params(robot)
+    require(not args.policy or robot == "widowx", f"--policy {args.policy}: widowx only")
+    params = demo_params(robot, policy=args.policy)
     # the recording goes to the work dir: set in the node's own section (a ``-p`` on the command
     # line would lose to it; rcl lets a params file's node section win over the wildcard)
     params.setdefault("recorder_node", {"ros__parameters": {}})["ros__parameters"]["output"] = \
@@ -257,6 +261,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 procs.append(start_process(spec.name, cmd, work, env))
         else:
             cmd = [sys.executable, "-m", "tracevla_ros.tools.demo", "--robot", robot,
+                   *(["--policy", args.policy] if args.policy else []),
                    "--steps", "100000", "--rounds", "1000", "--out", str(work / "demo"),
                    "--timeout", str(args.start_timeout + args.warmup + args.seconds + 600)]
             procs.append(start_process("tracevla-demo", cmd, work, env))
@@ -312,6 +317,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "benchmark": "loop", "robot": robot,
         "layout": "one process per node (launch graph)" if args.launch else "tracevla-demo (one process)",
+        "policy": str(node_values(params, "policy_node").get("backend", "")) if robot == "widowx"
+        else "tracegen",
         "seconds": round(t_end - t_start, 2), "warmup_s": args.warmup, "hog_processes": args.hog,
         "load_average_1min": round(load[0], 2),
         "topics": topics,

@@ -131,6 +131,9 @@ class ArmController:
         self._settle_s = float(settle_s)
         self._settled_at: float | None = None
         self.steps_done = 0
+        # reaction latency: frame stamp of each used action/chunk -> its first step [s]
+        self.reaction_s: collections.deque[float] = collections.deque(maxlen=500)
+        self._used_stamp: float | None = None
 
     # --- inputs ---------------------------------------------------------------
     def update_state(self, q: Sequence[float] | np.ndarray, now: float) -> None:
@@ -144,9 +147,10 @@ class ArmController:
 
         Default execution: it replaces any unexecuted steps. ``first_k`` with a step count
         k (``chunk_steps``): a chunk arriving while steps of the last one remain is not
-        used (the k steps are executed open loop, then the next chunk is taken), nor one
-        whose frame (``stamp``, the clock of ``now``) was taken before the last step was
-        reached, for up to ``FRESH_WAIT_S`` after that; ``ensemble``: it joins the stored
+        used (the k steps are executed open loop, then the next chunk is taken), nor a
+        chunk of several steps whose frame (``stamp``, the clock of ``now``) was taken
+        before the last step was reached, for up to ``FRESH_WAIT_S`` after that (a
+        one-action policy's action is used at once); ``ensemble``: it joins the stored
         chunks.
 
         Raises ActionError for malformed chunks (the caller logs and counts it).
@@ -158,11 +162,12 @@ class ArmController:
             # (as tracevla-bench policy --k runs them); the new chunk is not used
             self.counts["chunk_ignored"] += 1
             return 0
-        if (self._commit and stamp is not None and self._settled_at is not None
+        if (self._commit and len(chunk) > 1 and stamp is not None and self._settled_at is not None
                 and stamp < self._settled_at and now - self._settled_at < FRESH_WAIT_S):
             self.counts["chunk_stale"] += 1  # planned before the arm got where it is
             return 0
         self._pending.add(np.asarray(chunk))  # first_k: replaces the unexecuted steps
+        self._used_stamp = stamp
         return len(chunk)
 
     @property
@@ -218,6 +223,9 @@ class ArmController:
         recs += cmd.interventions
         self._record(recs)
         self.steps_done += 1
+        if self._used_stamp is not None:
+            self.reaction_s.append(now - self._used_stamp)
+            self._used_stamp = None
         if self._commit and not self._pending.has_action():
             self._settled_at = now + self._settle_s
         return StepOutput(cmd, gripper_open, self.spec.gripper_position(float(gripper_open)),

@@ -33,6 +33,7 @@ from tracevla_ros.config import ConfigError
 from tracevla_ros.control.action import ActionError
 from tracevla_ros.control.arm_controller import ArmController, StepOutput
 from tracevla_ros.control.safety import Intervention
+from tracevla_ros.loopstats import percentiles
 from tracevla_ros.msg import PolicyAction
 from tracevla_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS, declare_config, stamp_to_sec
 from tracevla_ros.robots import RobotSpec, get_robot
@@ -63,6 +64,9 @@ def diagnostics_msg(node: Node, core: ArmController, extra: dict[str, str]) -> D
         f"holding: {extra['hold_reason']}" if extra.get("hold_reason", "none") != "none"
         else "running")
     kv = {"estop_latched": str(core.estop.latched), "steps": str(core.steps_done), **extra}
+    react = percentiles(list(core.reaction_s))  # frame of a used action/chunk -> its first step
+    if react.get("n"):
+        kv.update({"reaction_ms.p50": str(react["p50_ms"]), "reaction_ms.p95": str(react["p95_ms"])})
     kv.update({f"interventions.{k}": str(v) for k, v in sorted(core.counts.items())})
     st.values = [KeyValue(key=k, value=v) for k, v in kv.items()]
     out = DiagnosticArray(status=[st])
@@ -207,10 +211,11 @@ class ArmControllerNodeBase(Node):
             self._holding = False
             self._hold_reason = ""
             # A new action replaces the running one at once (the next tick sends it); a new
-            # chunk under chunk_steps starts when the last step of the previous one has had
-            # its step_period_s, as in tracevla-bench policy --k: sent earlier, it would cut
-            # that step short and the speed limits, scaled by the time since it, would clip it.
-            if used and not self.core.commits_chunks:
+            # chunk of several steps under chunk_steps starts when the last step of the
+            # previous one has had its step_period_s, as in tracevla-bench policy --k: sent
+            # earlier, it would cut that step short and the speed limits, scaled by the time
+            # since it, would clip it.
+            if used and not (self.core.commits_chunks and msg.chunk_length > 1):
                 self._next_step_t = 0.0
         self._on_control_tick()
 

@@ -57,6 +57,7 @@ from tracevla_ros.cli import (
     write_text_atomic,
 )
 from tracevla_ros.config import config_dir, load_params_file, node_params
+from tracevla_ros.loopstats import percentiles
 from tracevla_ros.policy.prompt import PROMPT_KINDS
 from tracevla_ros.stopping import StopRequest, install_stop_signals
 from tracevla_ros.tools.demo_stats import timing_report
@@ -280,7 +281,8 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
         # policy None: the YAML's backend
         policy = PolicyNode(policy=scripted, context=ctx, cli_args=node_args["policy_node"])
         nodes.append(policy)
-        nodes.append(controller_cls(context=ctx, cli_args=node_args[_CONTROLLER[args.robot]]))
+        controller = controller_cls(context=ctx, cli_args=node_args[_CONTROLLER[args.robot]])
+        nodes.append(controller)
         if args.prompt == "affordance":
             from tracevla_ros.nodes.affordance_node import AffordanceNode
 
@@ -328,6 +330,12 @@ def _run(args: argparse.Namespace, params: dict[str, Any], params_file: Path) ->
             "trace_valid_ratio": monitor.trace_valid_ratio(),
             "topics": _topic_stats(recorder),
             "latency": monitor.clock.summary(),
+            # the controller's own view: frame of each action/chunk it used -> its first arm
+            # command (with 8-step chunks the observer's end_to_end pairs each command with
+            # the newest action, used or not), and what its filters did
+            "controller": {"reaction": percentiles(list(controller.core.reaction_s)),
+                           "steps": controller.core.steps_done,
+                           "interventions": dict(sorted(controller.core.counts.items()))},
             "outputs": {"overlay": "overlay.mp4", "bag": "bag", "params": "params.yaml"},
         }
     finally:
