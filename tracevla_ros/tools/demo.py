@@ -198,12 +198,11 @@ def _check_checkpoint(policy: str, checkpoint: str) -> None:
     require(path.is_dir() and (path / CONFIG_FILE).is_file(),
             f"--checkpoint '{checkpoint}': {path} is not a checkpoint directory (no "
             f"{CONFIG_FILE}); give one written by {trainer} or a shipped name")
-    if policy == "pixelvla":
-        from tracevla_ros.policy.pixelvla_small.checkpoint import read_configs
-    else:
-        from tracevla_ros.policy.local.checkpoint import read_configs
+    from tracevla_ros.policy.local.checkpoint import read_configs as read_local
+    from tracevla_ros.policy.pixelvla_small.checkpoint import read_configs as read_pixel
+
     try:
-        read_configs(path)
+        (read_pixel if policy == "pixelvla" else read_local)(path)
     except CheckpointError as exc:
         raise UsageError(f"--checkpoint '{checkpoint}' (--policy {policy}): {exc}") from None
 
