@@ -53,7 +53,7 @@ def test_demo_bag_becomes_a_dataset_that_tracevla_train_trains_on(demo_bag: Path
     (ep_dir,) = list_episodes(data)
     ep = load_episode(ep_dir)
     assert len(ep) == len(stamps) >= 15
-    assert ep.instruction == run.instructions[0][1] == "put the carrot on the plate"
+    assert ep.instruction == run.instructions[0][1] == "pick up the cube"  # the demo's default task, lift_target_cube
     np.testing.assert_array_equal(ep.actions, np.stack([run.actions[s].values[0] for s in stamps]))
     np.testing.assert_array_equal(ep.rgb[0], frames[stamps[0]])
     np.testing.assert_array_equal(ep.rgb[-1], frames[stamps[-1]])
