@@ -146,3 +146,18 @@ def test_expert_success_rate_20_seeds(robot: str, task: str) -> None:
     env = SimEnv(robot=robot, task=task, seed=0)
     wins = sum(run_expert_episode(env, seed)[0] for seed in range(20))
     assert wins >= 18, f"{task}: {wins}/20 < 90%"
+
+
+def test_command_vector_is_what_ros_controllers_command(widowx: SimEnv) -> None:
+    """command_vector: arm targets [rad] then the finger [m]; set_command_vector inverts it."""
+    s = widowx.robot.spec
+    q = np.asarray(s.home_q, np.float64) + 0.05
+    widowx.set_joint_targets(q, 0.25)
+    v = widowx.command_vector()
+    assert v.shape == (s.dof + 1,)
+    np.testing.assert_allclose(v[: s.dof], np.clip(q, s.lower, s.upper))
+    assert v[s.dof] == pytest.approx(s.gripper_position(0.25))
+    widowx.set_joint_targets(s.home_q, 1.0)
+    widowx.set_command_vector(v)
+    np.testing.assert_allclose(widowx.command_vector(), v)
+    assert widowx.gripper_command == pytest.approx(0.25)

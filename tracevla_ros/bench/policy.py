@@ -176,11 +176,12 @@ class DirectExecution:
 class ControllerExecution:
     """Each step the way the ROS graph executes it: ``widowx_controller_node``'s core
     (``control.arm_controller.ArmController``: its chunk execution, IK from the measured
-    joints, safety filters, gripper hysteresis) with the node's parameters, and the joint
-    target reached by linear interpolation in ``trajectory_time_s`` then held for the rest of
-    ``step_period_s``, as sim_node executes a one-point JointTrajectory. A chunk is asked
-    for whenever the core takes one, planned from the frame of that moment; in the graph the
-    policy's other chunks arrive every period meanwhile, so the watchdog never fires."""
+    joints, safety filters, gripper hysteresis) with the node's parameters, its arm and
+    gripper targets sent as one-point trajectories reached in ``trajectory_time_s`` (the
+    gripper only when it changes, as the node sends it), and those executed by sim_node's
+    own ``CommandArbiter`` at sim_node's physics tick. A chunk is asked for whenever the
+    core takes one, planned from the frame of that moment; in the graph the policy's other
+    chunks arrive every period meanwhile, so the watchdog never fires."""
 
     label = "controller"
 
@@ -189,11 +190,19 @@ class ControllerExecution:
 
     def reset(self, env: SimEnv) -> None:
         from tracevla_ros.control.arm_controller import ArmController
+        from tracevla_ros.nodes.sim_config import SimNodeConfig
+        from tracevla_ros.sim.trajectory import CommandArbiter
 
         spec = env.robot.spec
         self.core = ArmController(spec, self.cfg.safety_config(spec), self.cfg.hysteresis(),
                                   self.cfg.ik_options(), self.cfg.chunk_config(),
                                   settle_s=self.cfg.point_time_s)
+        self._names = [*spec.ros_joint_names, spec.gripper_joints[0]]  # sim_node's vector
+        self._arbiter = CommandArbiter(self._names)
+        self._gripper_sent: bool | None = None
+        tick_hz = SimNodeConfig.physics_rate_hz  # sim_node's default physics tick
+        self._substeps = max(1, round(1.0 / (tick_hz * env.model.opt.timestep)))
+        self._ticks = max(1, round(self.cfg.step_period_s * tick_hz))
         self.t = 0.0
         self.core.update_state(env.joint_positions(), self.t)
 
@@ -205,21 +214,24 @@ class ControllerExecution:
         self.core.push_action(v.ravel(), v.shape[0], v.shape[1], self.t, self.t)
 
     def step(self, env: SimEnv) -> None:
-        core = self.core
+        core, dof = self.core, env.robot.spec.dof
         core.update_state(env.joint_positions(), self.t)
         core.action_time = self.t
         out = core.step(self.t)
-        q0 = env.joint_targets()
-        q1 = out.command.q if out is not None and out.command.q is not None else q0
-        grip = 1.0 if core.gripper.is_open else 0.0
-        n = env.substeps
-        ramp = max(1, round(n * self.cfg.point_time_s / self.cfg.step_period_s))
-        done = 0
-        for i in range(1, 11):  # ten slices of the step, the target interpolated over ramp
-            k = (n * i) // 10 - done
-            env.set_joint_targets(q0 + (q1 - q0) * min(1.0, (n * i / 10) / ramp), grip)
-            env.advance(k)
-            done += k
+        if out is not None and out.command.send and out.command.q is not None:
+            point = [self.cfg.point_time_s]
+            self._arbiter.add_trajectory("arm", self._names[:dof], point,
+                                         [list(out.command.q)], env.command_vector(), env.sim_time)
+            if out.gripper_open != self._gripper_sent:
+                self._arbiter.add_trajectory("gripper", self._names[dof:], point,
+                                             [[out.gripper_position]], env.command_vector(),
+                                             env.sim_time)
+                self._gripper_sent = out.gripper_open
+        for _ in range(self._ticks):  # sim_node's tick: sample the plans, then the physics
+            cmd = self._arbiter.sample(env.command_vector(), env.sim_time)
+            if cmd is not None:
+                env.set_command_vector(cmd)
+            env.advance(self._substeps)
         self.t += self.cfg.step_period_s
 
 

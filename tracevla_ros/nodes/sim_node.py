@@ -371,7 +371,7 @@ class SimNode(Node):
             plan = self._arbiter.add_trajectory(
                 self.cfg.arm_controller, names,
                 [_duration_s(p.time_from_start) for p in traj.points],
-                [list(p.positions) for p in traj.points], self._command_vector(), env.sim_time)
+                [list(p.positions) for p in traj.points], env.command_vector(), env.sim_time)
         except TrajectoryError as exc:
             self._finish_goal(handle, "abort", INVALID_GOAL, str(exc))
             return
@@ -495,10 +495,6 @@ class SimNode(Node):
     def _now(self) -> float:
         return self._sim_offset + self.env.sim_time
 
-    def _command_vector(self) -> np.ndarray:
-        s = self.env.robot.spec
-        return np.concatenate([self.env.joint_targets(), [s.gripper_position(self.env.gripper_command)]])
-
     def _apply_commands(self) -> None:
         env, s, arb = self.env, self.env.robot.spec, self._arbiter
         if self._reflex:  # commands are ignored until error recovery
@@ -510,7 +506,7 @@ class SimNode(Node):
                 arb.add_trajectory(
                     ctrl, list(msg.joint_names),
                     [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points],
-                    [list(p.positions) for p in msg.points], self._command_vector(), env.sim_time)
+                    [list(p.positions) for p in msg.points], env.command_vector(), env.sim_time)
             except TrajectoryError as exc:
                 self.get_logger().error(f"/{ctrl}/joint_trajectory rejected, holding position: {exc}")
         if self._pending_group is not None:
@@ -527,10 +523,9 @@ class SimNode(Node):
                 env.set_joint_targets(env.joint_targets(), g)
             else:
                 self.get_logger().error(f"gripper_command must be finite in [0, 1], got {g}")
-        cmd = arb.sample(self._command_vector(), env.sim_time)
+        cmd = arb.sample(env.command_vector(), env.sim_time)
         if cmd is not None:
-            span = s.gripper_open - s.gripper_closed
-            env.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed) / span)
+            env.set_command_vector(cmd)
 
     def _ticks_due(self) -> int:
         """Physics ticks to run now so that sim time keeps pace with wall time: 1 normally,

@@ -209,6 +209,18 @@ class SimEnv:
         """Last commanded openness in [0, 1]."""
         return self._gripper_cmd
 
+    def command_vector(self) -> np.ndarray:
+        """(dof + 1,) the present command as ROS controllers see it: arm joint targets [rad],
+        then the actuated finger joint [m] (``sim.trajectory.CommandArbiter``'s vector)."""
+        s = self.robot.spec
+        return np.concatenate([self.joint_targets(), [s.gripper_position(self._gripper_cmd)]])
+
+    def set_command_vector(self, cmd: np.ndarray) -> None:
+        """Set actuator targets from a :meth:`command_vector`-shaped vector (no stepping)."""
+        s = self.robot.spec
+        self.set_joint_targets(cmd[: s.dof], (cmd[s.dof] - s.gripper_closed)
+                               / (s.gripper_open - s.gripper_closed))
+
     def joint_state(self) -> JointState:
         r = self.robot
         adr = np.concatenate([r.arm_qadr, r.finger_qadr])
