@@ -67,7 +67,7 @@ from tracevla_ros.config import config_dir, load_node_config
 from tracevla_ros.control.chunking import ChunkConfig, ChunkExecutor
 from tracevla_ros.policy.base import Observation, PolicyError
 from tracevla_ros.policy.prompt import PROMPT_KINDS, VisualPrompt
-from tracevla_ros.policy.prompt_sampling import sample_prompt
+from tracevla_ros.policy.prompt_sampling import episode_rng, sample_prompt
 from tracevla_ros.sim.env import SimEnv
 from tracevla_ros.sim.tasks import tasks_for_robot
 from tracevla_ros.tracking import IncrementalTracker, TrackerConfig
@@ -105,7 +105,7 @@ class GroundTruthPrompt:
         self._rng = np.random.default_rng(0)
 
     def reset(self, seed: int) -> None:
-        self._rng = np.random.default_rng([seed, 0x9B0])
+        self._rng = episode_rng(seed)
 
     def __call__(self, env: SimEnv, image: np.ndarray) -> VisualPrompt | None:
         return gt_prompt(env, self.label, self._rng)

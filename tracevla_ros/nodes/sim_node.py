@@ -58,7 +58,7 @@ from tracevla_ros.nodes.sim_config import SimNodeConfig
 from tracevla_ros.msg import VisualPrompt
 from tracevla_ros.nodes.common import (LATCHED_QOS, PROMPT_QOS, RELIABLE_QOS, SENSOR_QOS, declare_config,
                                        run_node, sec_to_stamp)
-from tracevla_ros.policy.prompt_sampling import sample_prompt
+from tracevla_ros.policy.prompt_sampling import episode_rng, sample_prompt
 from tracevla_ros.ros_prompt import prompt_to_msg
 from tracevla_ros.sim.camera import CameraIntrinsics
 from tracevla_ros.sim.env import SimEnv
@@ -579,7 +579,7 @@ class SimNode(Node):
 
     def _episode_rng(self) -> np.random.Generator:
         """The oracle prompt's sampler (points, lines), seeded by the episode's seed."""
-        return np.random.default_rng([self.env.seed, 0x9B0])
+        return episode_rng(self.env.seed)
 
     def _publish_camera(self, stamp: Any) -> None:
         intr = self.env.camera_info()

@@ -23,10 +23,16 @@ import numpy as np
 
 from tracevla_ros.policy.prompt import PROMPT_KINDS, PromptError, VisualPrompt
 
-__all__ = ["sample_prompt", "mask_box"]
+__all__ = ["sample_prompt", "mask_box", "episode_rng"]
 
 _LINE_TRIES = 20
 _LINE_SAMPLES = 16
+
+
+def episode_rng(seed: int) -> np.random.Generator:
+    """The oracle prompt's sampler for the episode of ``seed`` (sim_node and the bench draw
+    the same points and lines for the same episode)."""
+    return np.random.default_rng([seed, 0x9B0])
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

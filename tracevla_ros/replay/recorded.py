@@ -154,7 +154,7 @@ class RecordedRun:
         prompt received at or before ``t_read``, unless cleared, older than ``max_age_s`` at
         the frame (0 = no expiry), or followed by a new instruction (unless
         ``keep_on_instruction``)."""
-        i = bisect.bisect_right([x[0] for x in self.prompts], t_read) - 1
+        i = bisect.bisect_right(self.prompts, t_read, key=lambda p: p[0]) - 1
         if i < 0:
             return None
         t, p = self.prompts[i]
