@@ -141,13 +141,13 @@ def test_chunk_execution_first_k_and_ensemble() -> None:
     chunks covering a step (tracevla_ros.control.chunking)."""
     spec = get_robot("widowx250s")
     step = [0.01, 0, 0, 0, 0, 0, 1.0]
-    cfg = WidowXControllerConfig(chunk_steps=1)
+    cfg = WidowXControllerConfig(chunk_execution="first_k", chunk_steps=1)
     c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
                       cfg.chunk_config())
     c.update_state(c.spec.home_q, now=0.0)
     assert c.push_action(step * 3, 3, 7, now=0.0) == 3 and c.pending == 1
     assert c.step(now=0.01) is not None and c.step(now=0.2) is None
-    cfg = WidowXControllerConfig(chunk_steps=2)  # two steps open loop, then the next chunk
+    cfg = WidowXControllerConfig(chunk_execution="first_k", chunk_steps=2)  # two steps open loop, then the next chunk
     c = ArmController(spec, cfg.safety_config(spec), cfg.hysteresis(), cfg.ik_options(),
                       cfg.chunk_config())
     c.update_state(c.spec.home_q, now=0.0)

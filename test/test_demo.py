@@ -62,11 +62,12 @@ def test_summary_has_every_field(demo_out: Path) -> None:
         lat = s["latency"][stage]
         assert lat["n"] > 0 and 0 < lat["p50_ms"] <= lat["p95_ms"], stage
     assert 0.0 <= s["trace_valid_ratio"] <= 1.0
-    # the controller's view: 8-step chunks, each used one timed from its frame to its first step
+    # the controller's view: ACT ensembling uses every chunk as it arrives (a step each),
+    # each timed from its frame to that step
     ctl = s["controller"]
-    assert ctl["steps"] > 0 and 1 <= ctl["reaction"]["n"] <= -(-ctl["steps"] // 8) + 1
+    assert ctl["steps"] >= ctl["reaction"]["n"] >= s["steps"] - 2
     assert 0 < ctl["reaction"]["p50_ms"] <= ctl["reaction"]["p95_ms"]
-    assert ctl["interventions"].get("chunk_ignored", 0) > 0
+    assert "chunk_ignored" not in ctl["interventions"]
     # achieved vs configured rates, judged (not asserted here: they depend on the load)
     rates = s["timing"]["rates"]
     assert rates["/camera/image_raw"]["configured_hz"] == 10.0

@@ -179,9 +179,17 @@ class WidowXControllerConfig(ArmSafetyParams):
                                      "in this time, then held for the rest of the step, as the "
                                      "sim's training data steps its targets; 0 = step_period_s",
                                      unit="s")
+    chunk_execution: str = param("ensemble", "how action chunks run: ensemble = ACT temporal "
+                                 "ensembling (a step per arriving chunk, the weighted mean of "
+                                 "the stored chunks' predictions for it), first_k = the first "
+                                 "chunk_steps steps of each chunk (tracevla_ros.control.chunking)")
     chunk_steps: int = param(8, "first_k: steps executed per chunk, open loop (chunks arriving "
                              "meanwhile are not used); 0 = all of them until the next chunk "
                              "replaces them; 8 = PixelVLA's whole chunk")
+    gripper_close_below: float = param(0.4, "an open gripper closes when the policy value "
+                                       "drops below this (ensembled values are means of chunks: "
+                                       "0.05 was never reached)")
+    gripper_open_above: float = param(0.6, "a closed gripper opens when the value rises above this")
     max_ee_speed: float = param(0.5, "ee translation speed limit within a step's "
                                 "trajectory_time_s", unit="m/s")
     max_rot_speed: float = param(3.0, "ee rotation speed limit within trajectory_time_s",

@@ -95,6 +95,7 @@ class ArmControllerNodeBase(Node):
         self._index: list[int] | None = None
         self._names_seen: list[str] = []
         self._next_step_t = 0.0
+        self._chunk_paced = False  # the next step is the one an arriving action asked for
         self._gripper_sent: bool | None = None
         self._holding = False
         self._hold_reason = ""  # why the arm holds after a failed action goal ('' = it does not)
@@ -217,6 +218,7 @@ class ArmControllerNodeBase(Node):
             # since it, would clip it.
             if used and not (self.core.commits_chunks and msg.chunk_length > 1):
                 self._next_step_t = 0.0
+                self._chunk_paced = True
         self._on_control_tick()
 
     def _on_control_tick(self) -> None:
@@ -225,7 +227,12 @@ class ArmControllerNodeBase(Node):
             if not self.core.pending or now < self._next_step_t:
                 return
             out = self.core.step(now)
-            self._next_step_t = now + self.cfg.step_period_s
+            # A step an arriving action paced: the next one comes with the next action; the
+            # stored predictions (ensemble) continue on the timer only if that is half a
+            # period late, so a timer step and the action's own never land back to back.
+            late = 1.5 if self._chunk_paced and not self.core.commits_chunks else 1.0
+            self._chunk_paced = False
+            self._next_step_t = now + late * self.cfg.step_period_s
         if out is not None:
             self._send(out)
 
