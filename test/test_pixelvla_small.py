@@ -254,11 +254,29 @@ def test_bench_affordance_prompt_comes_from_the_affordance_model(
 
 def test_bench_through_the_controller_core(mini: tuple[Path, Path, Path]) -> None:
     """--controller: the steps go through widowx_controller_node's core with the YAML's
-    chunk_steps (8) and trajectory_time_s (0.1 s): one query per 8 executed steps."""
+    chunk execution (ACT ensembling) and trajectory_time_s (0.1 s): a query every step."""
     from tracevla_ros.bench.policy import main
 
     out = main(["--backend", "pixelvla", "--checkpoint", str(mini[1]), "--episodes", "1",
                 "--tasks", "lift_cube", "--prompt", "gt", "--prompt-kind", "box", "--controller"])
+    c = out["checkpoints"]["prompt"]
+    assert c["execution"] == "controller ensemble_m0.1, trajectory 0.1 s"
+    t = c["tasks"]["lift_cube"]
+    assert not t["errors"] and 1 <= t["mean_length"] <= 40
+    assert c["latency_ms"]["policy_infer"]["n"] == int(t["mean_length"])
+
+
+def test_bench_through_the_controller_core_first_k(mini: tuple[Path, Path, Path],
+                                                    tmp_path: Path, repo_root: Path) -> None:
+    """--controller with chunk_execution first_k in --params: one query per 8 executed steps."""
+    from tracevla_ros.bench.policy import main
+
+    params = tmp_path / "widowx.yaml"
+    params.write_text((repo_root / "config" / "widowx.yaml").read_text().replace(
+        "    chunk_execution: ensemble ", "    chunk_execution: first_k "))
+    out = main(["--backend", "pixelvla", "--checkpoint", str(mini[1]), "--episodes", "1",
+                "--tasks", "lift_cube", "--prompt", "gt", "--prompt-kind", "box", "--controller",
+                "--params", str(params)])
     c = out["checkpoints"]["prompt"]
     assert c["execution"] == "controller first_8, trajectory 0.1 s"
     t = c["tasks"]["lift_cube"]
